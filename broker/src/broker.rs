@@ -1,0 +1,240 @@
+//! `Broker`: the node's topics and partitions, and the operations every front end uses —
+//! the Kafka handlers, the in-process client and the maintenance tasks share this one core.
+
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, Result};
+use crate::metadata_store::{MetadataStore, TopicRecord};
+use crate::partition::Partition;
+use crate::topic_config::TopicConfig;
+use crate::topic_name::TopicName;
+use commerce_storage::PartitionLog;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use uuid::Uuid;
+
+/// Kafka's limit on partitions per topic is far higher; this guards the node against a typo
+/// creating a hundred thousand directories.
+const MAX_PARTITIONS: i32 = 10_000;
+
+pub struct Topic {
+    pub name: TopicName,
+    pub id: Uuid,
+    config: RwLock<TopicConfig>,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn config(&self) -> TopicConfig {
+        match self.config.read() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.partitions.get(index))
+    }
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    cluster_id: String,
+    store: MetadataStore,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes topic creation and deletion (metadata store + directories).
+    admin: Mutex<()>,
+}
+
+impl Broker {
+    /// Opens the metadata store and every topic's partition logs (recovering them).
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        std::fs::create_dir_all(config.data_dir.join("topics"))?;
+        let store = MetadataStore::open(&config.data_dir.join("metadata.redb"))?;
+        let cluster_id = store.cluster_id()?;
+        let broker = Broker {
+            config,
+            cluster_id,
+            store,
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+        };
+        for record in broker.store.topics()? {
+            let topic = broker.open_topic(&record)?;
+            broker
+                .write_topics()
+                .insert(record.name.clone(), Arc::new(topic));
+        }
+        Ok(Arc::new(broker))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.read_topics()
+            .values()
+            .find(|topic| topic.id == id)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.read_topics().values().cloned().collect()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        self.topic(topic)
+            .and_then(|topic| topic.partition(index).cloned())
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
+    }
+
+    fn partition_dir(&self, topic: &TopicName, index: i32) -> PathBuf {
+        self.config
+            .data_dir
+            .join("topics")
+            .join(format!("{topic}-{index}"))
+    }
+
+    fn open_topic(&self, record: &TopicRecord) -> Result<Topic> {
+        let name = TopicName::parse(&record.name)?;
+        let log_config = record.config.log_config(self.config.log_flush);
+        let mut partitions = Vec::new();
+        for index in 0..record.partitions {
+            let log = PartitionLog::open(&self.partition_dir(&name, index), log_config.clone())?;
+            partitions.push(Arc::new(Partition::new(name.clone(), index, log)));
+        }
+        Ok(Topic {
+            name,
+            id: record.id,
+            config: RwLock::new(record.config.clone()),
+            partitions,
+        })
+    }
+
+    /// Checks a creation request without creating anything (CreateTopics validate_only).
+    pub fn validate_new_topic(&self, name: &str, partitions: i32) -> Result<TopicName> {
+        let name = TopicName::parse(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(BrokerError::InvalidPartitions(partitions));
+        }
+        if self.topic(name.as_str()).is_some() {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        Ok(name)
+    }
+
+    /// Creates a topic: metadata first (durably), then its partition directories.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        config: TopicConfig,
+    ) -> Result<Arc<Topic>> {
+        let _admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let name = self.validate_new_topic(name, partitions)?;
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            config,
+        };
+        // Directories first: if opening a log fails, nothing was recorded.
+        let topic = Arc::new(self.open_topic(&record)?);
+        self.store.put_topic(&record)?;
+        self.write_topics().insert(record.name, topic.clone());
+        tracing::info!(topic = %name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Creates the topic with the node's defaults unless it exists (Metadata auto-creation,
+    /// and services that need their topics).
+    pub fn ensure_topic(&self, name: &str) -> Result<Arc<Topic>> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        match self.create_topic(name, self.config.num_partitions, TopicConfig::default()) {
+            Err(BrokerError::TopicAlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string())),
+            other => other,
+        }
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let _admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        self.store.delete_topic(name)?;
+        self.write_topics().remove(name);
+        for partition in &topic.partitions {
+            // Readers still holding the partition keep their open files; the names go now.
+            let dir = self.partition_dir(&topic.name, partition.index);
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's directory");
+            }
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Interval flushes and retention; called periodically by the node.
+    pub fn run_maintenance(&self, now_ms: i64) {
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                if let Err(error) = partition.log().flush_if_due() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
+                }
+                match partition.log().enforce_retention(now_ms) {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %topic.name, partition = partition.index, %error, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown: the next start skips recovery scans).
+    pub fn close(&self) {
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                if let Err(error) = partition.log().close() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "closing the log failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The broker's one error type. Each variant maps once, at the protocol edge, to a Kafka
+//! error code (`BrokerError::kafka_code`), so handlers never pick codes by hand.
+
+use commerce_storage::LogError;
+use kafka_protocol::ResponseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopic { name: String, reason: &'static str },
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("invalid replication factor {0}: this node runs without replication")]
+    InvalidReplicationFactor(i16),
+    #[error("invalid config {key}: {reason}")]
+    InvalidConfig { key: String, reason: String },
+    #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("invalid required acks {0}")]
+    InvalidRequiredAcks(i16),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("metadata store: {0}")]
+    Metadata(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BrokerError {
+    /// The Kafka error this failure is reported as.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            BrokerError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            BrokerError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+            BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+            BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+            BrokerError::Log(LogError::CorruptBatch { .. }) => ResponseError::CorruptMessage,
+            BrokerError::Log(LogError::UnsupportedMagic { .. }) => {
+                ResponseError::UnsupportedForMessageFormat
+            }
+            BrokerError::Log(LogError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
+            BrokerError::Log(_) | BrokerError::Metadata(_) | BrokerError::Io(_) => {
+                ResponseError::KafkaStorageError
+            }
+        }
+    }
+
+    pub fn kafka_code(&self) -> i16 {
+        self.kafka_error().code()
+    }
+}
+
+impl From<redb::Error> for BrokerError {
+    fn from(error: redb::Error) -> Self {
+        BrokerError::Metadata(error.to_string())
+    }
+}
+
+macro_rules! redb_error {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for BrokerError {
+            fn from(error: $ty) -> Self {
+                BrokerError::Metadata(error.to_string())
+            }
+        }
+    )*};
+}
+redb_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    serde_json::Error
+);
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,28 @@
+//! commerce-broker: the Kafka-compatible broker.
+//!
+//! What it is: the Kafka wire protocol (`protocol`, sans I/O), one module per Kafka API
+//! (`api`), the node's topics and partitions over the storage crate's partition logs
+//! (`Broker`, `Partition`), durable topic metadata (`metadata_store`), and the TCP listener
+//! (`server`). The `Broker` is also the in-process handle services use without a network hop
+//! (`local::LocalLog`).
+//!
+//! What it is not: replication (a later layer turns a partition into a Raft group whose log is
+//! this log), consumer groups and transactions (later), or anything about orders and products.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod local;
+pub mod metadata_store;
+pub mod partition;
+pub mod protocol;
+pub mod server;
+pub mod topic_config;
+pub mod topic_name;
+
+pub use broker::{Broker, Topic};
+pub use config::BrokerConfig;
+pub use error::BrokerError;
+pub use local::LocalLog;
+pub use partition::Partition;

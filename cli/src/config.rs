@@ -1,0 +1,180 @@
+//! Node configuration: flags, `COMMERCE_*` environment variables and a TOML file, in that
+//! order of precedence, over the embedded defaults. One typed struct comes out
+//! (`NodeSettings`); nothing below the CLI reads the environment.
+
+use anyhow::Context;
+use commerce_storage::FlushPolicy;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `commerce start` flags. Each is optional so that an unset flag falls through to the
+/// environment (clap's `env`), then the config file, then the default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeArgs {
+    /// TOML file with any of the settings below (keys as the flags, with underscores).
+    #[arg(long, env = "COMMERCE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where logs, metadata and service data live [default: ./data]
+    #[arg(long, env = "COMMERCE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener [default: 127.0.0.1:9092]
+    #[arg(long, env = "COMMERCE_KAFKA_ADDR")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// Host advertised to Kafka clients [default: the Kafka listener's IP, or 127.0.0.1 for 0.0.0.0]
+    #[arg(long, env = "COMMERCE_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// HTTP listener [default: 127.0.0.1:8080]
+    #[arg(long, env = "COMMERCE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// This node's id [default: 1]
+    #[arg(long, env = "COMMERCE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Partitions of auto-created topics (Kafka's num.partitions) [default: 1]
+    #[arg(long, env = "COMMERCE_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Create topics on Metadata requests (Kafka's auto.create.topics.enable) [default: true]
+    #[arg(long, env = "COMMERCE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Log fsync policy: every-batch, interval:<ms> or os [default: interval:1000]
+    #[arg(long, env = "COMMERCE_LOG_FLUSH")]
+    pub log_flush: Option<String>,
+    /// Largest Kafka request frame accepted, in bytes [default: 104857600]
+    #[arg(long, env = "COMMERCE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Log filter, as RUST_LOG [default: info]
+    #[arg(long, env = "COMMERCE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The same settings as read from the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kafka_addr: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    http_addr: Option<SocketAddr>,
+    node_id: Option<i32>,
+    num_partitions: Option<i32>,
+    auto_create_topics: Option<bool>,
+    log_flush: Option<String>,
+    max_request_bytes: Option<usize>,
+    log_level: Option<String>,
+}
+
+/// Resolved settings for one node.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    pub advertised_host: Option<String>,
+    pub http_addr: SocketAddr,
+    pub node_id: i32,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    pub log_flush: FlushPolicy,
+    pub max_request_bytes: usize,
+    pub log_level: String,
+}
+
+impl NodeSettings {
+    pub fn resolve(args: NodeArgs) -> anyhow::Result<NodeSettings> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let log_flush = args
+            .log_flush
+            .or(file.log_flush)
+            .unwrap_or_else(|| "interval:1000".to_string());
+        let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
+        anyhow::ensure!(
+            num_partitions >= 1,
+            "num-partitions must be at least 1, got {num_partitions}"
+        );
+        Ok(NodeSettings {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            kafka_addr: args
+                .kafka_addr
+                .or(file.kafka_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092))),
+            advertised_host: args.advertised_host.or(file.advertised_host),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            num_partitions,
+            auto_create_topics: args
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            log_flush: log_flush
+                .parse()
+                .map_err(|error| anyhow::anyhow!("invalid log-flush {log_flush:?}: {error}"))?,
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(100 * 1024 * 1024),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node_id = 7\nhttp_addr = \"127.0.0.1:9999\"\nnum_partitions = 3\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            node_id: Some(2),
+            ..NodeArgs::default()
+        };
+        let settings = NodeSettings::resolve(args).unwrap();
+        assert_eq!(settings.node_id, 2);
+        assert_eq!(settings.http_addr, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(settings.num_partitions, 3);
+        assert_eq!(settings.kafka_addr, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(settings.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "nod_id = 7\n").unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        };
+        assert!(NodeSettings::resolve(args).is_err());
+        let args = NodeArgs {
+            log_flush: Some("sometimes".into()),
+            ..NodeArgs::default()
+        };
+        assert!(NodeSettings::resolve(args).is_err());
+    }
+}

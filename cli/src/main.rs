@@ -1,0 +1,64 @@
+//! `commerce`: the one binary. It is the composition root (it parses configuration and wires
+//! storage, broker, services and gateway together) and it carries the operator tools: Kafka
+//! admin and data commands that work against any Kafka-compatible broker, and the load generator.
+
+mod config;
+mod start;
+mod tools;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "commerce",
+    version,
+    about = "DistributedCommerce: an e-commerce platform and Kafka-compatible log in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (single node on embedded defaults when no flags are given).
+    Start(start::StartArgs),
+    /// Create, list, describe and delete topics on any Kafka-compatible broker.
+    Topic(tools::topic::TopicArgs),
+    /// Produce stdin lines as records to a topic.
+    Produce(tools::produce::ProduceArgs),
+    /// Consume records from a topic and print them.
+    Consume(tools::consume::ConsumeArgs),
+    /// End-to-end load generator (produce or consume) printing MB/s, records/s and latency.
+    Bench(tools::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Start(args) => start::run(args).await,
+            Command::Topic(args) => tools::topic::run(args).await,
+            Command::Produce(args) => tools::produce::run(args).await,
+            Command::Consume(args) => tools::consume::run(args).await,
+            Command::Bench(args) => tools::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `commerce start`: run one node — the Kafka listener, the HTTP gateway and the log
+//! maintenance — until SIGTERM or ctrl-c, then stop cleanly (listeners closed, logs flushed
+//! and closed, so the next start skips recovery scans).
+
+use crate::config::{NodeArgs, NodeSettings};
+use anyhow::Context;
+use commerce_broker::{Broker, BrokerConfig};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long in-flight requests get to finish once a stop is asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often interval flushes and retention run.
+const MAINTENANCE_PERIOD: Duration = Duration::from_millis(200);
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+pub async fn run(args: StartArgs) -> anyhow::Result<()> {
+    let settings = NodeSettings::resolve(args.node)?;
+    init_tracing(&settings.log_level);
+
+    let kafka_listener = TcpListener::bind(settings.kafka_addr)
+        .await
+        .with_context(|| format!("cannot listen for Kafka on {}", settings.kafka_addr))?;
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", settings.http_addr))?;
+    let kafka_addr = kafka_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let broker = open_broker(&settings, kafka_addr)?;
+    let (stop, stopped) = watch::channel(false);
+
+    let kafka = tokio::spawn(commerce_broker::server::run(
+        kafka_listener,
+        broker.clone(),
+        stopped.clone(),
+    ));
+    let http = tokio::spawn(serve_http(http_listener, broker.clone(), stopped.clone()));
+    let maintenance = tokio::spawn(run_maintenance(broker.clone(), stopped.clone()));
+
+    println!(
+        "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
+        settings.node_id,
+        settings.data_dir.display()
+    );
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    for task in [kafka, http, maintenance] {
+        if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
+            tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
+        }
+    }
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    println!("commerce node {} stopped", settings.node_id);
+    Ok(())
+}
+
+fn open_broker(
+    settings: &NodeSettings,
+    kafka_addr: std::net::SocketAddr,
+) -> anyhow::Result<Arc<Broker>> {
+    let mut config = BrokerConfig::single_node(settings.data_dir.clone(), kafka_addr);
+    config.node_id = settings.node_id;
+    config.num_partitions = settings.num_partitions;
+    config.auto_create_topics = settings.auto_create_topics;
+    config.log_flush = settings.log_flush;
+    config.max_request_bytes = settings.max_request_bytes;
+    config.advertised_host = match &settings.advertised_host {
+        Some(host) => host.clone(),
+        None if kafka_addr.ip().is_unspecified() => "127.0.0.1".to_string(),
+        None => kafka_addr.ip().to_string(),
+    };
+    Broker::open(config).with_context(|| {
+        format!(
+            "cannot open the data directory {}",
+            settings.data_dir.display()
+        )
+    })
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let data_dir = broker.config().data_dir.clone();
+    let ready: commerce_gateway::ReadinessCheck = Arc::new(move || {
+        // Ready when the data directory is still there and writable metadata can be read.
+        std::fs::metadata(data_dir.join("metadata.redb"))
+            .map(|_| ())
+            .map_err(|error| format!("metadata store unavailable: {error}"))
+    });
+    let app = commerce_gateway::router(ready);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(%error, "HTTP server failed");
+    }
+}
+
+async fn run_maintenance(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(MAINTENANCE_PERIOD);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let broker = broker.clone();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        // fsync and file deletion block: keep them off the async workers.
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || broker.run_maintenance(now_ms)).await
+        {
+            tracing::error!(%error, "maintenance task failed");
+        }
+    }
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for ctrl-c")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
