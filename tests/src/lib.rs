@@ -1,0 +1,78 @@
+//! `commerce-tests`: black-box tests of the `commerce` binary.
+//!
+//! The tests start real `commerce start` processes (each on its own temporary data directory
+//! and free ports) and talk to them only through public interfaces: the Kafka protocol, with
+//! librdkafka (the `rdkafka` crate) as the client, and the `commerce` command line. Nothing
+//! here links the broker or storage crates, so what passes here passes for any Kafka client.
+//!
+//! The binary is not built by this crate (it is another package): build it first with
+//! `cargo build --release -p commerce` (or `-p commerce` for a debug test run), or point
+//! `COMMERCE_BIN` at it.
+//!
+//! - [`node`]: one node process: start, SIGKILL, SIGTERM, restart on the same data, its log.
+//! - [`kafka`]: rdkafka clients wired for tests: a producer that records every
+//!   acknowledgement, a reader that drains partitions to their end, admin helpers.
+//! - [`cli`]: running `commerce` tool commands with a time limit.
+//! - [`limit`]: a per-test time limit, since the test harness has none.
+
+// Test support: a failed expectation here IS the test failure, so panicking with a message
+// is the intended behaviour.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
+
+pub mod cli;
+pub mod kafka;
+pub mod limit;
+pub mod node;
+
+use std::path::PathBuf;
+
+pub use limit::TimeLimit;
+pub use node::Node;
+
+/// The `commerce` binary under test: `COMMERCE_BIN`, else the workspace's
+/// `target/<profile>/commerce` for the profile this test crate was built with.
+pub fn commerce_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("COMMERCE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("the tests crate lives inside the workspace");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let (profile, flag) = if cfg!(debug_assertions) {
+        ("debug", "")
+    } else {
+        ("release", " --release")
+    };
+    let bin = target.join(profile).join("commerce");
+    assert!(
+        bin.is_file(),
+        "no commerce binary at {}: build it first: cargo build{flag} -p commerce \
+         (or set COMMERCE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `probe` until it returns `Some`, panicking with `what` after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

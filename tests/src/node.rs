@@ -1,0 +1,231 @@
+//! One `commerce start` process on a temporary data directory.
+//!
+//! The node keeps its ports and data directory across restarts, so clients bootstrapped
+//! before a crash reconnect to the restarted process. Its stdout and stderr go to
+//! `node.log` in the temporary directory (appended across restarts, each start marked); the
+//! log is printed when a test fails while the node is alive.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::limit;
+
+/// How long a node may take to accept Kafka connections after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a node may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Node {
+    dir: TempDir,
+    kafka_addr: SocketAddr,
+    http_addr: SocketAddr,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Node {
+    /// Starts a single node on a fresh data directory and waits until it accepts Kafka
+    /// connections.
+    pub fn start() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("commerce-test-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let mut node = Node {
+            dir,
+            kafka_addr: free_local_addr(),
+            http_addr: free_local_addr(),
+            child: None,
+            starts: 0,
+        };
+        node.spawn();
+        node
+    }
+
+    /// `host:port` of the Kafka listener, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr.to_string()
+    }
+
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    /// The node's log so far (all starts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("kill: the node is not running");
+        let _ = child.kill();
+        let _ = child.wait();
+        limit::unregister(child.id());
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns how it exited. Panics (after a
+    /// SIGKILL) if it is still running after the stop timeout.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self
+            .child
+            .take()
+            .expect("terminate: the node is not running");
+        // `kill -TERM` rather than a libc/nix dependency: this crate needs no unsafe code
+        // and no extra dependency for the one signal std cannot send.
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("cannot run `kill`");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for the node") {
+                limit::unregister(child.id());
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                limit::unregister(child.id());
+                panic!(
+                    "the node did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                    tail(&self.log_path(), 200)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the node again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart: stop the node first (kill or terminate)"
+        );
+        self.spawn();
+    }
+
+    /// Panics (with the log) unless the process is still running.
+    pub fn assert_running(&mut self) {
+        let child = self
+            .child
+            .as_mut()
+            .expect("the node was stopped by the test");
+        if let Some(status) = child.try_wait().expect("cannot wait for the node") {
+            self.child = None;
+            panic!(
+                "the node exited unexpectedly ({status}); log:\n{}",
+                tail(&self.log_path(), 200)
+            );
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log_path = self.log_path();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("cannot open the node log");
+        writeln!(log, "===== test harness: start #{} =====", self.starts)
+            .expect("cannot write the node log");
+        let stderr: File = log.try_clone().expect("cannot clone the node log handle");
+        let bin = crate::commerce_bin();
+        let mut command = Command::new(&bin);
+        command
+            .arg("start")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--kafka-addr")
+            .arg(self.kafka_addr.to_string())
+            .arg("--http-addr")
+            .arg(self.http_addr.to_string())
+            .arg("--node-id")
+            .arg("1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info");
+        }
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "cannot start {}: {error} (build it first: cargo build --release -p commerce)",
+                bin.display()
+            )
+        });
+        limit::register(child.id(), log_path);
+        self.child = Some(child);
+        self.wait_until_accepting();
+    }
+
+    fn wait_until_accepting(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.assert_running();
+            if TcpStream::connect_timeout(&self.kafka_addr, Duration::from_millis(500)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not accept Kafka connections on {} within {START_TIMEOUT:?}; log:\n{}",
+                self.kafka_addr,
+                tail(&self.log_path(), 200)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "\n--- node log ({}) ---\n{}\n--- end of node log ---",
+                self.log_path().display(),
+                tail(&self.log_path(), 300)
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            limit::unregister(child.id());
+        }
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it; we release it for the node).
+fn free_local_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("cannot find a free local port")
+}
+
+/// The last `lines` lines of a file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|error| format!("(cannot read {}: {error})", path.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
