@@ -1,7 +1,7 @@
 //! Partition log throughput: appending 1 MiB batches of 1 KiB records, and reading the log
 //! back sequentially in 1 MiB fetches — the broker's produce and consume paths minus the
 //! network. Run with
-//! `CARGO_TARGET_DIR=/work/target-storage cargo bench -p commerce-storage --bench log`.
+//! `cargo bench -p commerce-bench --bench log`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::Duration;

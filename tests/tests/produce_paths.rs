@@ -1,0 +1,255 @@
+//! The produce path keeps what clients send: every compression codec is stored as sent and
+//! read back intact, and batches the broker must refuse (too large, corrupt) are refused
+//! with Kafka's error code and leave the partition unchanged.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use commerce_tests::{Node, TimeLimit, kafka};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rdkafka::producer::{BaseRecord, Producer};
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn every_compression_codec_round_trips_and_is_stored_compressed() {
+    let _limit = TimeLimit::new(
+        "every_compression_codec_round_trips",
+        Duration::from_secs(180),
+    );
+    let node = Node::start();
+    let mut stored_bytes = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("codec-{codec}");
+        kafka::create_topic(&node.bootstrap(), &topic, 1, &[]);
+        let producer = kafka::producer(&node.bootstrap(), &[("compression.type", codec)]);
+        // Repetitive values so that a compressed batch is much smaller than a plain one.
+        for i in 0..2_000 {
+            let value = format!("{codec}-{i:05}-{}", "product catalog event ".repeat(20));
+            kafka::send(
+                &producer,
+                &topic,
+                Some(&format!("k{i}")),
+                &value,
+                None,
+                None,
+            );
+        }
+        let acked = kafka::flush_all_acked(&producer);
+        assert_eq!(acked.len(), 2_000, "{codec}: every record acknowledged");
+        let stored = kafka::read_all(&node.bootstrap(), &topic, &[0], Duration::from_secs(60));
+        assert_eq!(stored.len(), 2_000, "{codec}: every record read back");
+        for record in &acked {
+            let found = &stored[record.offset as usize];
+            assert_eq!(
+                found.key, record.key,
+                "{codec}: key at offset {}",
+                record.offset
+            );
+            assert_eq!(
+                found.value, record.value,
+                "{codec}: value at offset {}",
+                record.offset
+            );
+        }
+        stored_bytes.push((
+            codec,
+            dir_size(&node.data_dir().join("topics").join(format!("{topic}-0"))),
+        ));
+    }
+    let plain = stored_bytes[0].1;
+    for (codec, size) in &stored_bytes[1..] {
+        assert!(
+            size * 3 < plain,
+            "{codec} batches should be stored compressed: {size} bytes on disk vs {plain} uncompressed"
+        );
+    }
+}
+
+#[test]
+fn a_batch_over_max_message_bytes_is_refused_and_not_stored() {
+    let _limit = TimeLimit::new(
+        "a_batch_over_max_message_bytes_is_refused",
+        Duration::from_secs(120),
+    );
+    let node = Node::start();
+    let topic = "small-messages";
+    kafka::create_topic(
+        &node.bootstrap(),
+        topic,
+        1,
+        &[("max.message.bytes", "2048")],
+    );
+    let producer = kafka::producer(&node.bootstrap(), &[("message.timeout.ms", "10000")]);
+
+    let big = "x".repeat(10_000);
+    let delivery = producer.send(BaseRecord::<str, str>::to(topic).payload(&big));
+    assert!(delivery.is_ok(), "the client accepts the record locally");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let failed = producer.context().failed();
+    assert_eq!(failed.len(), 1, "the oversized record must fail delivery");
+    assert!(
+        failed[0].contains("too large") || failed[0].contains("MessageSizeTooLarge"),
+        "expected MESSAGE_TOO_LARGE, got {}",
+        failed[0]
+    );
+    assert_eq!(
+        kafka::watermarks(&node.bootstrap(), topic, 0),
+        (0, 0),
+        "nothing stored"
+    );
+
+    // A fresh producer: flush_all_acked asserts that none of its records failed.
+    let fresh = kafka::producer(&node.bootstrap(), &[]);
+    kafka::send(&fresh, topic, None, "small", None, None);
+    let acked = kafka::flush_all_acked(&fresh);
+    assert_eq!(acked.len(), 1);
+    assert_eq!(acked[0].offset, 0, "the refused batch took no offset");
+}
+
+/// Sends one request frame and reads one response frame.
+fn round_trip(
+    addr: std::net::SocketAddr,
+    api: ApiKey,
+    version: i16,
+    body: &impl Encodable,
+) -> Bytes {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = 7;
+    header.client_id = Some(StrBytes::from_static_str("raw-test"));
+    let mut frame = BytesMut::new();
+    header
+        .encode(&mut frame, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut frame, version).unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(&(frame.len() as i32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut response = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut response).unwrap();
+    let mut response = Bytes::from(response);
+    let correlation = i32::from_be_bytes(response[..4].try_into().unwrap());
+    assert_eq!(correlation, 7);
+    // Skip the response header: correlation id, plus an empty tagged-field list when flexible.
+    let header_len = if api.response_header_version(version) >= 1 {
+        5
+    } else {
+        4
+    };
+    let _header = response.split_to(header_len);
+    response
+}
+
+fn batch(values: &[&str]) -> BytesMut {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
+    out
+}
+
+fn produce(addr: std::net::SocketAddr, topic: &str, records: Bytes) -> i16 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let version = 9;
+    let mut body = round_trip(addr, ApiKey::Produce, version, &request);
+    let response = ProduceResponse::decode(&mut body, version).unwrap();
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn a_corrupt_batch_is_refused_with_corrupt_message_and_not_stored() {
+    let _limit = TimeLimit::new("a_corrupt_batch_is_refused", Duration::from_secs(120));
+    let node = Node::start();
+    let topic = "crc-checked";
+    kafka::create_topic(&node.bootstrap(), topic, 1, &[]);
+
+    let good = batch(&["one", "two"]).freeze();
+    assert_eq!(
+        produce(node.kafka_addr(), topic, good.clone()),
+        0,
+        "a valid batch is accepted"
+    );
+
+    let mut corrupt = BytesMut::from(good.as_ref());
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff; // inside the CRC-covered records
+    const CORRUPT_MESSAGE: i16 = 2;
+    assert_eq!(
+        produce(node.kafka_addr(), topic, corrupt.freeze()),
+        CORRUPT_MESSAGE
+    );
+
+    // Good batch followed by a truncated one in the same request: all or nothing.
+    let mut half = BytesMut::from(good.as_ref());
+    let third = batch(&["three"]);
+    half.extend_from_slice(&third[..third.len() - 3]);
+    assert_eq!(
+        produce(node.kafka_addr(), topic, half.freeze()),
+        CORRUPT_MESSAGE
+    );
+
+    assert_eq!(
+        kafka::watermarks(&node.bootstrap(), topic, 0),
+        (0, 2),
+        "only the valid batch is stored"
+    );
+    let stored = kafka::read_all(&node.bootstrap(), topic, &[0], Duration::from_secs(30));
+    let values: Vec<&str> = stored.iter().map(|record| record.value_str()).collect();
+    assert_eq!(values, ["one", "two"]);
+}
