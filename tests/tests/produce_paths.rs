@@ -4,19 +4,15 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use commerce_tests::raw::{batch, round_trip};
 use commerce_tests::{Node, TimeLimit, kafka};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use rdkafka::producer::{BaseRecord, Producer};
 
 fn dir_size(path: &Path) -> u64 {
@@ -120,77 +116,6 @@ fn a_batch_over_max_message_bytes_is_refused_and_not_stored() {
     let acked = kafka::flush_all_acked(&fresh);
     assert_eq!(acked.len(), 1);
     assert_eq!(acked[0].offset, 0, "the refused batch took no offset");
-}
-
-/// Sends one request frame and reads one response frame.
-fn round_trip(
-    addr: std::net::SocketAddr,
-    api: ApiKey,
-    version: i16,
-    body: &impl Encodable,
-) -> Bytes {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = 7;
-    header.client_id = Some(StrBytes::from_static_str("raw-test"));
-    let mut frame = BytesMut::new();
-    header
-        .encode(&mut frame, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut frame, version).unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(&(frame.len() as i32).to_be_bytes())
-        .unwrap();
-    stream.write_all(&frame).unwrap();
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).unwrap();
-    let mut response = vec![0u8; i32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut response).unwrap();
-    let mut response = Bytes::from(response);
-    let correlation = i32::from_be_bytes(response[..4].try_into().unwrap());
-    assert_eq!(correlation, 7);
-    // Skip the response header: correlation id, plus an empty tagged-field list when flexible.
-    let header_len = if api.response_header_version(version) >= 1 {
-        5
-    } else {
-        4
-    };
-    let _header = response.split_to(header_len);
-    response
-}
-
-fn batch(values: &[&str]) -> BytesMut {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-    out
 }
 
 fn produce(addr: std::net::SocketAddr, topic: &str, records: Bytes) -> i16 {
