@@ -26,7 +26,7 @@ use super::connection::{ConnectionArgs, REQUEST_TIMEOUT};
 use super::consume::ASSIGN_GROUP_ID;
 use super::produce::{Acks, parse_acks, send_waiting_for_room};
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -43,6 +43,8 @@ pub enum BenchCommand {
     Produce(BenchProduceArgs),
     /// Read a topic from the beginning as fast as possible and measure throughput.
     Consume(BenchConsumeArgs),
+    /// Read one partition with raw Fetch requests (no record decoding): the broker's side.
+    Fetch(super::bench_fetch::BenchFetchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +97,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await
                 .context("the bench task panicked")?
         }
+        BenchCommand::Fetch(bench) => super::bench_fetch::run(&args.connection, &bench).await,
         BenchCommand::Consume(bench) => {
             let connection = args.connection;
             tokio::task::spawn_blocking(move || bench_consume(&connection, &bench))
@@ -360,14 +363,17 @@ fn bench_consume(connection: &ConnectionArgs, args: &BenchConsumeArgs) -> anyhow
 }
 
 /// A background thread printing, once a second, the rate since the previous line.
-struct Progress {
+pub(super) struct Progress {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Progress {
     /// `sample` returns the running totals (records, bytes).
-    fn start(verb: &'static str, sample: impl Fn() -> (u64, u64) + Send + 'static) -> Progress {
+    pub(super) fn start(
+        verb: &'static str,
+        sample: impl Fn() -> (u64, u64) + Send + 'static,
+    ) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
             let stop = Arc::clone(&stop);
@@ -399,7 +405,7 @@ impl Progress {
         }
     }
 
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             // A panicked reporter only loses progress lines; the summary still prints.

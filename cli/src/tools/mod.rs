@@ -8,6 +8,7 @@
 //! override the defaults each command picks for itself.
 
 pub mod bench;
+mod bench_fetch;
 pub mod connection;
 pub mod consume;
 pub mod produce;
