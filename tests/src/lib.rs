@@ -14,6 +14,7 @@
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
+//! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
 
 // Test support: a failed expectation here IS the test failure, so panicking with a message
 // is the intended behaviour.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod kafka;
 pub mod limit;
 pub mod node;
+pub mod wire;
 
 use std::path::PathBuf;
 
