@@ -230,3 +230,145 @@ fn encode(set: &RecordSet, kept: Vec<&Record>) -> Option<Vec<u8>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::topic_name::TopicName;
+    use commerce_storage::{FlushPolicy, LogConfig, PartitionLog};
+    use kafka_protocol::records::{Compression, TimestampType};
+
+    fn record(key: &str, value: Option<&str>, timestamp: i64) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp,
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        }
+    }
+
+    /// One batch as a producer sends it (offsets 0.., sequences -1).
+    fn batch(records: &[Record], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Record {
+                offset: i as i64,
+                ..r.clone()
+            })
+            .collect();
+        let mut out = Vec::new();
+        RecordBatchEncoder::encode(
+            &mut out,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    fn all_records(partition: &Partition) -> Vec<Record> {
+        let read = partition
+            .read(partition.log_start_offset(), usize::MAX, true)
+            .unwrap();
+        let mut records = Vec::new();
+        let mut next = partition.log_start_offset();
+        let mut bytes = read.bytes;
+        loop {
+            for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+                records.extend(set.records);
+            }
+            next = records.last().map_or(next, |r| r.offset + 1);
+            if next >= partition.high_watermark() {
+                return records;
+            }
+            bytes = partition.read(next, usize::MAX, true).unwrap().bytes;
+        }
+    }
+
+    #[test]
+    fn a_batch_losing_records_is_re_encoded_with_the_survivors_at_their_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 150,
+            segment_ms: None,
+            flush: FlushPolicy::Os,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        let partition = Partition::new(TopicName::parse("t").unwrap(), 0, log);
+        let first = [
+            record("a", Some("a0"), 10),
+            record("b", Some("b0"), 11),
+            record("c", Some("c0"), 12),
+            record("d", None, 13),
+        ];
+        partition
+            .append(&mut batch(&first, Compression::Lz4))
+            .unwrap();
+        partition
+            .append(&mut batch(
+                &[record("a", Some("a1"), 20), record("c", None, 21)],
+                Compression::None,
+            ))
+            .unwrap();
+        for i in 0..4 {
+            let value = format!("z{i}");
+            partition
+                .append(&mut batch(
+                    &[record("z", Some(&value), 30 + i)],
+                    Compression::None,
+                ))
+                .unwrap();
+        }
+        assert!(partition.log().sealed_segments().len() >= 2);
+
+        // Tombstones with timestamps below 1000 - 985 = 15 are expired: d (13) goes, c (21) stays.
+        let expiry = clean_partition(&partition, 985, 1000).unwrap();
+        assert_eq!(expiry, Some(21 + 985), "c's tombstone is kept until then");
+
+        let text = |bytes: &Option<Bytes>| {
+            bytes
+                .as_deref()
+                .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        let kept: Vec<(i64, Option<String>, Option<String>, i64)> = all_records(&partition)
+            .iter()
+            .map(|r| (r.offset, text(&r.key), text(&r.value), r.timestamp))
+            .collect();
+        let expected = |offset, key: &str, value: Option<&str>, timestamp| {
+            (
+                offset,
+                Some(key.to_string()),
+                value.map(str::to_string),
+                timestamp,
+            )
+        };
+        assert_eq!(
+            kept[..3],
+            [
+                expected(1, "b", Some("b0"), 11),
+                expected(4, "a", Some("a1"), 20),
+                expected(5, "c", None, 21),
+            ]
+        );
+        // Older z values may survive only in the active segment, which is never cleaned.
+        assert!(kept[3..].iter().all(|k| k.1.as_deref() == Some("z")));
+        assert_eq!(kept.last(), Some(&expected(9, "z", Some("z3"), 33)));
+        assert_eq!(partition.high_watermark(), 10, "the log end does not move");
+        assert_eq!(partition.log_start_offset(), 0, "nor does the log start");
+    }
+}

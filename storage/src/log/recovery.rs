@@ -238,7 +238,8 @@ pub(crate) fn open_segments(
             Some(scan) => scan,
             None => scan(&file, base, ScanFrom::start(base), interval)?,
         };
-        if recovered.valid_size == 0 && !is_last {
+        // An empty first segment is kept: compaction leaves one to hold the log start.
+        if recovered.valid_size == 0 && !is_last && i > 0 {
             warn!(segment = base, "removing empty sealed segment");
             drop(file);
             drop_segments(dir, &[base])?;

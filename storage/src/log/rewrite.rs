@@ -71,7 +71,9 @@ impl PartitionLog {
     /// batches whose offsets lie within the original batch's, ascending; `None` or an empty
     /// buffer drops the batch). Returns `None` if there is no such sealed segment (or it was
     /// deleted meanwhile). A replacement that is not valid batches, or that invents offsets,
-    /// is `CorruptBatch` and changes nothing. Appends and reads continue meanwhile.
+    /// is `CorruptBatch` and changes nothing. Appends and reads continue meanwhile. A
+    /// segment left with nothing is removed, except the first, which stays (empty) so that
+    /// the log start does not move.
     pub fn rewrite_segment(
         &self,
         base_offset: i64,
@@ -108,18 +110,14 @@ impl PartitionLog {
             return Ok(None);
         };
         let mut next: Vec<Arc<Segment>> = segments.as_ref().clone();
-        if stats.bytes_after == 0 {
+        if stats.bytes_after == 0 && position > 0 {
             // Nothing left: the segment goes, as recovery would drop an empty sealed one.
+            // The first segment stays, empty: its base offset is the log start, which
+            // compaction must not move (a consumer there would be reset past records).
             next.remove(position);
             segment.delete_files().map_err(|e| self.poison(e))?;
             remove_if_present(&cleaned_path)?;
             sync_dir(&self.dir).map_err(|e| self.poison(e))?;
-            if position == 0
-                && let Some(first) = next.first()
-            {
-                self.log_start
-                    .fetch_max(first.base_offset(), Ordering::AcqRel);
-            }
         } else {
             let replacement = self.swap_in(&segment).map_err(|e| match e {
                 LogError::Io(io) => self.poison(io),

@@ -170,6 +170,25 @@ fn a_segment_rewritten_to_nothing_is_removed() {
 }
 
 #[test]
+fn an_emptied_first_segment_stays_so_the_log_start_does_not_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_segments(dir.path());
+    let sealed = log.sealed_segments();
+    log.rewrite_segment(0, |_| None).unwrap().unwrap();
+    assert_eq!(log.sealed_segments().len(), sealed.len());
+    assert_eq!(log.log_start_offset(), 0);
+    // A read from the start finds the first surviving batch.
+    assert_eq!(
+        offsets(&log.read(0, everything()).unwrap().bytes)[0].0,
+        sealed[0].next_offset
+    );
+    drop(log);
+    let reopened = PartitionLog::open(dir.path(), config(1000)).unwrap();
+    assert_eq!(reopened.log_start_offset(), 0);
+    assert_eq!(offsets(&read_all(&reopened))[0].0, sealed[1].base_offset);
+}
+
+#[test]
 fn a_rewrite_that_invents_offsets_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = log_with_segments(dir.path());
