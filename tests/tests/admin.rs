@@ -12,6 +12,7 @@ use commerce_tests::wire::WireClient;
 use commerce_tests::{Node, TimeLimit, kafka};
 use kafka_protocol::messages::alter_configs_request;
 use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_configs_request;
 use kafka_protocol::messages::describe_log_dirs_request::{
     DescribableLogDirTopic, DescribeLogDirsRequest,
 };
@@ -150,6 +151,9 @@ fn delete_records_moves_the_earliest_offset_hides_older_records_and_survives_a_c
             (0, 4),
             "earliest by the wire"
         );
+        // By time, records below the log start do not count: the first at or after
+        // timestamp 0 is now offset 4.
+        assert_eq!(list_offset(&mut wire, topic, 0).1, 4, "offset for time 0");
         // librdkafka turns the broker's OFFSET_OUT_OF_RANGE into "no offset to reset to"
         // when auto.offset.reset=error (its log line names the broker's error).
         let (code, message) = fetch_below_start(bootstrap, topic, 1);
@@ -322,6 +326,13 @@ fn alter_configs_changes_are_described_applied_and_survive_restart_and_bad_value
         kafka::topic_config(&bootstrap, topic, "cleanup.policy").as_deref(),
         Some("delete,compact")
     );
+    // Synonyms: the topic's override first, then the default it hides.
+    let synonyms = describe_synonyms(&mut wire, topic, "max.message.bytes");
+    assert_eq!(
+        synonyms,
+        vec![("2000".to_string(), 1), ("1048588".to_string(), 5)]
+    );
+
     // APPEND on a non-list key and a bad value refuse the whole request.
     for bad in [
         ("retention.ms", 2, Some("5")),
@@ -363,6 +374,31 @@ fn alter_configs_changes_are_described_applied_and_survive_restart_and_bad_value
             "{key} after restart"
         );
     }
+}
+
+/// (value, source) of each synonym of `key`, by DescribeConfigs v4 with synonyms.
+fn describe_synonyms(wire: &mut WireClient, topic: &str, key: &str) -> Vec<(String, i8)> {
+    let request = describe_configs_request::DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(str_bytes(topic))
+                .with_configuration_keys(Some(vec![str_bytes(key)])),
+        ]);
+    let ResponseKind::DescribeConfigs(response) = wire.call(
+        ApiKey::DescribeConfigs,
+        4,
+        RequestKind::DescribeConfigs(request),
+    ) else {
+        panic!("not a DescribeConfigs response");
+    };
+    let entry = &response.results[0].configs[0];
+    entry
+        .synonyms
+        .iter()
+        .map(|s| (s.value.as_ref().unwrap().to_string(), s.source))
+        .collect()
 }
 
 /// Sends AlterConfigs v2 for `topic`; returns the resource's error code.

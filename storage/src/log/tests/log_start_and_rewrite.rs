@@ -209,3 +209,36 @@ fn a_rewrite_that_invents_offsets_is_refused_and_changes_nothing() {
             .is_none()
     );
 }
+
+#[test]
+fn reads_keep_working_while_segments_are_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(log_with_segments(dir.path()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) || reads == 0 {
+                // Whole, valid batches with ascending offsets, before, during and after.
+                let all = offsets(&read_all(&log));
+                assert!(all.windows(2).all(|w| w[0].1 < w[1].0), "{all:?}");
+                assert_eq!(all.last().unwrap().1, 59);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for segment in log.sealed_segments() {
+        log.rewrite_segment(segment.base_offset, last_record_only)
+            .unwrap()
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+    assert!(
+        offsets(&read_all(&log))
+            .iter()
+            .all(|(base, last)| base == last || *base >= 54)
+    );
+}
