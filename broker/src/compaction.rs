@@ -49,7 +49,14 @@ impl Cleaner {
     /// Cleans every compacted partition that needs it. Failures are logged; the partition
     /// is retried on a later tick.
     pub fn run(&self, broker: &Broker, now_ms: i64) {
-        for topic in broker.topics() {
+        let topics = broker.topics();
+        // Forget deleted topics (and topics no longer compacted).
+        self.state().retain(|(id, _), _| {
+            topics
+                .iter()
+                .any(|topic| topic.id == *id && topic.config().is_compacted())
+        });
+        for topic in topics {
             let config = topic.config();
             if !config.is_compacted() {
                 continue;
@@ -62,7 +69,12 @@ impl Cleaner {
                 let tombstone_due = previous
                     .next_tombstone_expiry
                     .is_some_and(|expiry| expiry <= now_ms);
-                if sealed.is_empty() || (previous.sealed == sealed && !tombstone_due) {
+                // An empty active segment (only after a crash right after a roll) would let
+                // the cleaner empty the log's tail, leaving a fetch there nothing to return.
+                let active_has_data = sealed
+                    .last()
+                    .is_some_and(|last| last.next_offset < partition.high_watermark());
+                if !active_has_data || (previous.sealed == sealed && !tombstone_due) {
                     continue;
                 }
                 match clean_partition(partition, retention, now_ms) {

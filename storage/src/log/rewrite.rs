@@ -22,7 +22,7 @@ use std::sync::{Arc, PoisonError};
 
 use tracing::debug;
 
-use super::batch::{self, Batches};
+use super::batch::{self, BatchHeader, Batches};
 use super::error::LogError;
 use super::partition_log::{PartitionLog, lock};
 use super::recovery::{self, ScanFrom};
@@ -147,13 +147,15 @@ impl PartitionLog {
             .cloned()
     }
 
-    /// Writes the replacement to `<base>.cleaned` and fsyncs it.
+    /// Writes the replacement to `<base>.cleaned` and fsyncs it. The file is only created
+    /// at the first batch that changes (the unchanged prefix is then copied), so a segment
+    /// that is already clean costs reads only.
     fn write_cleaned(
         &self,
         segment: &Segment,
         replace: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<RewriteStats, LogError> {
-        let mut out = BufWriter::new(File::create(segment.path(CLEANED_EXT))?);
+        let mut out: Option<BufWriter<File>> = None;
         let mut stats = RewriteStats {
             bytes_before: segment.size(),
             ..RewriteStats::default()
@@ -162,33 +164,30 @@ impl PartitionLog {
         while position < stats.bytes_before {
             let header = segment.header_at(position)?;
             let stored = segment.read_at(position, header.size())?;
-            position += header.size() as u64;
             let kept = replace(&stored).unwrap_or_default();
             if kept != stored {
-                stats.changed = true;
+                check_offsets(&header, &kept)?;
             }
-            if kept.is_empty() {
-                continue;
-            }
-            batch::validate_batches(&kept)?;
-            let mut floor = header.base_offset;
-            for (_, new) in Batches::new(&kept) {
-                if new.base_offset < floor || new.last_offset() > header.last_offset() {
-                    return Err(LogError::corrupt(format!(
-                        "a rewrite of batch {}..={} holds offsets {}..={}",
-                        header.base_offset,
-                        header.last_offset(),
-                        new.base_offset,
-                        new.last_offset()
-                    )));
+            let writer = match &mut out {
+                Some(writer) => Some(writer),
+                None if kept != stored => {
+                    stats.changed = true;
+                    let mut writer = BufWriter::new(File::create(segment.path(CLEANED_EXT))?);
+                    copy_prefix(segment, position, &mut writer)?;
+                    Some(out.insert(writer))
                 }
-                floor = new.last_offset() + 1;
+                None => None,
+            };
+            if let Some(writer) = writer {
+                writer.write_all(&kept)?;
             }
-            out.write_all(&kept)?;
             stats.bytes_after += kept.len() as u64;
+            position += header.size() as u64;
         }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        if let Some(writer) = out {
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+        }
         Ok(stats)
     }
 
@@ -230,4 +229,42 @@ impl PartitionLog {
         segment.seal()?;
         Ok(segment)
     }
+}
+
+/// Refuses a replacement that is not whole valid batches within the original's offsets.
+fn check_offsets(original: &BatchHeader, kept: &[u8]) -> Result<(), LogError> {
+    if kept.is_empty() {
+        return Ok(());
+    }
+    batch::validate_batches(kept)?;
+    let mut floor = original.base_offset;
+    for (_, new) in Batches::new(kept) {
+        if new.base_offset < floor || new.last_offset() > original.last_offset() {
+            return Err(LogError::corrupt(format!(
+                "a rewrite of batch {}..={} holds offsets {}..={}",
+                original.base_offset,
+                original.last_offset(),
+                new.base_offset,
+                new.last_offset()
+            )));
+        }
+        floor = new.last_offset() + 1;
+    }
+    Ok(())
+}
+
+/// Copies the first `len` bytes of the segment (batches kept as they were) to `out`.
+fn copy_prefix(segment: &Segment, len: u64, out: &mut impl Write) -> Result<(), LogError> {
+    const CHUNK: u64 = 1 << 20;
+    let mut at = 0;
+    while at < len {
+        let want = usize::try_from(CHUNK.min(len - at)).unwrap_or(usize::MAX);
+        let bytes = segment.read_at(at, want)?;
+        if bytes.is_empty() {
+            return Err(LogError::corrupt("segment shorter than its published size"));
+        }
+        out.write_all(&bytes)?;
+        at += bytes.len() as u64;
+    }
+    Ok(())
 }
