@@ -123,7 +123,7 @@ impl Broker {
             .join(format!("{topic}-{index}"))
     }
 
-    pub(crate) fn open_topic(&self, record: &TopicRecord) -> Result<Topic> {
+    fn open_topic(&self, record: &TopicRecord) -> Result<Topic> {
         let name = TopicName::parse(&record.name)?;
         let log_config = record.config.log_config(self.config.log_flush);
         let mut partitions = Vec::new();
