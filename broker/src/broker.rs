@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 /// Kafka's limit on partitions per topic is far higher; this guards the node against a typo
 /// creating a hundred thousand directories.
-const MAX_PARTITIONS: i32 = 10_000;
+pub(crate) const MAX_PARTITIONS: i32 = 10_000;
 
 pub struct Topic {
     pub name: TopicName,
     pub id: Uuid,
-    config: RwLock<TopicConfig>,
+    pub(crate) config: RwLock<TopicConfig>,
     pub partitions: Vec<Arc<Partition>>,
 }
 
@@ -42,10 +42,12 @@ impl Topic {
 pub struct Broker {
     config: BrokerConfig,
     cluster_id: String,
-    store: MetadataStore,
+    pub(crate) store: MetadataStore,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion (metadata store + directories).
-    admin: Mutex<()>,
+    pub(crate) admin: Mutex<()>,
+    /// Log compaction state for `cleanup.policy=compact` topics.
+    cleaner: crate::compaction::Cleaner,
 }
 
 impl Broker {
@@ -60,6 +62,7 @@ impl Broker {
             store,
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
+            cleaner: crate::compaction::Cleaner::default(),
         };
         for record in broker.store.topics()? {
             let topic = broker.open_topic(&record)?;
@@ -84,7 +87,9 @@ impl Broker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_topics(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+    pub(crate) fn write_topics(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
         self.topics
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -111,7 +116,7 @@ impl Broker {
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
     }
 
-    fn partition_dir(&self, topic: &TopicName, index: i32) -> PathBuf {
+    pub(crate) fn partition_dir(&self, topic: &TopicName, index: i32) -> PathBuf {
         self.config
             .data_dir
             .join("topics")
@@ -207,7 +212,7 @@ impl Broker {
         Ok(topic)
     }
 
-    /// Interval flushes and retention; called periodically by the node.
+    /// Interval flushes, retention and compaction; called periodically by the node.
     pub fn run_maintenance(&self, now_ms: i64) {
         for topic in self.topics() {
             for partition in &topic.partitions {
@@ -225,6 +230,7 @@ impl Broker {
                 }
             }
         }
+        self.cleaner.run(self, now_ms);
     }
 
     /// Flushes and closes every log (clean shutdown: the next start skips recovery scans).

@@ -16,6 +16,8 @@ pub enum BrokerError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}: this node runs without replication")]
     InvalidReplicationFactor(i16),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
     #[error("invalid config {key}: {reason}")]
     InvalidConfig { key: String, reason: String },
     #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
@@ -39,6 +41,7 @@ impl BrokerError {
             BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
             BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
             BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,

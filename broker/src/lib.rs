@@ -9,8 +9,10 @@
 //! What it is not: replication (a later layer turns a partition into a Raft group whose log is
 //! this log), consumer groups and transactions (later), or anything about orders and products.
 
+pub mod admin;
 pub mod api;
 pub mod broker;
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod local;

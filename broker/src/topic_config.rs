@@ -70,6 +70,12 @@ pub const KEYS: &[ConfigKey] = &[
         validate: |v| long_at_least(1)(v),
     },
     ConfigKey {
+        name: "delete.retention.ms",
+        default: "86400000",
+        doc: "how long the cleaner keeps a tombstone (null value) of a compacted topic",
+        validate: |v| long_at_least(0)(v),
+    },
+    ConfigKey {
         name: "max.message.bytes",
         default: "1048588",
         doc: "largest record batch accepted",
@@ -133,20 +139,48 @@ impl TopicConfig {
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
     }
 
+    /// Whether the cleaner compacts this topic (`cleanup.policy` lists `compact`).
+    pub fn is_compacted(&self) -> bool {
+        self.get("cleanup.policy")
+            .is_some_and(|policy| policy.split(',').any(|part| part.trim() == "compact"))
+    }
+
+    pub fn delete_retention_ms(&self) -> i64 {
+        self.get_i64("delete.retention.ms").unwrap_or(86_400_000)
+    }
+
     pub fn log_config(&self, flush: FlushPolicy) -> LogConfig {
         let defaults = LogConfig::default();
+        // Retention deletes segments only under the `delete` policy; a compact-only topic
+        // keeps the latest value of every key however old, as Kafka does.
+        let deletes = self
+            .get("cleanup.policy")
+            .is_some_and(|policy| policy.split(',').any(|part| part.trim() == "delete"));
         let positive = |value: Option<i64>| value.filter(|v| *v >= 0);
+        let retained = |value: Option<i64>| positive(value).filter(|_| deletes);
         LogConfig {
             segment_bytes: positive(self.get_i64("segment.bytes"))
                 .and_then(|v| u64::try_from(v).ok())
                 .unwrap_or(defaults.segment_bytes),
             segment_ms: positive(self.get_i64("segment.ms")),
-            retention_bytes: positive(self.get_i64("retention.bytes"))
+            retention_bytes: retained(self.get_i64("retention.bytes"))
                 .and_then(|v| u64::try_from(v).ok()),
-            retention_ms: positive(self.get_i64("retention.ms")),
+            retention_ms: retained(self.get_i64("retention.ms")),
             flush,
             ..defaults
         }
+    }
+}
+
+/// Refuses a key that is not a topic config.
+pub fn validate_name(name: &str) -> Result<(), BrokerError> {
+    if KEYS.iter().any(|key| key.name == name) {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidConfig {
+            key: name.to_string(),
+            reason: "unknown topic config".to_string(),
+        })
     }
 }
 

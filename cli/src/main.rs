@@ -3,6 +3,7 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod config;
+mod kafka_apis;
 mod start;
 mod tools;
 
@@ -37,6 +38,8 @@ enum Command {
     Consume(tools::consume::ConsumeArgs),
     /// End-to-end load generator (produce or consume) printing MB/s, records/s and latency.
     Bench(tools::bench::BenchArgs),
+    /// Print the Kafka APIs and versions the built-in broker serves (the README's table).
+    KafkaApis,
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => tools::produce::run(args).await,
             Command::Consume(args) => tools::consume::run(args).await,
             Command::Bench(args) => tools::bench::run(args).await,
+            Command::KafkaApis => kafka_apis::run(),
         }
     });
     match result {

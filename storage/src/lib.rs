@@ -8,14 +8,17 @@
 //!
 //! What it is not: a Kafka implementation. Storage knows only the batch *framing* (base
 //! offset, length, leader epoch, magic, CRC, last offset delta, timestamps); it never looks
-//! at the records inside a batch and never re-encodes one. The broker owns the protocol.
+//! at the records inside a batch and never re-encodes one (compaction hands it replacement
+//! batches, built by the broker). The broker owns the protocol.
 //!
 //! Main types: [`PartitionLog`] (one partition's log, shared as `Arc<PartitionLog>`),
 //! [`LogConfig`] / [`FlushPolicy`] (its configuration), [`AppendInfo`], [`LogRead`],
-//! [`ReadOptions`], [`BatchInfo`] (what append / read / lookups return) and [`LogError`].
+//! [`ReadOptions`], [`BatchInfo`] (what append / read / lookups return), [`SealedSegment`] /
+//! [`RewriteStats`] (segment rewrites, which compaction drives) and [`LogError`].
 
 pub mod log;
 
 pub use log::{
     AppendInfo, BatchInfo, FlushPolicy, LogConfig, LogError, LogRead, PartitionLog, ReadOptions,
+    RewriteStats, SealedSegment,
 };

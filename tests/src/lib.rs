@@ -15,6 +15,7 @@
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
+//! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
 
 // Test support: a failed expectation here IS the test failure, so panicking with a message
 // is the intended behaviour.
@@ -25,6 +26,7 @@ pub mod kafka;
 pub mod limit;
 pub mod node;
 pub mod raw;
+pub mod wire;
 
 use std::path::PathBuf;
 

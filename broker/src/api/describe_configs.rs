@@ -1,5 +1,5 @@
-//! DescribeConfigs for topics (overrides and defaults, each with its source) and for this
-//! broker (the settings a client may want to read).
+//! DescribeConfigs for topics (overrides and defaults, each with its source and, if asked,
+//! its synonyms) and for this broker (the settings a client may want to read).
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::str_bytes;
@@ -7,7 +7,7 @@ use crate::broker::Broker;
 use crate::topic_config::KEYS;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use std::sync::Arc;
@@ -49,6 +49,10 @@ pub fn handle(
                         );
                         if request.include_documentation {
                             entry.documentation = Some(str_bytes(key.doc));
+                        }
+                        if request.include_synonyms {
+                            entry.synonyms =
+                                synonyms(key.name, config.overrides.get(key.name), key.default);
                         }
                         result.configs.push(entry);
                     }
@@ -98,4 +102,19 @@ fn entry(name: &str, value: &str, source: i8) -> DescribeConfigsResourceResult {
         .with_value(Some(str_bytes(value)))
         .with_config_source(source)
         .with_read_only(source == SOURCE_STATIC_BROKER)
+}
+
+/// Where a topic config's value may come from, in precedence order (KIP-226): the topic's
+/// override if there is one, then the default.
+fn synonyms(name: &str, set: Option<&String>, default: &str) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |value: &str, source| {
+        DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_source(source)
+    };
+    set.map(|value| synonym(value, SOURCE_TOPIC))
+        .into_iter()
+        .chain([synonym(default, SOURCE_DEFAULT)])
+        .collect()
 }

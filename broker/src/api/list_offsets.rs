@@ -71,13 +71,27 @@ fn by_timestamp(partition: &Partition, target: i64) -> Result<(i64, i64), Broker
     let Some(batch) = partition.log().find_batch_by_timestamp(target)? else {
         return Ok((-1, -1));
     };
-    let read = partition.read(batch.base_offset, 1, true)?;
-    let mut bytes = read.bytes;
-    if let Ok(set) = RecordBatchDecoder::decode(&mut bytes)
-        && let Some(record) = set.records.iter().find(|record| record.timestamp >= target)
-    {
-        return Ok((record.offset, record.timestamp));
+    // DeleteRecords may have put the log start inside or past that batch: records below the
+    // start do not count, so walk on from there to the first one that does.
+    let start = partition.log_start_offset();
+    let mut next = batch.base_offset.max(start);
+    while next < partition.high_watermark() {
+        let mut bytes = partition.read(next, 1, true)?.bytes;
+        let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+            // Undecodable (unknown codec): the batch start is the closest safe answer.
+            return Ok((next, batch.max_timestamp));
+        };
+        if let Some(record) = set
+            .records
+            .iter()
+            .find(|record| record.offset >= start && record.timestamp >= target)
+        {
+            return Ok((record.offset, record.timestamp));
+        }
+        let Some(last) = set.records.last() else {
+            break;
+        };
+        next = (last.offset + 1).max(next + 1);
     }
-    // Undecodable (unknown codec): the batch start is the closest safe answer.
-    Ok((batch.base_offset, batch.max_timestamp))
+    Ok((-1, -1))
 }

@@ -1,13 +1,20 @@
 //! One file per Kafka API. `SUPPORTED` is the single list of what this broker answers and in
 //! which versions; ApiVersions, request decoding and the README's API table all read it.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use crate::broker::Broker;
@@ -26,6 +33,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The version range served for `api_key`, or `None` if the API is not implemented.
@@ -61,6 +75,27 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         }
         RequestKind::DescribeConfigs(body) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, body, version))
+        }
+        RequestKind::CreatePartitions(body) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, body))
+        }
+        RequestKind::DeleteRecords(body) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, body))
+        }
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, body))
+        }
+        RequestKind::IncrementalAlterConfigs(body) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, body))
+        }
+        RequestKind::DescribeCluster(body) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, body))
+        }
+        RequestKind::DescribeLogDirs(body) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, body))
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, body))
         }
         other => {
             // decode_request only lets through what SUPPORTED lists, so this is a bug.

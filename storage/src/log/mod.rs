@@ -14,6 +14,8 @@
 //! - [`segment`] — one segment: file handle, published size, indexes, positional I/O.
 //! - [`recovery`] — turning a directory back into segments, scanning and truncating a torn tail.
 //! - [`retention`] — which sealed segments retention deletes (pure).
+//! - [`log_start`] — the durable log start (DeleteRecords) and its checkpoint file.
+//! - [`rewrite`] — crash-safe replacement of a sealed segment's batches (compaction).
 //! - [`partition_log`] — the public type: locking, offset assignment, rolling, flushing.
 //!
 //! Concurrency: appends are serialized by a mutex; reads never take it. A read takes a
@@ -25,9 +27,11 @@ mod batch;
 mod config;
 mod error;
 mod index;
+mod log_start;
 mod partition_log;
 mod recovery;
 mod retention;
+mod rewrite;
 mod segment;
 
 #[cfg(test)]
@@ -36,3 +40,4 @@ mod tests;
 pub use config::{FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use partition_log::{AppendInfo, BatchInfo, LogRead, PartitionLog, ReadOptions};
+pub use rewrite::{RewriteStats, SealedSegment};

@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 use super::batch::{self, BatchHeader, Batches};
 use super::config::{FlushPolicy, LogConfig};
 use super::error::LogError;
+use super::log_start;
 use super::recovery::{self, ScanFrom};
 use super::segment::{Segment, remove_if_present, sync_dir};
 
@@ -115,8 +116,12 @@ impl PartitionLog {
                 "recovery returned no segment",
             )));
         };
-        let log_start = first.base_offset();
         let log_end = active.next_offset();
+        // DeleteRecords may have moved the start inside the first segment.
+        let log_start = log_start::read_checkpoint(dir)?
+            .map_or(first.base_offset(), |checkpoint| {
+                checkpoint.clamp(first.base_offset(), log_end)
+            });
         let size = segments.iter().map(|s| s.size()).sum();
         let first_append_ms = if active.is_empty() {
             None
@@ -388,7 +393,14 @@ impl PartitionLog {
         let (Some(first), Some(active)) = (kept.first(), kept.last()) else {
             return Err(LogError::Poisoned);
         };
-        self.log_start.store(first.base_offset(), Ordering::Release);
+        if keep == 0 {
+            // Emptied and restarted at `offset`: a checkpointed start above it is void.
+            log_start::remove_checkpoint(&self.dir).map_err(|e| self.poison(e))?;
+            self.log_start.store(first.base_offset(), Ordering::Release);
+        } else {
+            self.log_start
+                .fetch_max(first.base_offset(), Ordering::AcqRel);
+        }
         self.log_end.store(active.next_offset(), Ordering::Release);
         self.size
             .store(kept.iter().map(|s| s.size()).sum(), Ordering::Release);
@@ -445,7 +457,7 @@ impl PartitionLog {
         Arc::clone(&self.segments.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn check_writable(&self) -> Result<(), LogError> {
+    pub(super) fn check_writable(&self) -> Result<(), LogError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(LogError::Poisoned);
         }
@@ -453,7 +465,7 @@ impl PartitionLog {
     }
 
     /// Records a write-path I/O failure: from now on the log refuses writes.
-    fn poison(&self, e: std::io::Error) -> LogError {
+    pub(super) fn poison(&self, e: std::io::Error) -> LogError {
         error!(dir = %self.dir.display(), error = %e, "log I/O failure; refusing further writes");
         self.poisoned.store(true, Ordering::Release);
         LogError::Io(e)

@@ -120,9 +120,10 @@ pub(crate) fn scan(
             Ok(size) => size,
             Err(e) => break Some(e.to_string()),
         };
-        if header.base_offset != expected {
+        // Offsets only ever grow; gaps are legal (compaction drops whole batches).
+        if header.base_offset < expected {
             break Some(format!(
-                "batch has base offset {} where {expected} was expected",
+                "batch has base offset {} where at least {expected} was expected",
                 header.base_offset
             ));
         }
@@ -218,12 +219,12 @@ pub(crate) fn open_segments(
             .write(true)
             .open(dir.join(file_name(base, LOG_EXT)))?;
         if let Some(previous) = segments.last()
-            && previous.next_offset() != base
+            && previous.next_offset() > base
         {
             error!(
                 segment = base,
                 expected = previous.next_offset(),
-                "segments are not contiguous; dropping this and later segments"
+                "segments overlap; dropping this and later segments"
             );
             drop_segments(dir, bases.get(i..).unwrap_or_default())?;
             break;
@@ -237,7 +238,8 @@ pub(crate) fn open_segments(
             Some(scan) => scan,
             None => scan(&file, base, ScanFrom::start(base), interval)?,
         };
-        if recovered.valid_size == 0 && !is_last {
+        // An empty first segment is kept: compaction leaves one to hold the log start.
+        if recovered.valid_size == 0 && !is_last && i > 0 {
             warn!(segment = base, "removing empty sealed segment");
             drop(file);
             drop_segments(dir, &[base])?;
@@ -288,7 +290,8 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
         ) else {
             continue;
         };
-        if ext == "tmp" {
+        // Temporary files and unfinished compaction output: the originals are intact.
+        if ext == "tmp" || ext == super::rewrite::CLEANED_EXT {
             remove_if_present(&path)?;
         } else if ext == LOG_EXT
             && stem.len() == 20

@@ -90,7 +90,8 @@ impl PartitionLog {
             .segments
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(kept);
-        self.log_start.store(new_start, Ordering::Release);
+        // Never backwards: DeleteRecords may already have moved it further.
+        self.log_start.fetch_max(new_start, Ordering::AcqRel);
         let freed: u64 = deleted.iter().map(|s| s.size()).sum();
         self.size.fetch_sub(freed, Ordering::AcqRel);
         for segment in deleted {

@@ -1,0 +1,56 @@
+//! OffsetForLeaderEpoch: where a leader epoch ends, which clients use to detect a log that
+//! was truncated under them. A single node has had one epoch (`LEADER_EPOCH`) since the
+//! start, so it ends at the log end; Kafka's answers for other epochs follow: a newer
+//! current epoch than ours is UNKNOWN_LEADER_EPOCH, an older one FENCED_LEADER_EPOCH, and an
+//! epoch we never had is answered with undefined epoch and offset (-1, -1).
+
+use crate::broker::Broker;
+use crate::partition::LEADER_EPOCH;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use std::sync::Arc;
+
+const UNDEFINED: i32 = -1;
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut response = OffsetForLeaderEpochResponse::default();
+    for topic in request.topics {
+        let mut result = OffsetForLeaderTopicResult::default().with_topic(topic.topic.clone());
+        for wanted in topic.partitions {
+            let answer = EpochEndOffset::default()
+                .with_partition(wanted.partition)
+                .with_leader_epoch(UNDEFINED)
+                .with_end_offset(-1);
+            let partition = match broker.partition(topic.topic.0.as_str(), wanted.partition) {
+                Ok(partition) => partition,
+                Err(error) => {
+                    result
+                        .partitions
+                        .push(answer.with_error_code(error.kafka_code()));
+                    continue;
+                }
+            };
+            let fencing = match wanted.current_leader_epoch {
+                UNDEFINED => None,
+                current if current > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
+                current if current < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
+                _ => None,
+            };
+            result.partitions.push(match fencing {
+                Some(error) => answer.with_error_code(error.code()),
+                None if wanted.leader_epoch == LEADER_EPOCH => answer
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_end_offset(partition.high_watermark()),
+                None => answer,
+            });
+        }
+        response.topics.push(result);
+    }
+    response
+}
