@@ -5,6 +5,7 @@ use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
+use crate::producer::TransactionCoordinator;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::TopicName;
 use commerce_storage::PartitionLog;
@@ -46,6 +47,8 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion (metadata store + directories).
     admin: Mutex<()>,
+    /// Producer ids, transactional ids and their transactions.
+    pub transactions: TransactionCoordinator,
 }
 
 impl Broker {
@@ -54,12 +57,14 @@ impl Broker {
         std::fs::create_dir_all(config.data_dir.join("topics"))?;
         let store = MetadataStore::open(&config.data_dir.join("metadata.redb"))?;
         let cluster_id = store.cluster_id()?;
+        let transactions = TransactionCoordinator::open(&config.data_dir.join("producers.redb"))?;
         let broker = Broker {
             config,
             cluster_id,
             store,
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
+            transactions,
         };
         for record in broker.store.topics()? {
             let topic = broker.open_topic(&record)?;
@@ -124,7 +129,7 @@ impl Broker {
         let mut partitions = Vec::new();
         for index in 0..record.partitions {
             let log = PartitionLog::open(&self.partition_dir(&name, index), log_config.clone())?;
-            partitions.push(Arc::new(Partition::new(name.clone(), index, log)));
+            partitions.push(Arc::new(Partition::open(name.clone(), index, log)?));
         }
         Ok(Topic {
             name,
@@ -209,6 +214,7 @@ impl Broker {
 
     /// Interval flushes and retention; called periodically by the node.
     pub fn run_maintenance(&self, now_ms: i64) {
+        self.transactions.abort_expired(self, now_ms);
         for topic in self.topics() {
             for partition in &topic.partitions {
                 if let Err(error) = partition.log().flush_if_due() {

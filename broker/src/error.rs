@@ -28,6 +28,8 @@ pub enum BrokerError {
     Metadata(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Producer(#[from] crate::producer::ProducerError),
 }
 
 impl BrokerError {
@@ -47,6 +49,7 @@ impl BrokerError {
                 ResponseError::UnsupportedForMessageFormat
             }
             BrokerError::Log(LogError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
+            BrokerError::Producer(error) => error.kafka_error(),
             BrokerError::Log(_) | BrokerError::Metadata(_) | BrokerError::Io(_) => {
                 ResponseError::KafkaStorageError
             }

@@ -14,6 +14,8 @@
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
+//! - [`proxy`]: a TCP proxy that can drop a response and cut the connection, to make
+//!   clients retry requests the node already executed.
 
 // Test support: a failed expectation here IS the test failure, so panicking with a message
 // is the intended behaviour.
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod kafka;
 pub mod limit;
 pub mod node;
+pub mod proxy;
 
 use std::path::PathBuf;
 
