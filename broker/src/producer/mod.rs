@@ -26,6 +26,9 @@ pub mod sink;
 pub mod store;
 pub mod txn_index;
 
+#[cfg(test)]
+mod tests;
+
 pub use coordinator::TransactionCoordinator;
 pub use error::ProducerError;
 pub use sink::{TxnOffset, TxnOffsetSink};
