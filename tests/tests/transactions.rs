@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use commerce_tests::kafka::{self, TestProducer};
 use commerce_tests::{Node, TimeLimit};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 
@@ -90,6 +91,25 @@ fn read_committed_sees_committed_transactions_only() {
     producer.begin_transaction().unwrap();
     send_all(&producer, topic, "open", 4, 2);
     producer.flush(TXN_TIMEOUT).unwrap();
+
+    // Partition 0 holds 5 aborted records + marker, 5 committed + marker, then the open
+    // transaction's 2 records at 12 and 13: the LSO is 12, the high watermark 14.
+    let latest = |isolation: &str| {
+        kafka::consumer_with(&bootstrap, &[("isolation.level", isolation)])
+            .fetch_watermarks(topic, 0, kafka::REQUEST_TIMEOUT)
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        latest("read_committed"),
+        12,
+        "ListOffsets latest, read_committed"
+    );
+    assert_eq!(
+        latest("read_uncommitted"),
+        14,
+        "ListOffsets latest, read_uncommitted"
+    );
 
     let committed = named("committed", 10);
     assert_eq!(
