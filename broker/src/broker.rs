@@ -214,7 +214,7 @@ impl Broker {
 
     /// Interval flushes and retention; called periodically by the node.
     pub fn run_maintenance(&self, now_ms: i64) {
-        self.transactions.abort_expired(self, now_ms);
+        self.transactions.tick(self, now_ms);
         for topic in self.topics() {
             for partition in &topic.partitions {
                 if let Err(error) = partition.log().flush_if_due() {

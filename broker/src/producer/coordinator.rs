@@ -4,11 +4,11 @@
 //! keeps a transaction's consumer offsets until commit, and aborts transactions whose
 //! producer went quiet for longer than its transaction timeout.
 //!
-//! One node is the coordinator of every transactional id, so a transaction ends in one step
-//! (markers written, then the record updated) rather than Kafka's Prepare/Complete pair; a
-//! crash between the two leaves the record Ongoing and the timeout finishes it (an abort —
-//! a commit whose markers were partly written before the crash is the one case this does
-//! not yet get right).
+//! Ending a transaction is Kafka's two steps: the decision (PrepareCommit / PrepareAbort) is
+//! made durable first, then the markers are written, then the record becomes Complete. A
+//! crash or a failed write in between leaves a Prepare record, which the maintenance tick
+//! finishes by writing the markers again (a second marker for a transaction a partition
+//! already closed changes nothing), so a commit is never half applied.
 
 use super::batch_header::Marker;
 use super::error::ProducerError;
@@ -31,6 +31,9 @@ pub enum TxnState {
     /// No transaction open (new, or just fenced).
     Empty,
     Ongoing,
+    /// Decided, markers being written.
+    PrepareCommit,
+    PrepareAbort,
     CompleteCommit,
     CompleteAbort,
 }
@@ -48,6 +51,13 @@ pub struct TxnMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     /// Offsets to commit per consumer group when the transaction commits.
     pub offsets: BTreeMap<String, Vec<TxnOffset>>,
+}
+
+impl TxnMetadata {
+    /// Decided but not all markers written yet.
+    fn is_completing(&self) -> bool {
+        matches!(self.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+    }
 }
 
 struct Inner {
@@ -162,14 +172,9 @@ impl TransactionCoordinator {
         metadata: &mut TxnMetadata,
         now_ms: i64,
     ) -> Result<()> {
+        metadata.epoch = metadata.epoch.saturating_add(1);
         if metadata.state == TxnState::Ongoing {
-            metadata.epoch = metadata.epoch.saturating_add(1);
-            write_markers(broker, metadata, Marker::Abort, now_ms)?;
-            metadata.partitions.clear();
-            metadata.offsets.clear();
-            metadata.state = TxnState::CompleteAbort;
-        } else {
-            metadata.epoch = metadata.epoch.saturating_add(1);
+            *metadata = self.finish(broker, inner, metadata.clone(), false, now_ms)?;
         }
         if metadata.epoch >= MAX_EPOCH {
             inner.by_producer.remove(&metadata.producer_id);
@@ -177,6 +182,46 @@ impl TransactionCoordinator {
             metadata.epoch = 0;
         }
         Ok(())
+    }
+
+    /// Ends a transaction: decision made durable, markers written, record completed.
+    /// Returns the completed record (already saved).
+    fn finish(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        mut metadata: TxnMetadata,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<TxnMetadata> {
+        metadata.state = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        self.save(inner, metadata.clone())?;
+        let marker = if commit {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        write_markers(broker, &metadata, marker, now_ms)?;
+        if commit && let Some(sink) = self.offset_sink() {
+            for (group, offsets) in std::mem::take(&mut metadata.offsets) {
+                if let Err(error) = sink.commit_offsets(&group, offsets) {
+                    tracing::error!(%group, %error, "committing transactional offsets failed");
+                }
+            }
+        }
+        metadata.partitions.clear();
+        metadata.offsets.clear();
+        metadata.state = if commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        self.save(inner, metadata.clone())?;
+        Ok(metadata)
     }
 
     /// The transaction of `transactional_id`, checked against the caller's id and epoch.
@@ -199,11 +244,16 @@ impl TransactionCoordinator {
         Ok(metadata.clone())
     }
 
-    fn begin(metadata: &mut TxnMetadata, now_ms: i64) {
+    /// Opens the transaction unless it is open; refused while the last one is completing.
+    fn begin(metadata: &mut TxnMetadata, now_ms: i64) -> Result<(), ProducerError> {
+        if metadata.is_completing() {
+            return Err(ProducerError::ConcurrentTransactions);
+        }
         if metadata.state != TxnState::Ongoing {
             metadata.state = TxnState::Ongoing;
             metadata.started_ms = now_ms;
         }
+        Ok(())
     }
 
     /// AddPartitionsToTxn: the partitions must exist; the transaction becomes Ongoing.
@@ -221,7 +271,7 @@ impl TransactionCoordinator {
         for (topic, index) in partitions {
             broker.partition(topic, *index)?;
         }
-        Self::begin(&mut metadata, now_ms);
+        Self::begin(&mut metadata, now_ms)?;
         metadata.partitions.extend(partitions.iter().cloned());
         self.save(&mut inner, metadata)
     }
@@ -240,7 +290,7 @@ impl TransactionCoordinator {
         }
         let mut inner = self.lock();
         let mut metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
-        Self::begin(&mut metadata, now_ms);
+        Self::begin(&mut metadata, now_ms)?;
         metadata.offsets.entry(group.to_string()).or_default();
         self.save(&mut inner, metadata)
     }
@@ -282,36 +332,20 @@ impl TransactionCoordinator {
         now_ms: i64,
     ) -> Result<()> {
         let mut inner = self.lock();
-        let mut metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
+        let metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
         match (metadata.state, commit) {
             (TxnState::Ongoing, _) => {}
             // A retry of an EndTxn that already completed, or an empty transaction.
             (TxnState::CompleteCommit, true)
             | (TxnState::CompleteAbort, false)
             | (TxnState::Empty, _) => return Ok(()),
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                return Err(ProducerError::ConcurrentTransactions.into());
+            }
             _ => return Err(ProducerError::InvalidTxnState("ended the other way").into()),
         }
-        let marker = if commit {
-            Marker::Commit
-        } else {
-            Marker::Abort
-        };
-        write_markers(broker, &metadata, marker, now_ms)?;
-        if commit && let Some(sink) = self.offset_sink() {
-            for (group, offsets) in std::mem::take(&mut metadata.offsets) {
-                if let Err(error) = sink.commit_offsets(&group, offsets) {
-                    tracing::error!(%group, %error, "committing transactional offsets failed");
-                }
-            }
-        }
-        metadata.partitions.clear();
-        metadata.offsets.clear();
-        metadata.state = if commit {
-            TxnState::CompleteCommit
-        } else {
-            TxnState::CompleteAbort
-        };
-        self.save(&mut inner, metadata)
+        self.finish(broker, &mut inner, metadata, commit, now_ms)?;
+        Ok(())
     }
 
     /// Checks a transactional produce: the producer is current and the partition was added.
@@ -342,26 +376,39 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Aborts transactions open longer than their timeout, fencing their producer (as
-    /// Kafka does: a producer that went quiet that long must not carry on).
-    pub fn abort_expired(&self, broker: &Broker, now_ms: i64) {
+    /// The coordinator's periodic work: finishes transactions whose markers were not all
+    /// written (a crash or a failed write), and aborts transactions open longer than their
+    /// timeout, fencing their producer (as Kafka does: a producer that went quiet that long
+    /// must not carry on).
+    pub fn tick(&self, broker: &Broker, now_ms: i64) {
         let mut inner = self.lock();
-        let expired: Vec<TxnMetadata> = inner
+        let due: Vec<TxnMetadata> = inner
             .txns
             .values()
             .filter(|m| {
-                m.state == TxnState::Ongoing
-                    && now_ms.saturating_sub(m.started_ms) > i64::from(m.timeout_ms)
+                m.is_completing()
+                    || (m.state == TxnState::Ongoing
+                        && now_ms.saturating_sub(m.started_ms) > i64::from(m.timeout_ms))
             })
             .cloned()
             .collect();
-        for mut metadata in expired {
-            tracing::info!(transactional_id = %metadata.transactional_id, "aborting a transaction past its timeout");
-            let result = self
-                .fence(broker, &mut inner, &mut metadata, now_ms)
-                .and_then(|()| self.save(&mut inner, metadata.clone()));
+        for mut metadata in due {
+            let id = metadata.transactional_id.clone();
+            let result = match metadata.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                    tracing::info!(transactional_id = %id, state = ?metadata.state, "completing a transaction");
+                    let commit = metadata.state == TxnState::PrepareCommit;
+                    self.finish(broker, &mut inner, metadata, commit, now_ms)
+                        .map(drop)
+                }
+                _ => {
+                    tracing::info!(transactional_id = %id, "aborting a transaction past its timeout");
+                    self.fence(broker, &mut inner, &mut metadata, now_ms)
+                        .and_then(|()| self.save(&mut inner, metadata))
+                }
+            };
             if let Err(error) = result {
-                tracing::error!(transactional_id = %metadata.transactional_id, %error, "aborting an expired transaction failed");
+                tracing::error!(transactional_id = %id, %error, "finishing a transaction failed; will retry");
             }
         }
     }

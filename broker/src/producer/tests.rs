@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+use super::coordinator::TxnState;
+use super::store::ProducerStore;
 use super::{ProducerError, TxnOffset, TxnOffsetSink};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -227,9 +229,9 @@ fn an_expired_transaction_is_aborted_and_listed_for_read_committed() {
         .unwrap();
     let partition = broker.partition("events", 0).unwrap();
     partition.append(&mut batch(id, epoch, 0, 2, true)).unwrap();
-    coordinator.abort_expired(&broker, 10_500);
+    coordinator.tick(&broker, 10_500);
     assert_eq!(partition.last_stable_offset(), 0, "not expired yet");
-    coordinator.abort_expired(&broker, 11_001);
+    coordinator.tick(&broker, 11_001);
     assert_eq!(partition.last_stable_offset(), 3);
     let aborted: Vec<(i64, i64)> = partition
         .aborted_between(0, 3)
@@ -239,4 +241,54 @@ fn an_expired_transaction_is_aborted_and_listed_for_read_committed() {
     assert_eq!(aborted, vec![(id, 0)]);
     // The marker was written with a bumped epoch: the abandoned producer is fenced.
     assert!(partition.append(&mut batch(id, epoch, 2, 1, true)).is_err());
+}
+
+#[test]
+fn a_commit_decided_before_a_crash_is_completed_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, epoch) = {
+        let broker = open(dir.path());
+        broker.ensure_topic("events").unwrap();
+        let coordinator = &broker.transactions;
+        let (id, epoch) = coordinator
+            .init_transactional(&broker, "relay", 60_000, -1, -1, 0)
+            .unwrap();
+        let partitions = [("events".to_string(), 0)];
+        coordinator
+            .add_partitions(&broker, "relay", id, epoch, &partitions, 0)
+            .unwrap();
+        let partition = broker.partition("events", 0).unwrap();
+        partition.append(&mut batch(id, epoch, 0, 2, true)).unwrap();
+        broker.close();
+        (id, epoch)
+    };
+    // The crash came after PrepareCommit was stored and before any marker was written.
+    {
+        let store = ProducerStore::open(&dir.path().join("producers.redb")).unwrap();
+        let mut record = store.transactions().unwrap().pop().unwrap();
+        record.state = TxnState::PrepareCommit;
+        store.put_transaction(&record).unwrap();
+    }
+    let broker = open(dir.path());
+    let partition = broker.partition("events", 0).unwrap();
+    assert_eq!(partition.last_stable_offset(), 0);
+    assert!(matches!(
+        producer_error(
+            broker
+                .transactions
+                .end(&broker, "relay", id, epoch, true, 0)
+        ),
+        ProducerError::ConcurrentTransactions
+    ));
+    broker.transactions.tick(&broker, 0);
+    assert_eq!(partition.last_stable_offset(), 3);
+    assert!(
+        partition.aborted_between(0, 3).is_empty(),
+        "committed, not aborted"
+    );
+    // The client's retried EndTxn now finds it done.
+    broker
+        .transactions
+        .end(&broker, "relay", id, epoch, true, 0)
+        .unwrap();
 }
