@@ -128,8 +128,9 @@ impl Broker {
         let log_config = record.config.log_config(self.config.log_flush);
         let mut partitions = Vec::new();
         for index in 0..record.partitions {
-            let log = PartitionLog::open(&self.partition_dir(&name, index), log_config.clone())?;
-            partitions.push(Arc::new(Partition::open(name.clone(), index, log)?));
+            let dir = self.partition_dir(&name, index);
+            let log = PartitionLog::open(&dir, log_config.clone())?;
+            partitions.push(Arc::new(Partition::open(name.clone(), index, log, &dir)?));
         }
         Ok(Topic {
             name,
@@ -237,6 +238,9 @@ impl Broker {
     pub fn close(&self) {
         for topic in self.topics() {
             for partition in &topic.partitions {
+                if let Err(error) = partition.write_producer_snapshot() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "writing the producer snapshot failed");
+                }
                 if let Err(error) = partition.log().close() {
                     tracing::error!(topic = %topic.name, partition = partition.index, %error, "closing the log failed");
                 }

@@ -9,6 +9,7 @@ use crate::producer::txn_index::AbortedTxn;
 use crate::producer::{ProducerError, batch_header::ProducerBatch};
 use crate::topic_name::TopicName;
 use commerce_storage::{AppendInfo, LogRead, PartitionLog, ReadOptions};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -24,12 +25,15 @@ pub struct Partition {
     /// Producer sequences and transactions; held across check + append + record so that a
     /// verdict and the log never disagree (two retries of a batch cannot both get in).
     producers: Mutex<ProducerState>,
+    /// The partition's directory, where the producer-state snapshot goes.
+    dir: PathBuf,
 }
 
 impl Partition {
-    /// Wraps an opened log, rebuilding producer state from its batch headers.
-    pub fn open(topic: TopicName, index: i32, log: PartitionLog) -> Result<Partition> {
-        let producers = ProducerState::rebuild(&log)?;
+    /// Wraps an opened log (kept in `dir`), recovering producer state from the snapshot a
+    /// clean shutdown left and the batch headers after it.
+    pub fn open(topic: TopicName, index: i32, log: PartitionLog, dir: &Path) -> Result<Partition> {
+        let producers = ProducerState::recover(dir, &log)?;
         let (end_offset, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic,
@@ -37,6 +41,7 @@ impl Partition {
             log,
             end_offset,
             producers: Mutex::new(producers),
+            dir: dir.to_path_buf(),
         })
     }
 
@@ -98,6 +103,14 @@ impl Partition {
         drop(producers);
         self.end_offset.send_replace(info.last_offset + 1);
         Ok(info)
+    }
+
+    /// Saves producer state for a fast next open (clean shutdown). Taken under the append
+    /// lock, so the state and the log end it names agree.
+    pub fn write_producer_snapshot(&self) -> Result<()> {
+        let producers = self.producers();
+        producers.write_snapshot(&self.dir, self.log.log_end_offset())?;
+        Ok(())
     }
 
     /// Stored batches from `offset`, bounded by the high watermark.

@@ -2,20 +2,33 @@
 //! transactions for read_committed. The partition keeps one behind a mutex held across
 //! check, append and record, so the verdict and the log cannot disagree.
 //!
-//! Restart: the state is rebuilt by scanning the batch headers of the whole log (reading it
-//! once from the log start). That is simple and always right; a snapshot written at clean
-//! shutdown would make opening a large log faster and is left for later.
+//! Restart: a clean shutdown writes the state to a snapshot file beside the log, with the
+//! log end it describes; the next open loads it and scans only the batches after it. The
+//! snapshot is deleted once loaded, so it is only ever used right after the clean shutdown
+//! that wrote it (a later crash, or a truncation, cannot make it describe another log).
+//! Without a snapshot (after a crash) the whole log's batch headers are scanned: slower on
+//! a large log, always right.
 
 use super::batch_header::{ProducerBatch, control_marker};
 use super::error::ProducerError;
 use super::sequence::{Admission, ProducerSequences};
 use super::txn_index::{AbortedTxn, TxnIndex};
 use commerce_storage::{LogError, PartitionLog, ReadOptions};
+use std::path::Path;
 
 /// How much log one rebuild read fetches at a time.
 const REBUILD_CHUNK: usize = 4 << 20;
+/// The snapshot's file name in the partition directory.
+pub const SNAPSHOT_FILE: &str = "producer-state.json";
 
-#[derive(Debug, Clone, Default)]
+/// What the snapshot file holds: the state as of `end_offset`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    end_offset: i64,
+    state: ProducerState,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerState {
     sequences: ProducerSequences,
     txns: TxnIndex,
@@ -33,10 +46,49 @@ pub enum Verdict {
 }
 
 impl ProducerState {
-    /// Rebuilds from every batch header in the log.
+    /// Loads the snapshot in `dir` if there is a usable one (and removes it), then scans
+    /// the batches after it; without one, scans the whole log.
+    pub fn recover(dir: &Path, log: &PartitionLog) -> Result<ProducerState, LogError> {
+        let path = dir.join(SNAPSHOT_FILE);
+        let snapshot = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
+            .filter(|snapshot| {
+                (log.log_start_offset()..=log.log_end_offset()).contains(&snapshot.end_offset)
+            });
+        if path.exists() {
+            std::fs::remove_file(&path)?;
+        }
+        match snapshot {
+            Some(snapshot) => snapshot.state.scan(log, snapshot.end_offset),
+            None => ProducerState::default().scan(log, log.log_start_offset()),
+        }
+    }
+
+    /// Writes the snapshot for a log that ends at `end_offset` (clean shutdown: no append
+    /// may follow). Written to a temporary name and renamed, so a crash mid-write leaves
+    /// no half snapshot.
+    pub fn write_snapshot(&self, dir: &Path, end_offset: i64) -> std::io::Result<()> {
+        let snapshot = Snapshot {
+            end_offset,
+            state: self.clone(),
+        };
+        let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
+        let temporary = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        std::fs::write(&temporary, bytes)?;
+        std::fs::File::open(&temporary)?.sync_all()?;
+        std::fs::rename(&temporary, dir.join(SNAPSHOT_FILE))
+    }
+
+    /// Rebuilds from every batch header in the log (what `recover` does without snapshot).
     pub fn rebuild(log: &PartitionLog) -> Result<ProducerState, LogError> {
-        let mut state = ProducerState::default();
-        let mut offset = log.log_start_offset();
+        ProducerState::default().scan(log, log.log_start_offset())
+    }
+
+    /// Applies the batch headers of the log from `from` on.
+    fn scan(self, log: &PartitionLog, from: i64) -> Result<ProducerState, LogError> {
+        let mut state = self;
+        let mut offset = from;
         let end = log.log_end_offset();
         while offset < end {
             let read = log.read(

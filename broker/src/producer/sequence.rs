@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 pub const RETAINED_BATCHES: usize = 5;
 
 /// Where a batch of a producer landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct BatchMeta {
     first_sequence: i32,
     last_sequence: i32,
@@ -20,7 +20,7 @@ struct BatchMeta {
     last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
@@ -35,7 +35,7 @@ pub enum Admission {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerSequences {
     producers: HashMap<i64, ProducerEntry>,
 }

@@ -292,3 +292,49 @@ fn a_commit_decided_before_a_crash_is_completed_after_the_restart() {
         .end(&broker, "relay", id, epoch, true, 0)
         .unwrap();
 }
+
+#[test]
+fn state_is_recovered_from_a_snapshot_plus_the_batches_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let idempotent = {
+        let broker = open(dir.path());
+        broker.ensure_topic("events").unwrap();
+        let (idempotent, _) = broker.transactions.init_idempotent(-1, -1).unwrap();
+        let (transactional, epoch) = broker
+            .transactions
+            .init_transactional(&broker, "relay", 60_000, -1, -1, 0)
+            .unwrap();
+        let partition = broker.partition("events", 0).unwrap();
+        partition
+            .append(&mut batch(idempotent, 0, 0, 2, false))
+            .unwrap();
+        partition.write_producer_snapshot().unwrap();
+        // After the snapshot: more data, and a transaction opened at offset 4.
+        partition
+            .append(&mut batch(idempotent, 0, 2, 2, false))
+            .unwrap();
+        partition
+            .append(&mut batch(transactional, epoch, 0, 1, true))
+            .unwrap();
+        // No close: the snapshot stays behind the log end.
+        idempotent
+    };
+    let snapshot = dir
+        .path()
+        .join("topics/events-0")
+        .join("producer-state.json");
+    assert!(snapshot.exists());
+
+    let broker = open(dir.path());
+    assert!(!snapshot.exists(), "a loaded snapshot is removed");
+    let partition = broker.partition("events", 0).unwrap();
+    let before = partition
+        .append(&mut batch(idempotent, 0, 0, 2, false))
+        .unwrap();
+    let after = partition
+        .append(&mut batch(idempotent, 0, 2, 2, false))
+        .unwrap();
+    assert_eq!((before.base_offset, after.base_offset), (0, 2));
+    assert_eq!(partition.last_stable_offset(), 4);
+    assert_eq!(partition.high_watermark(), 5);
+}

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 
 /// A transaction that ended in an abort: its records lie in [first_offset, last_offset],
 /// `last_offset` being the offset of the abort marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AbortedTxn {
     pub producer_id: i64,
     pub first_offset: i64,
     pub last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TxnIndex {
     ongoing: HashMap<i64, i64>,
     /// In marker-offset order (appends come in offset order).
