@@ -2,11 +2,18 @@
 //! block is given, so a restart (even a crash) resumes past every id ever handed out and an
 //! id is never reused. Losing the rest of a block on a crash is the price; ids are plentiful.
 
+use super::error::ProducerError;
 use super::store::ProducerStore;
 use crate::error::Result;
 
 /// Ids reserved per durable write.
 const BLOCK_SIZE: i64 = 1000;
+
+/// Producer ids from here up are never allocated: they are for in-process producers that
+/// pick a fixed id (the services' outbox relays, one id per service partition, so a relay
+/// restarting on another node continues the same sequence). 2^48 allocations is far beyond
+/// any node's life.
+pub const FIXED_PRODUCER_IDS_START: i64 = 1 << 48;
 
 #[derive(Debug)]
 pub struct IdAllocator {
@@ -25,6 +32,9 @@ impl IdAllocator {
     }
 
     pub fn allocate(&mut self, store: &ProducerStore) -> Result<i64> {
+        if self.next >= FIXED_PRODUCER_IDS_START {
+            return Err(ProducerError::CoordinatorNotAvailable("producer ids exhausted").into());
+        }
         if self.next >= self.block_end {
             let block_end = self.next + BLOCK_SIZE;
             store.set_producer_id_high_water(block_end)?;
