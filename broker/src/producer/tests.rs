@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use super::batch_header::Marker;
 use super::coordinator::TxnState;
 use super::store::ProducerStore;
 use super::{ProducerError, TxnOffset, TxnOffsetSink};
@@ -337,4 +338,31 @@ fn state_is_recovered_from_a_snapshot_plus_the_batches_after_it() {
     assert_eq!((before.base_offset, after.base_offset), (0, 2));
     assert_eq!(partition.last_stable_offset(), 4);
     assert_eq!(partition.high_watermark(), 5);
+}
+
+#[test]
+fn client_markers_and_multi_batch_idempotent_requests_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker.ensure_topic("events").unwrap();
+    let (id, epoch) = broker.transactions.init_idempotent(-1, -1).unwrap();
+    let partition = broker.partition("events", 0).unwrap();
+
+    let mut two = batch(id, epoch, 0, 1, false);
+    two.extend_from_slice(&batch(id, epoch, 1, 1, false));
+    assert_eq!(
+        producer_error(partition.append(&mut two)),
+        ProducerError::InvalidRecord
+    );
+    let mut marker = super::marker::marker_batch(id, epoch, Marker::Commit, 0).unwrap();
+    assert_eq!(
+        producer_error(partition.append(&mut marker)),
+        ProducerError::InvalidRecord
+    );
+    assert_eq!(partition.high_watermark(), 0);
+    // The refused requests left no trace: the producer still starts at sequence 0.
+    partition
+        .append(&mut batch(id, epoch, 0, 1, false))
+        .unwrap();
+    assert_eq!(partition.high_watermark(), 1);
 }
