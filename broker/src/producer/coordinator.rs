@@ -15,6 +15,7 @@ use super::error::ProducerError;
 use super::id_allocator::IdAllocator;
 use super::sink::{TxnOffset, TxnOffsetSink};
 use super::store::ProducerStore;
+pub use super::txn_metadata::{TxnMetadata, TxnState};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,40 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 const MAX_TRANSACTION_TIMEOUT_MS: i32 = 900_000;
 /// Past this the epoch cannot be bumped again; the transactional id gets a new producer id.
 const MAX_EPOCH: i16 = i16::MAX - 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum TxnState {
-    /// No transaction open (new, or just fenced).
-    Empty,
-    Ongoing,
-    /// Decided, markers being written.
-    PrepareCommit,
-    PrepareAbort,
-    CompleteCommit,
-    CompleteAbort,
-}
-
-/// What is kept per transactional id.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TxnMetadata {
-    pub transactional_id: String,
-    pub producer_id: i64,
-    pub epoch: i16,
-    pub timeout_ms: i32,
-    pub state: TxnState,
-    /// When the open transaction started (ms since the epoch).
-    pub started_ms: i64,
-    pub partitions: BTreeSet<(String, i32)>,
-    /// Offsets to commit per consumer group when the transaction commits.
-    pub offsets: BTreeMap<String, Vec<TxnOffset>>,
-}
-
-impl TxnMetadata {
-    /// Decided but not all markers written yet.
-    fn is_completing(&self) -> bool {
-        matches!(self.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
-    }
-}
 
 struct Inner {
     ids: IdAllocator,
