@@ -6,9 +6,7 @@
 use crate::broker::{Broker, MAX_PARTITIONS, Topic};
 use crate::error::{BrokerError, Result};
 use crate::metadata_store::TopicRecord;
-use crate::partition::Partition;
 use crate::topic_config::TopicConfig;
-use commerce_storage::PartitionLog;
 use std::sync::{Arc, PoisonError, RwLock};
 
 impl Broker {
@@ -37,9 +35,7 @@ impl Broker {
         let log_config = config.log_config(self.config().log_flush);
         let mut partitions = topic.partitions.clone();
         for index in current..count {
-            let log =
-                PartitionLog::open(&self.partition_dir(&topic.name, index), log_config.clone())?;
-            partitions.push(Arc::new(Partition::new(topic.name.clone(), index, log)));
+            partitions.push(self.open_partition(&topic.name, index, &log_config)?);
         }
         let record = TopicRecord {
             name: topic.name.to_string(),

@@ -5,6 +5,7 @@ use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
+use crate::producer::TransactionCoordinator;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::TopicName;
 use commerce_storage::PartitionLog;
@@ -48,6 +49,8 @@ pub struct Broker {
     pub(crate) admin: Mutex<()>,
     /// Log compaction state for `cleanup.policy=compact` topics.
     cleaner: crate::compaction::Cleaner,
+    /// Producer ids, transactional ids and their transactions.
+    pub transactions: TransactionCoordinator,
 }
 
 impl Broker {
@@ -56,6 +59,7 @@ impl Broker {
         std::fs::create_dir_all(config.data_dir.join("topics"))?;
         let store = MetadataStore::open(&config.data_dir.join("metadata.redb"))?;
         let cluster_id = store.cluster_id()?;
+        let transactions = TransactionCoordinator::open(&config.data_dir.join("producers.redb"))?;
         let broker = Broker {
             config,
             cluster_id,
@@ -63,6 +67,7 @@ impl Broker {
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
             cleaner: crate::compaction::Cleaner::default(),
+            transactions,
         };
         for record in broker.store.topics()? {
             let topic = broker.open_topic(&record)?;
@@ -123,13 +128,24 @@ impl Broker {
             .join(format!("{topic}-{index}"))
     }
 
+    /// Opens (recovering) one partition's log and its producer state.
+    pub(crate) fn open_partition(
+        &self,
+        name: &TopicName,
+        index: i32,
+        log_config: &commerce_storage::LogConfig,
+    ) -> Result<Arc<Partition>> {
+        let dir = self.partition_dir(name, index);
+        let log = PartitionLog::open(&dir, log_config.clone())?;
+        Ok(Arc::new(Partition::open(name.clone(), index, log, &dir)?))
+    }
+
     fn open_topic(&self, record: &TopicRecord) -> Result<Topic> {
         let name = TopicName::parse(&record.name)?;
         let log_config = record.config.log_config(self.config.log_flush);
         let mut partitions = Vec::new();
         for index in 0..record.partitions {
-            let log = PartitionLog::open(&self.partition_dir(&name, index), log_config.clone())?;
-            partitions.push(Arc::new(Partition::new(name.clone(), index, log)));
+            partitions.push(self.open_partition(&name, index, &log_config)?);
         }
         Ok(Topic {
             name,
@@ -214,6 +230,7 @@ impl Broker {
 
     /// Interval flushes, retention and compaction; called periodically by the node.
     pub fn run_maintenance(&self, now_ms: i64) {
+        self.transactions.tick(self, now_ms);
         for topic in self.topics() {
             for partition in &topic.partitions {
                 if let Err(error) = partition.log().flush_if_due() {
@@ -237,6 +254,9 @@ impl Broker {
     pub fn close(&self) {
         for topic in self.topics() {
             for partition in &topic.partitions {
+                if let Err(error) = partition.write_producer_snapshot() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, %error, "writing the producer snapshot failed");
+                }
                 if let Err(error) = partition.log().close() {
                     tracing::error!(topic = %topic.name, partition = partition.index, %error, "closing the log failed");
                 }

@@ -30,6 +30,8 @@ pub enum BrokerError {
     Metadata(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Producer(#[from] crate::producer::ProducerError),
 }
 
 impl BrokerError {
@@ -50,6 +52,7 @@ impl BrokerError {
                 ResponseError::UnsupportedForMessageFormat
             }
             BrokerError::Log(LogError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
+            BrokerError::Producer(error) => error.kafka_error(),
             BrokerError::Log(_) | BrokerError::Metadata(_) | BrokerError::Io(_) => {
                 ResponseError::KafkaStorageError
             }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod local;
 pub mod metadata_store;
 pub mod partition;
+pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod topic_config;

@@ -2,8 +2,15 @@
 //! that long-polling fetches and in-process subscribers wake when data arrives.
 
 use crate::error::Result;
+use crate::producer::batch_header::Marker;
+use crate::producer::marker::marker_batch;
+use crate::producer::partition_state::{ProducerState, Verdict};
+use crate::producer::txn_index::AbortedTxn;
+use crate::producer::{ProducerError, batch_header::ProducerBatch};
 use crate::topic_name::TopicName;
 use commerce_storage::{AppendInfo, LogRead, PartitionLog, ReadOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
 /// A single node is the only leader there is; its epoch never changes. Replication will set
@@ -15,35 +22,130 @@ pub struct Partition {
     pub index: i32,
     log: PartitionLog,
     end_offset: watch::Sender<i64>,
+    /// Producer sequences and transactions; held across check + append + record so that a
+    /// verdict and the log never disagree (two retries of a batch cannot both get in).
+    producers: Mutex<ProducerState>,
+    /// The partition's directory, where the producer-state snapshot goes.
+    dir: PathBuf,
 }
 
 impl Partition {
-    pub fn new(topic: TopicName, index: i32, log: PartitionLog) -> Partition {
+    /// Wraps an opened log (kept in `dir`), recovering producer state from the snapshot a
+    /// clean shutdown left and the batch headers after it.
+    pub fn open(topic: TopicName, index: i32, log: PartitionLog, dir: &Path) -> Result<Partition> {
+        let producers = ProducerState::recover(dir, &log)?;
         let (end_offset, _) = watch::channel(log.log_end_offset());
-        Partition {
+        Ok(Partition {
             topic,
             index,
             log,
             end_offset,
-        }
+            producers: Mutex::new(producers),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn producers(&self) -> MutexGuard<'_, ProducerState> {
+        self.producers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends wire-format record batches (offsets and leader epoch are rewritten in place)
-    /// and wakes whoever waits for new data.
+    /// and wakes whoever waits for new data. A producer's batch is checked against its
+    /// sequence first: a retry of a stored batch is answered with the stored offsets and
+    /// appended again never.
     pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        let mut producers = self.producers();
+        let header = match producers.admit(batches)? {
+            Verdict::Plain => None,
+            Verdict::Producer(header) => Some(header),
+            Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } => {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    max_timestamp: -1,
+                    log_start_offset: self.log.log_start_offset(),
+                });
+            }
+        };
         let info = self.log.append(batches, LEADER_EPOCH)?;
+        if let Some(header) = header {
+            producers.record(&header, batches, info.base_offset);
+        }
+        drop(producers);
         self.end_offset.send_replace(info.last_offset + 1);
         Ok(info)
     }
 
+    /// Appends a transaction marker for `producer_id` (the coordinator ending a transaction).
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: Marker,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let mut batch = marker_batch(producer_id, epoch, marker, now_ms)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        let header = ProducerBatch::parse(&batch)
+            .ok_or_else(|| std::io::Error::other("marker batch too short"))?;
+        let mut producers = self.producers();
+        if producers
+            .epoch(producer_id)
+            .is_some_and(|known| known > epoch)
+        {
+            return Err(ProducerError::ProducerFenced.into());
+        }
+        let info = self.log.append(&mut batch, LEADER_EPOCH)?;
+        producers.record(&header, &batch, info.base_offset);
+        drop(producers);
+        self.end_offset.send_replace(info.last_offset + 1);
+        Ok(info)
+    }
+
+    /// Saves producer state for a fast next open (clean shutdown). Taken under the append
+    /// lock, so the state and the log end it names agree.
+    pub fn write_producer_snapshot(&self) -> Result<()> {
+        let producers = self.producers();
+        producers.write_snapshot(&self.dir, self.log.log_end_offset())?;
+        Ok(())
+    }
+
     /// Stored batches from `offset`, bounded by the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<LogRead> {
+        self.read_below(offset, max_bytes, min_one_batch, self.high_watermark())
+    }
+
+    /// Stored batches from `offset` whose base offset is below `upper_bound`.
+    pub fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        upper_bound: i64,
+    ) -> Result<LogRead> {
         let options = ReadOptions {
             max_bytes,
             min_one_batch,
-            upper_bound: Some(self.high_watermark()),
+            upper_bound: Some(upper_bound),
         };
         Ok(self.log.read(offset, options)?)
+    }
+
+    /// The end of what read_committed consumers may see: the first offset of the oldest
+    /// transaction still open here, or the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        self.producers().last_stable_offset(high_watermark)
+    }
+
+    /// Aborted transactions with records in [from, to).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let mut producers = self.producers();
+        producers.trim_before(self.log.log_start_offset());
+        producers.aborted_between(from, to)
     }
 
     /// On one node everything appended is committed. Replication makes this the majority's.

@@ -149,6 +149,11 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
 
 /// A consumer outside any group, reporting partition ends.
 pub fn consumer(bootstrap: &str) -> TestConsumer {
+    consumer_with(bootstrap, &[])
+}
+
+/// `consumer` plus `extra` settings (e.g. `isolation.level`).
+pub fn consumer_with(bootstrap: &str, extra: &[(&str, &str)]) -> TestConsumer {
     let mut config = config(bootstrap);
     // librdkafka only takes an assignment from a consumer with a group id; no group is
     // joined and nothing is committed.
@@ -157,6 +162,9 @@ pub fn consumer(bootstrap: &str) -> TestConsumer {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
     config
         .create_with_context(TestContext::default())
         .expect("cannot create a consumer")
@@ -283,7 +291,19 @@ pub fn read_all(
     partitions: &[i32],
     timeout: Duration,
 ) -> Vec<Record> {
-    let consumer = consumer(bootstrap);
+    read_all_with(bootstrap, topic, partitions, timeout, &[])
+}
+
+/// `read_all` with a consumer given `extra` settings; with `isolation.level=read_committed`
+/// a partition's end is its last stable offset.
+pub fn read_all_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<Record> {
+    let consumer = consumer_with(bootstrap, extra);
     let mut assignment = TopicPartitionList::new();
     for &partition in partitions {
         assignment

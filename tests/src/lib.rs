@@ -16,6 +16,8 @@
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
 //! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
+//! - [`proxy`]: a TCP proxy that can drop a response and cut the connection, to make
+//!   clients retry requests the node already executed.
 
 // Test support: a failed expectation here IS the test failure, so panicking with a message
 // is the intended behaviour.
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod kafka;
 pub mod limit;
 pub mod node;
+pub mod proxy;
 pub mod raw;
 pub mod wire;
 

@@ -27,12 +27,19 @@ pub struct Node {
     http_addr: SocketAddr,
     child: Option<Child>,
     starts: u32,
+    /// Environment given to every start (settings such as COMMERCE_ADVERTISED_HOST).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Starts a single node on a fresh data directory and waits until it accepts Kafka
     /// connections.
     pub fn start() -> Node {
+        Node::start_with_env(&[])
+    }
+
+    /// `start` with extra environment variables for the node process (kept for restarts).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("commerce-test-")
             .tempdir()
@@ -43,6 +50,10 @@ impl Node {
             http_addr: free_local_addr(),
             child: None,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -166,6 +177,7 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);
+        command.envs(self.env.iter().map(|(key, value)| (key, value)));
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }

@@ -3,18 +3,25 @@
 //! stored (no re-encoding). Fetch sessions (KIP-227) are refused cleanly: a request that asks
 //! for a new session gets session id 0, which tells the client to keep sending full
 //! requests; a request naming a session we never created gets FETCH_SESSION_ID_NOT_FOUND.
+//!
+//! isolation_level=1 (read_committed) reads only below the last stable offset and lists the
+//! aborted transactions in the returned range, so the client can drop their records.
 
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
 use bytes::Bytes;
 use commerce_storage::LogError;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+const READ_COMMITTED: i8 = 1;
 
 /// Longest long-poll honoured, whatever the client asks, so a connection is never parked
 /// indefinitely.
@@ -59,18 +66,19 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     let deadline = Instant::now() + wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let read_committed = request.isolation_level == READ_COMMITTED;
 
     loop {
         for waiter in &mut waiters {
             waiter.borrow_and_update();
         }
-        let (response, bytes, had_error) = gather(&wanted, max_bytes, by_id);
+        let (response, bytes, had_error) = gather(&wanted, max_bytes, by_id, read_committed);
         if bytes >= min_bytes || had_error || waiters.is_empty() || Instant::now() >= deadline {
             return response;
         }
         let any_append = futures_any_changed(&mut waiters);
         if tokio::time::timeout_at(deadline, any_append).await.is_err() {
-            let (response, _, _) = gather(&wanted, max_bytes, by_id);
+            let (response, _, _) = gather(&wanted, max_bytes, by_id, read_committed);
             return response;
         }
     }
@@ -106,6 +114,7 @@ fn gather(
     )],
     max_bytes: usize,
     by_id: bool,
+    read_committed: bool,
 ) -> (FetchResponse, usize, bool) {
     let mut response = FetchResponse::default();
     let mut total = 0usize;
@@ -136,16 +145,35 @@ fn gather(
                 continue;
             };
             let high_watermark = partition.high_watermark();
+            let last_stable_offset = partition.last_stable_offset();
             data.high_watermark = high_watermark;
-            data.last_stable_offset = high_watermark;
+            data.last_stable_offset = last_stable_offset;
+            let upper_bound = if read_committed {
+                last_stable_offset
+            } else {
+                high_watermark
+            };
             data.log_start_offset = partition.log_start_offset();
             let partition_max = usize::try_from(wanted_partition.partition_max_bytes).unwrap_or(0);
             let budget = partition_max.min(max_bytes.saturating_sub(total));
             // KIP-74: the first batch of the first non-empty partition is returned whole even
             // when larger than the limits, so a consumer can always make progress.
-            match partition.read(wanted_partition.fetch_offset, budget, total == 0) {
+            let fetch_offset = wanted_partition.fetch_offset;
+            match partition.read_below(fetch_offset, budget, total == 0, upper_bound) {
                 Ok(read) => {
                     total += read.bytes.len();
+                    if read_committed {
+                        let aborted = partition
+                            .aborted_between(fetch_offset, upper_bound)
+                            .into_iter()
+                            .map(|txn| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(txn.producer_id))
+                                    .with_first_offset(txn.first_offset)
+                            })
+                            .collect();
+                        data.aborted_transactions = Some(aborted);
+                    }
                     data.records = Some(read.bytes);
                 }
                 Err(BrokerError::Log(LogError::OffsetOutOfRange { .. })) => {

@@ -1,4 +1,4 @@
-//! ListOffsets: latest (-1, the high watermark), earliest (-2, -4: the log start), max
+//! ListOffsets: latest (-1, the high watermark; the last stable offset for read_committed), earliest (-2, -4: the log start), max
 //! timestamp (-3) and the first offset whose record timestamp is at or after a given time.
 //! For a timestamp the log finds the batch; the broker decodes that one batch to find the
 //! exact record, as Kafka does (compressed batches included).
@@ -26,6 +26,7 @@ pub fn handle(
 ) -> ListOffsetsResponse {
     // The leader epoch field exists from v4 on; the encoder refuses it set on older versions.
     let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let read_committed = request.isolation_level == 1;
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
@@ -36,7 +37,7 @@ pub fn handle(
                 .with_offset(-1)
                 .with_leader_epoch(leader_epoch);
             let answer = match broker.partition(topic.name.0.as_str(), wanted.partition_index) {
-                Ok(partition) => lookup(&partition, wanted.timestamp),
+                Ok(partition) => lookup(&partition, wanted.timestamp, read_committed),
                 Err(error) => Err(error.kafka_error()),
             };
             topic_response.partitions.push(match answer {
@@ -50,8 +51,13 @@ pub fn handle(
 }
 
 /// (offset, timestamp) for the request's timestamp selector; (-1, -1) when no record matches.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), ResponseError> {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), ResponseError> {
     match timestamp {
+        LATEST if read_committed => Ok((partition.last_stable_offset(), -1)),
         LATEST => Ok((partition.high_watermark(), -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((partition.log_start_offset(), -1)),
         MAX_TIMESTAMP => Ok(partition

@@ -1,6 +1,8 @@
 //! One file per Kafka API. `SUPPORTED` is the single list of what this broker answers and in
 //! which versions; ApiVersions, request decoding and the README's API table all read it.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -10,12 +12,16 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod end_txn;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn_offset_commit;
 
 use crate::broker::Broker;
 use crate::protocol::codec::Request;
@@ -40,6 +46,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
 ];
 
 /// The version range served for `api_key`, or `None` if the API is not implemented.
@@ -97,6 +109,22 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::OffsetForLeaderEpoch(body) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, body))
         }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version))
+        }
+        RequestKind::InitProducerId(body) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, body))
+        }
+        RequestKind::AddPartitionsToTxn(body) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, body, version))
+        }
+        RequestKind::AddOffsetsToTxn(body) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, body))
+        }
+        RequestKind::EndTxn(body) => ResponseKind::EndTxn(end_txn::handle(broker, body)),
+        RequestKind::TxnOffsetCommit(body) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, body))
+        }
         other => {
             // decode_request only lets through what SUPPORTED lists, so this is a bug.
             tracing::error!(api = ?request.api_key, "no handler for a supported API: {other:?}");
@@ -109,4 +137,13 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
 /// `StrBytes` from an owned string (the generated messages' string type).
 pub(crate) fn str_bytes(value: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(value.into())
+}
+
+/// Wall-clock milliseconds since the Unix epoch (transaction start times and timeouts).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }

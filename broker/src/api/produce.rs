@@ -1,10 +1,14 @@
 //! Produce: append each partition's record batches as they came off the wire (the log only
 //! rewrites base offset and leader epoch), answering per partition. acks=0 gets no response;
 //! acks=1 and acks=-1 answer after the append (one node: the leader is the whole ISR).
+//! Batches from an idempotent producer are checked against its sequence by the partition
+//! (a retry is answered with the stored offsets); transactional ones also against the
+//! coordinator (the partition must be in the producer's open transaction).
 
 use super::str_bytes;
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
+use crate::producer::batch_header::ProducerBatch;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -30,6 +34,7 @@ pub fn handle(
         for partition_data in &mut topic_data.partition_data {
             let result = if acks_valid {
                 append(
+                    broker,
                     topic.as_deref(),
                     partition_data.index,
                     partition_data.records.take(),
@@ -63,6 +68,7 @@ pub fn handle(
 
 /// Appends one partition's batches; returns (base offset, log start offset).
 fn append(
+    broker: &Broker,
     topic: Option<&Topic>,
     index: i32,
     records: Option<Bytes>,
@@ -76,6 +82,18 @@ fn append(
     let limit = topic.config().max_message_bytes();
     if let Some(size) = batch_sizes(&records).find(|size| *size > limit) {
         return Err(BrokerError::MessageTooLarge { size, limit });
+    }
+    // A transactional batch may only go to a partition its transaction added.
+    if let Some(header) = ProducerBatch::parse(&records)
+        && header.has_producer()
+        && header.transactional
+    {
+        broker.transactions.check_produce(
+            header.producer_id,
+            header.producer_epoch,
+            topic.name.as_str(),
+            index,
+        )?;
     }
     // The log rewrites offsets in place; avoid a copy when this request owns the bytes.
     let mut batches = records

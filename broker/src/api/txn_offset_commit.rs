@@ -1,0 +1,59 @@
+//! TxnOffsetCommit: stages consumer offsets in the transaction; they reach the group
+//! coordinator only if the transaction commits.
+
+use crate::broker::Broker;
+use crate::producer::TxnOffset;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use std::sync::Arc;
+
+pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let offsets: Vec<TxnOffset> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.0.to_string(),
+                    partition.partition_index,
+                    partition.committed_offset,
+                    partition.committed_metadata.as_ref().map(|m| m.to_string()),
+                )
+            })
+        })
+        .collect();
+    let result = broker.transactions.stage_offsets(
+        request.transactional_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        request.group_id.0.as_str(),
+        offsets,
+    );
+    let error_code = match result {
+        Ok(()) => 0,
+        Err(error) => {
+            tracing::debug!(%error, "TxnOffsetCommit refused");
+            error.kafka_code()
+        }
+    };
+    let mut response = TxnOffsetCommitResponse::default();
+    for topic in request.topics {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|partition| {
+                TxnOffsetCommitResponsePartition::default()
+                    .with_partition_index(partition.partition_index)
+                    .with_error_code(error_code)
+            })
+            .collect();
+        response.topics.push(
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    response
+}
