@@ -321,7 +321,8 @@ mod tests {
             ..LogConfig::default()
         };
         let log = PartitionLog::open(dir.path(), config).unwrap();
-        let partition = Partition::new(TopicName::parse("t").unwrap(), 0, log);
+        let partition =
+            Partition::open(TopicName::parse("t").unwrap(), 0, log, dir.path()).unwrap();
         let first = [
             record("a", Some("a0"), 10),
             record("b", Some("b0"), 11),
