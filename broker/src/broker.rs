@@ -3,6 +3,7 @@
 
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
+use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
 use crate::topic_config::TopicConfig;
@@ -46,6 +47,8 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion (metadata store + directories).
     admin: Mutex<()>,
+    /// Consumer groups and committed offsets (kept in `__consumer_offsets`).
+    groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -60,6 +63,7 @@ impl Broker {
             store,
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
+            groups: GroupCoordinator::default(),
         };
         for record in broker.store.topics()? {
             let topic = broker.open_topic(&record)?;
@@ -67,11 +71,16 @@ impl Broker {
                 .write_topics()
                 .insert(record.name.clone(), Arc::new(topic));
         }
+        broker.groups.load(&broker)?;
         Ok(Arc::new(broker))
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
     }
 
     pub fn cluster_id(&self) -> &str {

@@ -3,12 +3,23 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::broker::Broker;
 use crate::protocol::codec::Request;
@@ -26,6 +37,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    // Consumer groups (classic protocol): group/.
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The version range served for `api_key`, or `None` if the API is not implemented.
@@ -61,6 +84,37 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         }
         RequestKind::DescribeConfigs(body) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, body, version))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, body, version))
+        }
+        RequestKind::JoinGroup(body) => ResponseKind::JoinGroup(
+            join_group::handle(broker, &request.header, body, version).await,
+        ),
+        RequestKind::SyncGroup(body) => {
+            ResponseKind::SyncGroup(sync_group::handle(broker, body, version).await)
+        }
+        RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(heartbeat::handle(broker, body)),
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(leave_group::handle(broker, body, version))
+        }
+        RequestKind::OffsetCommit(body) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, body))
+        }
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, body, version))
+        }
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, body, version))
+        }
+        RequestKind::ListGroups(body) => {
+            ResponseKind::ListGroups(list_groups::handle(broker, body, version))
+        }
+        RequestKind::DeleteGroups(body) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, body))
+        }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, body))
         }
         other => {
             // decode_request only lets through what SUPPORTED lists, so this is a bug.
