@@ -29,6 +29,8 @@ enum Command {
     Produce(tools::produce::ProduceArgs),
     /// Consume records from a topic and print them.
     Consume(tools::consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    Group(tools::group::GroupArgs),
     /// End-to-end load generator (produce or consume) printing MB/s, records/s and latency.
     Bench(tools::bench::BenchArgs),
 }
@@ -52,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => tools::produce::run(args).await,
             Command::Consume(args) => tools::consume::run(args).await,
             Command::Bench(args) => tools::bench::run(args).await,
+            Command::Group(args) => tools::group::run(args).await,
         }
     });
     match result {
