@@ -220,7 +220,11 @@ fn a_static_member_rejoining_unchanged_keeps_its_assignment_without_a_rebalance(
     let mut first = later(group.join(static_join("alpha", ""), 0));
     let first = first.try_recv().unwrap();
     let old_id = first.member_id.clone();
-    let _ = later(sync(&mut group, &old_id, 1, &[(&old_id, "alpha:all")]));
+    let mut synced = later(sync(&mut group, &old_id, 1, &[(&old_id, "alpha:all")]));
+    assert_eq!(
+        synced.try_recv().unwrap().assignment,
+        Bytes::from("alpha:all")
+    );
     assert_eq!(group.state, GroupState::Stable);
 
     let again = now(group.join(static_join("alpha", ""), 100));

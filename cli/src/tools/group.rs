@@ -381,6 +381,6 @@ mod tests {
             decode_assignment(&bytes),
             Some(vec![("t".to_string(), vec![0, 3])])
         );
-        assert_eq!(decode_assignment(&bytes[..9]), None);
+        assert_eq!(decode_assignment(bytes.get(..9).unwrap_or_default()), None);
     }
 }
