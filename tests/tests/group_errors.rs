@@ -335,3 +335,51 @@ fn bad_group_requests_get_kafka_errors_and_change_nothing() {
             .all(|group| group.group_id.as_str() != "raw")
     );
 }
+
+/// A member that neither heartbeats nor rejoins is expired after its session timeout and its
+/// partitions go to the member that is still there.
+#[test]
+fn a_member_that_stops_heartbeating_loses_its_partitions() {
+    let _limit = TimeLimit::new(
+        "a_member_that_stops_heartbeating_loses_its_partitions",
+        Duration::from_secs(90),
+    );
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    kafka::create_topic(&bootstrap, "orders-silent", 2, &[]);
+    let mut raw = Raw::connect(&node);
+    let first = join(&mut raw, "silent", "", 6_000, "orders-silent");
+    let silent = first.member_id.to_string();
+    let joined = join(&mut raw, "silent", &silent, 6_000, "orders-silent");
+    assert_eq!(joined.generation_id, 1);
+    let synced: SyncGroupResponse = raw.call(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(s("silent")))
+            .with_generation_id(1)
+            .with_member_id(s(&silent)),
+    );
+    assert_eq!(synced.error_code, 0);
+
+    // From now on the raw member says nothing.
+    let mut alive = commerce_tests::group::Member::join(&bootstrap, "silent", "orders-silent", &[]);
+    commerce_tests::group::drive(
+        &mut [&mut alive],
+        "both partitions on the live member",
+        Duration::from_secs(60),
+        |m| m[0].assigned().len() == 2,
+    );
+    let described: DescribeGroupsResponse = raw.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("silent"))]),
+    );
+    let members: Vec<String> = described.groups[0]
+        .members
+        .iter()
+        .map(|member| member.member_id.to_string())
+        .collect();
+    assert_eq!(members.len(), 1);
+    assert_ne!(members[0], silent);
+}

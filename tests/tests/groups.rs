@@ -263,3 +263,78 @@ fn cooperative_sticky_members_split_and_rebalance_incrementally() {
         |m| m.iter().map(|member| member.records.len()).sum::<usize>() >= 20,
     );
 }
+
+#[test]
+fn a_live_member_rides_over_a_broker_crash() {
+    let _limit = TimeLimit::new(
+        "a_live_member_rides_over_a_broker_crash",
+        Duration::from_secs(180),
+    );
+    let mut node = Node::start();
+    let bootstrap = node.bootstrap();
+    kafka::create_topic(&bootstrap, "orders-ride", 2, &[]);
+    fill(&bootstrap, "orders-ride", 2, 5);
+
+    let mut member = Member::join(&bootstrap, "ride", "orders-ride", &[]);
+    drive(&mut [&mut member], "the first 10 records", SETTLE, |m| {
+        m[0].records.len() >= 10
+    });
+    member.commit(0, 5);
+    member.commit(1, 5);
+
+    // The coordinator forgets the member (it only keeps offsets and the generation); the
+    // member's next request gets UNKNOWN_MEMBER_ID and it rejoins on its own.
+    node.kill();
+    node.restart();
+    let producer = kafka::producer(&bootstrap, &[]);
+    for partition in 0..2 {
+        for i in 5..10 {
+            let value = format!("p{partition}-{i}");
+            kafka::send(
+                &producer,
+                "orders-ride",
+                None,
+                &value,
+                Some(partition),
+                None,
+            );
+        }
+    }
+    kafka::flush_all_acked(&producer);
+    drive(
+        &mut [&mut member],
+        "the 10 records after the crash",
+        SETTLE,
+        |m| m[0].records.len() >= 20,
+    );
+    let mut values: Vec<&str> = member.records.iter().map(|r| r.value_str()).collect();
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(values.len(), 20, "nothing read twice, nothing missed");
+
+    // Committing works again once the member is back in a generation.
+    let committed_both = |member: &Member| {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for partition in 0..2 {
+            list.add_partition_offset("orders-ride", partition, rdkafka::Offset::Offset(10))
+                .unwrap();
+        }
+        rdkafka::consumer::Consumer::commit(
+            &member.consumer,
+            &list,
+            rdkafka::consumer::CommitMode::Sync,
+        )
+        .is_ok()
+    };
+    drive(&mut [&mut member], "a successful commit", SETTLE, |m| {
+        committed_both(m[0])
+    });
+    assert_eq!(
+        group::committed(&bootstrap, "ride", "orders-ride", 0),
+        Some(10)
+    );
+    assert_eq!(
+        group::committed(&bootstrap, "ride", "orders-ride", 1),
+        Some(10)
+    );
+}
