@@ -56,9 +56,14 @@ impl Member {
         config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "500");
+            .set("auto.offset.reset", "earliest");
+        // With KIP-848 (group.protocol=consumer) the coordinator owns session and heartbeat
+        // timing; librdkafka refuses these settings there.
+        if !extra.contains(&("group.protocol", "consumer")) {
+            config
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "500");
+        }
         for (key, value) in extra {
             config.set(*key, *value);
         }

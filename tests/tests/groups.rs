@@ -338,3 +338,54 @@ fn a_live_member_rides_over_a_broker_crash() {
         Some(10)
     );
 }
+
+/// KIP-848 (`group.protocol=consumer`): the coordinator assigns; members split the topic,
+/// a newcomer gets its share only after the old owner gave it up, and commits (with member
+/// epochs) work.
+#[test]
+fn consumer_protocol_members_split_partitions_and_commit() {
+    let _limit = TimeLimit::new(
+        "consumer_protocol_members_split_partitions_and_commit",
+        Duration::from_secs(180),
+    );
+    let node = Node::start();
+    let bootstrap = node.bootstrap();
+    kafka::create_topic(&bootstrap, "orders-848", 4, &[]);
+    fill(&bootstrap, "orders-848", 4, 5);
+    let kip848 = [("group.protocol", "consumer")];
+
+    let mut first = Member::join(&bootstrap, "kip848", "orders-848", &kip848);
+    drive(
+        &mut [&mut first],
+        "all partitions on the only member",
+        SETTLE,
+        |m| split_exactly(m, 4),
+    );
+    drive(&mut [&mut first], "all 20 records", SETTLE, |m| {
+        m[0].records.len() >= 20
+    });
+    for partition in 0..4 {
+        first.commit(partition, 5);
+    }
+    let mut second = Member::join(&bootstrap, "kip848", "orders-848", &kip848);
+    drive(&mut [&mut first, &mut second], "a 2+2 split", SETTLE, |m| {
+        split_exactly(m, 4) && m.iter().all(|member| member.assigned().len() == 2)
+    });
+    assert!(
+        second.records.is_empty(),
+        "the newcomer starts at the commits"
+    );
+    for partition in 0..4 {
+        assert_eq!(
+            group::committed(&bootstrap, "kip848", "orders-848", partition),
+            Some(5)
+        );
+    }
+    drop(second);
+    drive(
+        &mut [&mut first],
+        "everything back on the first member",
+        SETTLE,
+        |m| split_exactly(m, 4),
+    );
+}

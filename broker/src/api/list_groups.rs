@@ -1,13 +1,11 @@
-//! ListGroups: every live group, filtered by state (v4+) and type (v5+; ours are all
-//! "classic").
+//! ListGroups: every live group, filtered by state (v4+) and type (v5+: "classic" for
+//! JoinGroup groups, "consumer" for KIP-848 ones).
 
 use super::str_bytes;
 use crate::broker::Broker;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use std::sync::Arc;
-
-const GROUP_TYPE: &str = "classic";
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -25,23 +23,23 @@ pub fn handle(
         .iter()
         .map(|kind| kind.to_lowercase())
         .collect();
-    if !types.is_empty() && !types.iter().any(|kind| kind == GROUP_TYPE) {
-        return ListGroupsResponse::default();
-    }
     let groups = broker
         .groups()
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_lowercase()))
-        .map(|(group_id, protocol_type, state)| {
+        .filter(|(_, _, state, kind)| {
+            (states.is_empty() || states.contains(&state.to_lowercase()))
+                && (types.is_empty() || types.iter().any(|wanted| wanted == kind))
+        })
+        .map(|(group_id, protocol_type, state, kind)| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group_id)))
                 .with_protocol_type(str_bytes(protocol_type));
             if version >= 4 {
-                listed.group_state = str_bytes(state.name());
+                listed.group_state = str_bytes(state);
             }
             if version >= 5 {
-                listed.group_type = str_bytes(GROUP_TYPE);
+                listed.group_type = str_bytes(kind);
             }
             listed
         })

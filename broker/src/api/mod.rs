@@ -2,6 +2,7 @@
 //! which versions; ApiVersions, request decoding and the README's API table all read it.
 
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -49,6 +50,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // KIP-848 consumer groups (group.protocol=consumer).
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// The version range served for `api_key`, or `None` if the API is not implemented.
@@ -115,6 +118,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         }
         RequestKind::OffsetDelete(body) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, body))
+        }
+        RequestKind::ConsumerGroupHeartbeat(body) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, body))
         }
         other => {
             // decode_request only lets through what SUPPORTED lists, so this is a bug.

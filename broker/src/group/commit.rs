@@ -42,14 +42,19 @@ impl GroupCoordinator {
             return fail_all(ResponseError::InvalidGroupId);
         }
         let mut inner = self.lock();
-        match inner.groups.get(&commit.group_id) {
-            Some(group) => {
+        let consumer_group = inner
+            .live_consumer_group(&commit.group_id)
+            .map(|group| group.check_commit(&commit.member_id, commit.generation));
+        match (consumer_group, inner.groups.get(&commit.group_id)) {
+            (Some(Some(error)), _) => return fail_all(error),
+            (Some(None), _) => {}
+            (None, Some(group)) => {
                 if let Some(error) = may_commit(group, &commit) {
                     return fail_all(error);
                 }
             }
-            None if commit.generation < 0 && commit.member_id.is_empty() => {}
-            None => return fail_all(ResponseError::IllegalGeneration),
+            (None, None) if commit.generation < 0 && commit.member_id.is_empty() => {}
+            (None, None) => return fail_all(ResponseError::IllegalGeneration),
         }
         let mut results = Vec::with_capacity(commit.offsets.len());
         let mut records = Vec::new();
@@ -89,10 +94,12 @@ impl GroupCoordinator {
                 .collect();
         }
         let group_id = commit.group_id.clone();
-        inner
-            .groups
-            .entry(group_id.clone())
-            .or_insert_with(|| Group::new(&group_id));
+        if !inner.consumer_groups.contains_key(&group_id) {
+            inner
+                .groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(&group_id));
+        }
         let offsets = inner.offsets.entry(group_id).or_default();
         for (key, value) in records {
             if let Key::Offset {

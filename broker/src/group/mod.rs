@@ -3,6 +3,7 @@
 //!
 //! - `state`: one group as a pure state machine (time passed in, no I/O), unit-tested.
 //! - `member`: a member and the parked JoinGroup/SyncGroup answers it is owed.
+//! - `consumer`: a KIP-848 consumer group (ConsumerGroupHeartbeat), also pure.
 //! - `offsets`: the record formats of `__consumer_offsets`.
 //! - this file: the coordinator — all groups and committed offsets of this node behind one
 //!   lock, persisted as record batches appended to `__consumer_offsets` and rebuilt from it
@@ -14,6 +15,7 @@
 //! Handlers never await while holding it: a JoinGroup that must wait gets a receiver.
 
 pub mod commit;
+pub mod consumer;
 pub mod member;
 pub mod offsets;
 pub mod state;
@@ -52,8 +54,20 @@ pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 #[derive(Default)]
 struct Inner {
+    /// Classic groups (JoinGroup/SyncGroup), and groups known only by their offsets.
     groups: BTreeMap<String, Group>,
+    /// KIP-848 groups (ConsumerGroupHeartbeat).
+    consumer_groups: BTreeMap<String, consumer::ConsumerGroup>,
     offsets: BTreeMap<String, GroupOffsets>,
+}
+
+impl Inner {
+    /// A live KIP-848 group of that id (one with members).
+    fn live_consumer_group(&self, group_id: &str) -> Option<&consumer::ConsumerGroup> {
+        self.consumer_groups
+            .get(group_id)
+            .filter(|group| !group.members.is_empty())
+    }
 }
 
 #[derive(Default)]
@@ -166,6 +180,13 @@ impl GroupCoordinator {
             ));
         }
         let mut inner = self.lock();
+        if inner.live_consumer_group(group_id).is_some() {
+            // The id is taken by a group on the new (KIP-848) protocol.
+            return Reply::Now(JoinResult::error(
+                ResponseError::InconsistentGroupProtocol,
+                &member_id,
+            ));
+        }
         if !inner.groups.contains_key(group_id) {
             if !member_id.is_empty() {
                 return Reply::Now(JoinResult::error(
@@ -248,6 +269,26 @@ impl GroupCoordinator {
 
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
         let inner = self.lock();
+        if let Some(group) = inner.live_consumer_group(group_id) {
+            return Some(GroupSummary {
+                group_id: group.id.clone(),
+                state: GroupState::Stable,
+                protocol_type: "consumer".to_string(),
+                protocol: String::new(),
+                members: group
+                    .members
+                    .values()
+                    .map(|member| MemberSummary {
+                        member_id: member.id.clone(),
+                        instance_id: member.instance_id.clone(),
+                        client_id: String::new(),
+                        client_host: String::new(),
+                        metadata: Bytes::new(),
+                        assignment: Bytes::new(),
+                    })
+                    .collect(),
+            });
+        }
         let group = inner.groups.get(group_id)?;
         let protocol = group.protocol.clone().unwrap_or_default();
         Some(GroupSummary {
@@ -270,25 +311,47 @@ impl GroupCoordinator {
         })
     }
 
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
-        self.lock()
+    /// (group id, protocol type, state name, group type) of every live group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
+        let inner = self.lock();
+        let consumer_groups = inner
+            .consumer_groups
+            .values()
+            .filter(|group| !group.members.is_empty())
+            .map(|group| {
+                (
+                    group.id.clone(),
+                    "consumer".to_string(),
+                    group.state_name(),
+                    "consumer",
+                )
+            });
+        let classic = inner
             .groups
             .values()
             .filter(|group| group.state != GroupState::Dead)
+            .filter(|group| inner.live_consumer_group(&group.id).is_none())
             .map(|group| {
                 (
                     group.id.clone(),
                     group.protocol_type.clone().unwrap_or_default(),
-                    group.state,
+                    group.state.name(),
+                    "classic",
                 )
-            })
-            .collect()
+            });
+        let mut all: Vec<_> = consumer_groups.chain(classic).collect();
+        all.sort();
+        all
     }
 
     /// DeleteGroups for one group: only an empty group goes (NON_EMPTY_GROUP otherwise); its
     /// offsets and metadata get tombstones.
     pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Option<ResponseError> {
         let mut inner = self.lock();
+        if inner.live_consumer_group(group_id).is_some() {
+            return Some(ResponseError::NonEmptyGroup);
+        }
+        inner.consumer_groups.remove(group_id);
         let Some(group) = inner.groups.get(group_id) else {
             return Some(ResponseError::GroupIdNotFound);
         };
@@ -386,6 +449,44 @@ impl GroupCoordinator {
             group.tick(now);
             persist_if_dirty(broker, self, group);
         }
+        if inner.consumer_groups.is_empty() {
+            return;
+        }
+        let topics = assignable_topics(broker);
+        for group in inner.consumer_groups.values_mut() {
+            group.expire(&topics, now);
+        }
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave.
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        heartbeat: consumer::Heartbeat,
+    ) -> std::result::Result<consumer::HeartbeatAnswer, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
+        if let Err(error) = self.offsets_topic(broker) {
+            tracing::error!(%error, "cannot create {OFFSETS_TOPIC}");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let topics = assignable_topics(broker);
+        let mut inner = self.lock();
+        if inner
+            .groups
+            .get(group_id)
+            .is_some_and(|group| !group.members.is_empty())
+        {
+            // A classic group with members owns the id.
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+        inner
+            .consumer_groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| consumer::ConsumerGroup::new(group_id))
+            .heartbeat(heartbeat, &topics, now_ms())
     }
 }
 
@@ -409,6 +510,19 @@ fn persist_if_dirty(broker: &Broker, coordinator: &GroupCoordinator, group: &mut
     if let Err(error) = coordinator.append(broker, &group.id, vec![(key, Some(record.encode()))]) {
         tracing::error!(group = %group.id, %error, "cannot persist group metadata");
     }
+}
+
+/// Every topic a consumer group may be assigned, by name.
+fn assignable_topics(broker: &Broker) -> consumer::Topics {
+    broker
+        .topics()
+        .iter()
+        .filter(|topic| !topic.name.is_internal())
+        .map(|topic| {
+            let partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+            (topic.name.to_string(), (topic.id, partitions))
+        })
+        .collect()
 }
 
 /// Replays one `__consumer_offsets` record into the coordinator's state.
