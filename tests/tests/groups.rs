@@ -388,4 +388,15 @@ fn consumer_protocol_members_split_partitions_and_commit() {
         SETTLE,
         |m| split_exactly(m, 4),
     );
+
+    // Once the last member left, the group and its offsets can be deleted.
+    drop(first);
+    let admin = kafka::admin(&bootstrap);
+    let deleted = kafka::block_on(admin.delete_groups(&["kip848"], &kafka::admin_options()))
+        .expect("DeleteGroups failed");
+    assert_eq!(deleted, vec![Ok("kip848".to_string())]);
+    assert_eq!(
+        group::committed(&bootstrap, "kip848", "orders-848", 0),
+        None
+    );
 }

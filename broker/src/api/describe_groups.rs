@@ -29,7 +29,7 @@ pub fn handle(
                 }
                 Some(summary) => DescribedGroup::default()
                     .with_group_id(group_id)
-                    .with_group_state(str_bytes(summary.state.name()))
+                    .with_group_state(str_bytes(summary.state))
                     .with_protocol_type(str_bytes(summary.protocol_type))
                     .with_protocol_data(str_bytes(summary.protocol))
                     .with_members(

@@ -78,7 +78,8 @@ pub struct GroupCoordinator {
 /// A group as DescribeGroups and ListGroups show it.
 pub struct GroupSummary {
     pub group_id: String,
-    pub state: GroupState,
+    /// Kafka's state name (classic: Empty, Stable, …; consumer: Empty, Reconciling, Stable).
+    pub state: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberSummary>,
@@ -272,7 +273,7 @@ impl GroupCoordinator {
         if let Some(group) = inner.live_consumer_group(group_id) {
             return Some(GroupSummary {
                 group_id: group.id.clone(),
-                state: GroupState::Stable,
+                state: group.state_name(),
                 protocol_type: "consumer".to_string(),
                 protocol: String::new(),
                 members: group
@@ -293,7 +294,7 @@ impl GroupCoordinator {
         let protocol = group.protocol.clone().unwrap_or_default();
         Some(GroupSummary {
             group_id: group.id.clone(),
-            state: group.state,
+            state: group.state.name(),
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
             protocol: protocol.clone(),
             members: group
@@ -351,16 +352,15 @@ impl GroupCoordinator {
         if inner.live_consumer_group(group_id).is_some() {
             return Some(ResponseError::NonEmptyGroup);
         }
-        inner.consumer_groups.remove(group_id);
-        let Some(group) = inner.groups.get(group_id) else {
-            return Some(ResponseError::GroupIdNotFound);
-        };
-        if !group.is_empty() || group.state == GroupState::Dead {
-            return Some(if group.state == GroupState::Dead {
-                ResponseError::GroupIdNotFound
-            } else {
-                ResponseError::NonEmptyGroup
-            });
+        // A consumer-protocol group keeps no classic entry; its offsets still go with it.
+        let was_consumer_group = inner.consumer_groups.remove(group_id).is_some();
+        match inner.groups.get(group_id) {
+            None if !was_consumer_group => return Some(ResponseError::GroupIdNotFound),
+            Some(group) if group.state == GroupState::Dead => {
+                return Some(ResponseError::GroupIdNotFound);
+            }
+            Some(group) if !group.is_empty() => return Some(ResponseError::NonEmptyGroup),
+            _ => {}
         }
         let mut tombstones = vec![(
             Key::Group {
