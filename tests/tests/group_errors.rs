@@ -383,3 +383,119 @@ fn a_member_that_stops_heartbeating_loses_its_partitions() {
     assert_eq!(members.len(), 1);
     assert_ne!(members[0], silent);
 }
+
+/// KIP-848 by hand: a member joins with ConsumerGroupHeartbeat and gets the whole topic,
+/// ConsumerGroupDescribe shows it, a wrong epoch is fenced, commits are checked against the
+/// member epoch, and leaving empties the group.
+#[test]
+fn consumer_protocol_heartbeats_describe_fence_and_check_commits() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+
+    let _limit = TimeLimit::new(
+        "consumer_protocol_heartbeats_describe_fence_and_check_commits",
+        Duration::from_secs(60),
+    );
+    let node = Node::start();
+    kafka::create_topic(&node.bootstrap(), "orders-848raw", 2, &[]);
+    let mut raw = Raw::connect(&node);
+    let beat = |raw: &mut Raw, epoch: i32, subscribe: bool, owned: Option<Vec<TopicPartitions>>| {
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("raw848")))
+            .with_member_id(s("member-1"))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(10_000)
+            .with_topic_partitions(owned);
+        if subscribe {
+            request.subscribed_topic_names = Some(vec![TopicName(s("orders-848raw"))]);
+        }
+        let response: ConsumerGroupHeartbeatResponse =
+            raw.call(ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        response
+    };
+
+    let joined = beat(&mut raw, 0, true, Some(vec![]));
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.member_id.as_deref(), Some("member-1"));
+    let epoch = joined.member_epoch;
+    assert!(epoch > 0);
+    let assignment = joined
+        .assignment
+        .expect("the first answer carries the assignment");
+    assert_eq!(assignment.topic_partitions.len(), 1);
+    let topic_id = assignment.topic_partitions[0].topic_id;
+    assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1]);
+
+    // Steady state: the same epoch, no assignment repeated.
+    let owned = vec![
+        TopicPartitions::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![0, 1]),
+    ];
+    let steady = beat(&mut raw, epoch, false, Some(owned));
+    assert_eq!((steady.error_code, steady.member_epoch), (0, epoch));
+    assert!(steady.assignment.is_none());
+    let fenced = beat(&mut raw, epoch + 3, false, None);
+    assert_eq!(fenced.error_code, code(ResponseError::FencedMemberEpoch));
+
+    let described: ConsumerGroupDescribeResponse = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        &ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(s("raw848")), GroupId(s("nope"))]),
+    );
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, 0);
+    assert_eq!(group.group_state.as_str(), "Stable");
+    assert_eq!(group.members.len(), 1);
+    assert_eq!(group.members[0].member_epoch, epoch);
+    let current = &group.members[0].assignment.topic_partitions[0];
+    assert_eq!(current.topic_name.as_str(), "orders-848raw");
+    assert_eq!(current.partitions, vec![0, 1]);
+    assert_eq!(
+        described.groups[1].error_code,
+        code(ResponseError::GroupIdNotFound)
+    );
+
+    // OffsetCommit v9 carries the member epoch.
+    assert_eq!(
+        commit_v9(&mut raw, "member-1", epoch - 1),
+        code(ResponseError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        commit_v9(&mut raw, "someone-else", epoch),
+        code(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(commit_v9(&mut raw, "member-1", epoch), 0);
+    assert_eq!(
+        fetch(&mut raw, &["raw848"], "orders-848raw"),
+        vec![("raw848".to_string(), 4)]
+    );
+
+    let left = beat(&mut raw, -1, false, None);
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    let described: ConsumerGroupDescribeResponse = raw.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("raw848"))]),
+    );
+    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
+    assert!(described.groups[0].members.is_empty());
+}
+
+fn commit_v9(raw: &mut Raw, member: &str, epoch: i32) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("raw848")))
+        .with_generation_id_or_member_epoch(epoch)
+        .with_member_id(s(member))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("orders-848raw")))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(4),
+                ]),
+        ]);
+    let response: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 9, &request);
+    response.topics[0].partitions[0].error_code
+}

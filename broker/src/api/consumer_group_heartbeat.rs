@@ -9,12 +9,15 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment as ResponseAssignment, TopicPartitions,
 };
-use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use kafka_protocol::messages::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn handle(
     broker: &Arc<Broker>,
+    header: &RequestHeader,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
     let response =
@@ -34,6 +37,11 @@ pub fn handle(
         member_id: request.member_id.to_string(),
         member_epoch: request.member_epoch,
         instance_id: request.instance_id.map(|id| id.to_string()),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         subscribed_topics: request
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|name| name.to_string()).collect()),

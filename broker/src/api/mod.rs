@@ -2,6 +2,7 @@
 //! which versions; ApiVersions, request decoding and the README's API table all read it.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_groups;
@@ -52,6 +53,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     // KIP-848 consumer groups (group.protocol=consumer).
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The version range served for `api_key`, or `None` if the API is not implemented.
@@ -119,9 +121,12 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
         RequestKind::OffsetDelete(body) => {
             ResponseKind::OffsetDelete(offset_delete::handle(broker, body))
         }
-        RequestKind::ConsumerGroupHeartbeat(body) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, body))
-        }
+        RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(broker, &request.header, body),
+        ),
+        RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(broker, body, version),
+        ),
         other => {
             // decode_request only lets through what SUPPORTED lists, so this is a bug.
             tracing::error!(api = ?request.api_key, "no handler for a supported API: {other:?}");

@@ -1,6 +1,7 @@
 //! What administrators ask of the coordinator: committed offsets, describing, listing and
 //! deleting groups.
 
+use super::consumer::ConsumerGroup;
 use super::offsets::Key;
 use super::state::GroupState;
 use super::{GroupCoordinator, GroupOffsets, GroupSummary, MemberSummary};
@@ -142,5 +143,17 @@ impl GroupCoordinator {
         }
         inner.offsets.remove(group_id);
         None
+    }
+
+    /// A KIP-848 group as ConsumerGroupDescribe shows it (a copy: the lock is not held while
+    /// the answer is built).
+    pub fn describe_consumer_group(&self, group_id: &str) -> Option<ConsumerGroup> {
+        let inner = self.lock();
+        let group = inner.consumer_groups.get(group_id)?;
+        Some(ConsumerGroup {
+            id: group.id.clone(),
+            epoch: group.epoch,
+            members: group.members.clone(),
+        })
     }
 }

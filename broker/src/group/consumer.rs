@@ -39,6 +39,7 @@ pub struct Heartbeat {
     pub member_id: String,
     pub member_epoch: i32,
     pub instance_id: Option<String>,
+    pub client_id: String,
     /// `None`: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
     /// What the member owns now; `None`: unchanged.
@@ -57,6 +58,7 @@ pub struct HeartbeatAnswer {
 pub struct ConsumerMember {
     pub id: String,
     pub instance_id: Option<String>,
+    pub client_id: String,
     pub subscribed: BTreeSet<String>,
     pub target: Assignment,
     pub target_epoch: i32,
@@ -181,6 +183,7 @@ impl ConsumerGroup {
                         ConsumerMember {
                             id: id.clone(),
                             instance_id: request.instance_id.clone(),
+                            client_id: request.client_id.clone(),
                             subscribed: BTreeSet::new(),
                             target: Assignment::new(),
                             target_epoch: self.epoch,
@@ -389,6 +392,7 @@ mod tests {
             instance_id: None,
             subscribed_topics: (epoch == 0).then(|| vec!["orders".to_string()]),
             owned: owned.map(tp),
+            ..Heartbeat::default()
         };
         group.heartbeat(request, &topics(), 0).unwrap()
     }
