@@ -120,6 +120,10 @@ fn committed_offsets_survive_sigterm_and_kill_9() {
     reader.commit(0, 4);
     reader.commit(1, 7);
     drop(reader);
+    // Offsets live in a compacted internal topic that never ages them out.
+    let config = |key| kafka::topic_config(&bootstrap, "__consumer_offsets", key);
+    assert_eq!(config("cleanup.policy").as_deref(), Some("compact"));
+    assert_eq!(config("retention.ms").as_deref(), Some("-1"));
 
     assert!(node.terminate().success());
     node.restart();

@@ -67,7 +67,13 @@ impl GroupCoordinator {
         if let Some(topic) = broker.topic(OFFSETS_TOPIC) {
             return Ok(topic);
         }
-        let config = TopicConfig::from_overrides([("cleanup.policy", "compact")])?;
+        // Compaction alone must decide what goes: the log applies time and size retention
+        // whatever cleanup.policy says, and an idle group's offsets must not age out.
+        let config = TopicConfig::from_overrides([
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+        ])?;
         match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, config) {
             Err(BrokerError::TopicAlreadyExists(_)) => broker
                 .topic(OFFSETS_TOPIC)
