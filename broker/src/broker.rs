@@ -3,6 +3,7 @@
 
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
+use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
 use crate::producer::TransactionCoordinator;
@@ -51,6 +52,8 @@ pub struct Broker {
     cleaner: crate::compaction::Cleaner,
     /// Producer ids, transactional ids and their transactions.
     pub transactions: TransactionCoordinator,
+    /// Consumer groups and committed offsets (kept in `__consumer_offsets`).
+    groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -68,6 +71,7 @@ impl Broker {
             admin: Mutex::new(()),
             cleaner: crate::compaction::Cleaner::default(),
             transactions,
+            groups: GroupCoordinator::default(),
         };
         for record in broker.store.topics()? {
             let topic = broker.open_topic(&record)?;
@@ -75,11 +79,23 @@ impl Broker {
                 .write_topics()
                 .insert(record.name.clone(), Arc::new(topic));
         }
-        Ok(Arc::new(broker))
+        broker.groups.load(&broker)?;
+        let broker = Arc::new(broker);
+        // Offsets sent with a transaction become the group's when it commits.
+        broker
+            .transactions
+            .set_offset_sink(Arc::new(crate::group::txn_sink::GroupOffsetSink {
+                broker: Arc::downgrade(&broker),
+            }));
+        Ok(broker)
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
     }
 
     pub fn cluster_id(&self) -> &str {

@@ -7,7 +7,8 @@
 //! (`local::LocalLog`).
 //!
 //! What it is not: replication (a later layer turns a partition into a Raft group whose log is
-//! this log), consumer groups and transactions (later), or anything about orders and products.
+//! this log), transactions (later), or anything about orders and products. Consumer groups
+//! and committed offsets live in `group`.
 
 pub mod admin;
 pub mod api;
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod compaction;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod local;
 pub mod metadata_store;
 pub mod partition;

@@ -36,6 +36,8 @@ enum Command {
     Produce(tools::produce::ProduceArgs),
     /// Consume records from a topic and print them.
     Consume(tools::consume::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their committed offsets.
+    Group(tools::group::GroupArgs),
     /// End-to-end load generator (produce or consume) printing MB/s, records/s and latency.
     Bench(tools::bench::BenchArgs),
     /// Print the Kafka APIs and versions the built-in broker serves (the README's table).
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Consume(args) => tools::consume::run(args).await,
             Command::Bench(args) => tools::bench::run(args).await,
             Command::KafkaApis => kafka_apis::run(),
+            Command::Group(args) => tools::group::run(args).await,
         }
     });
     match result {

@@ -44,6 +44,10 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     ));
     let http = tokio::spawn(serve_http(http_listener, broker.clone(), stopped.clone()));
     let maintenance = tokio::spawn(run_maintenance(broker.clone(), stopped.clone()));
+    let group_timers = tokio::spawn(commerce_broker::group::run_timers(
+        broker.clone(),
+        stopped.clone(),
+    ));
 
     println!(
         "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
@@ -53,7 +57,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     wait_for_stop_signal().await?;
     tracing::info!("stopping");
     let _ = stop.send(true);
-    for task in [kafka, http, maintenance] {
+    for task in [kafka, http, maintenance, group_timers] {
         if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
         }

@@ -31,7 +31,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn of(message: &impl Message) -> Record {
+    pub fn of(message: &impl Message) -> Record {
         Record {
             partition: message.partition(),
             offset: message.offset(),

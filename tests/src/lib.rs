@@ -12,6 +12,7 @@
 //! - [`node`]: one node process: start, SIGKILL, SIGTERM, restart on the same data, its log.
 //! - [`kafka`]: rdkafka clients wired for tests: a producer that records every
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
+//! - [`group`]: consumer-group members driven by the test thread, committed offsets.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
@@ -24,6 +25,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 pub mod cli;
+pub mod group;
 pub mod kafka;
 pub mod limit;
 pub mod node;

@@ -2,8 +2,10 @@
 //!
 //! Records are read by assigning partitions directly (no consumer group, nothing committed):
 //! all of the topic's partitions, or the one named by `--partition`, from the end, the
-//! beginning or a given offset. Consuming as a member of a group (`--group`) is a second
-//! `Source` variant; everything after `open` is shared by both.
+//! beginning or a given offset. With `--group` the tool is a member of that consumer group
+//! instead: it gets its partitions from the group, starts after the group's committed offsets
+//! and commits what it printed (every 5 s and when it exits). Everything after `open` is
+//! shared by both sources.
 //!
 //! Each record is printed through a format (kcat's `-f` vocabulary): by default the value,
 //! or `key<SEP>value` with `--key-separator`. Keys and values are written as raw bytes.
@@ -13,7 +15,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -46,6 +48,11 @@ pub struct ConsumeArgs {
     #[arg(long, short = 'o', allow_negative_numbers = true)]
     pub offset: Option<i64>,
 
+    /// Consume as a member of this consumer group (partitions from the group, offsets
+    /// committed); --from-beginning then applies only where the group has no commit.
+    #[arg(long, short = 'g', conflicts_with_all = ["partition", "offset"])]
+    pub group: Option<String>,
+
     /// Exit after this many records.
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
@@ -72,6 +79,8 @@ pub struct ConsumeArgs {
 enum Source {
     /// Fixed partitions from a fixed starting point; no group, no commits.
     Assign { partitions: Vec<i32>, start: Offset },
+    /// A consumer group's share of the topic, from the group's committed offsets.
+    Group,
 }
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
@@ -97,30 +106,60 @@ fn consume(args: &ConsumeArgs) -> anyhow::Result<()> {
     } else {
         "latest"
     };
-    let consumer: BaseConsumer = args
-        .connection
-        .client_config(&[
-            // librdkafka only takes an assignment from a consumer with a group id; nothing
-            // is committed under it (auto commit is off) and no group is joined.
+    let defaults = match &args.group {
+        // librdkafka only takes an assignment from a consumer with a group id; nothing
+        // is committed under it (auto commit is off) and no group is joined.
+        None => [
             ("group.id", ASSIGN_GROUP_ID),
             ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "true"),
-            ("auto.offset.reset", reset),
-        ])
+            ("enable.auto.offset.store", "true"),
+        ],
+        // Only printed records count as consumed: their offsets are stored one by one after
+        // the write, and auto commit sends what was stored.
+        Some(group) => [
+            ("group.id", group.as_str()),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+        ],
+    };
+    let mut config = args.connection.client_config(&defaults);
+    config
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", reset);
+    for (key, value) in &args.connection.properties {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config
         .create()
         .context("cannot create the Kafka consumer")?;
 
-    let source = Source::Assign {
-        partitions: partitions_of(&consumer, &args.topic, args.partition)?,
-        start: match (args.offset, args.from_beginning) {
-            (Some(offset), _) if offset >= 0 => Offset::Offset(offset),
-            (Some(offset), _) => Offset::OffsetTail(offset.unsigned_abs() as i64),
-            (None, true) => Offset::Beginning,
-            (None, false) => Offset::End,
+    let source = match &args.group {
+        Some(_) => Source::Group,
+        None => Source::Assign {
+            partitions: partitions_of(&consumer, &args.topic, args.partition)?,
+            start: match (args.offset, args.from_beginning) {
+                (Some(offset), _) if offset >= 0 => Offset::Offset(offset),
+                (Some(offset), _) => Offset::OffsetTail(offset.unsigned_abs() as i64),
+                (None, true) => Offset::Beginning,
+                (None, false) => Offset::End,
+            },
         },
     };
     let partition_count = open(&consumer, &args.topic, &source)?;
+    let result = poll_loop(args, &consumer, &format, &source, partition_count);
+    if matches!(source, Source::Group) {
+        commit_printed(&consumer)?;
+    }
+    result
+}
 
+fn poll_loop(
+    args: &ConsumeArgs,
+    consumer: &BaseConsumer,
+    format: &[Piece],
+    source: &Source,
+    partition_count: usize,
+) -> anyhow::Result<()> {
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::new(stdout);
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
@@ -148,7 +187,7 @@ fn consume(args: &ConsumeArgs) -> anyhow::Result<()> {
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
-                if args.exit_at_end && at_end.len() >= partition_count {
+                if args.exit_at_end && all_at_end(consumer, source, &at_end, partition_count) {
                     break;
                 }
             }
@@ -163,8 +202,13 @@ fn consume(args: &ConsumeArgs) -> anyhow::Result<()> {
                 at_end.remove(&message.partition());
                 last_record = Instant::now();
                 seen += 1;
-                if let Err(error) = write_record(&mut out, &format, &message) {
+                if let Err(error) = write_record(&mut out, format, &message) {
                     return finish_on_closed_stdout(error);
+                }
+                if matches!(source, Source::Group) {
+                    consumer
+                        .store_offset_from_message(&message)
+                        .context("cannot store the consumed offset")?;
                 }
             }
         }
@@ -173,6 +217,36 @@ fn consume(args: &ConsumeArgs) -> anyhow::Result<()> {
         return finish_on_closed_stdout(error);
     }
     Ok(())
+}
+
+/// Whether every partition this consumer reads has reported its end. A group member reads
+/// what the group assigned it right now (nothing before the first assignment).
+fn all_at_end(
+    consumer: &BaseConsumer,
+    source: &Source,
+    at_end: &HashSet<i32>,
+    partition_count: usize,
+) -> bool {
+    match source {
+        Source::Assign { .. } => at_end.len() >= partition_count,
+        Source::Group => consumer.assignment().is_ok_and(|assigned| {
+            assigned.count() > 0
+                && assigned
+                    .elements()
+                    .iter()
+                    .all(|element| at_end.contains(&element.partition()))
+        }),
+    }
+}
+
+/// Commits the offsets of everything printed (a group member leaving).
+fn commit_printed(consumer: &BaseConsumer) -> anyhow::Result<()> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => Ok(()),
+        // Nothing was printed since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        Err(error) => Err(error).context("cannot commit the consumed offsets"),
+    }
 }
 
 /// The partitions to read: `only`, checked to exist, or all of the topic's.
@@ -223,6 +297,13 @@ fn open(consumer: &BaseConsumer, topic: &str, source: &Source) -> anyhow::Result
                 .assign(&assignment)
                 .context("cannot assign partitions")?;
             Ok(partitions.len())
+        }
+        Source::Group => {
+            partitions_of(consumer, topic, None)?;
+            consumer
+                .subscribe(&[topic])
+                .with_context(|| format!("cannot subscribe to {topic}"))?;
+            Ok(0)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Operator tools: Kafka admin and data commands (`topic`, `produce`, `consume`) and the
+//! Operator tools: Kafka admin and data commands (`topic`, `group`, `produce`, `consume`) and the
 //! load generator (`bench`), in the manner of kcat and rpk.
 //!
 //! They speak only the Kafka protocol, through librdkafka (the `rdkafka` crate), so they work
@@ -11,5 +11,6 @@ pub mod bench;
 mod bench_fetch;
 pub mod connection;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;

@@ -1,0 +1,298 @@
+//! Persistence of the coordinator's state in `__consumer_offsets`: creating the topic,
+//! appending records for a group to its partition, writing a group's metadata when its
+//! generation moves on, and replaying the topic at start.
+
+use super::offsets::{self, CommittedOffset, GroupRecord, Key};
+use super::state::Group;
+use super::{GroupCoordinator, Inner, LOAD_CHUNK, OFFSETS_PARTITIONS, OFFSETS_TOPIC, now_ms};
+use crate::broker::{Broker, Topic};
+use crate::error::{BrokerError, Result};
+use crate::topic_config::TopicConfig;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use std::sync::Arc;
+
+impl GroupCoordinator {
+    /// Rebuilds groups and offsets by replaying `__consumer_offsets` (if it exists). A batch
+    /// that does not decode (the topic is writable by Produce) is logged and skipped rather
+    /// than keeping the node from starting.
+    pub fn load(&self, broker: &Broker) -> Result<()> {
+        let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let mut inner = self.lock();
+        let mut records = 0usize;
+        for partition in &topic.partitions {
+            let mut offset = partition.log_start_offset();
+            while offset < partition.high_watermark() {
+                let read = partition.read(offset, LOAD_CHUNK, true)?;
+                let mut next = offset;
+                for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
+                    next = next.max(last_offset + 1);
+                    match RecordBatchDecoder::decode(&mut batch) {
+                        Ok(set) => {
+                            for record in set.records {
+                                if let Some(key) = record.key.and_then(Key::decode) {
+                                    apply(&mut inner, key, record.value);
+                                    records += 1;
+                                }
+                            }
+                        }
+                        Err(error) => tracing::error!(
+                            partition = partition.index,
+                            base_offset,
+                            %error,
+                            "skipping an undecodable {OFFSETS_TOPIC} batch"
+                        ),
+                    }
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        tracing::info!(
+            groups = inner.groups.len(),
+            records,
+            "group coordinator loaded {OFFSETS_TOPIC}"
+        );
+        Ok(())
+    }
+
+    /// The offsets topic, created compacted on first need (as Kafka does).
+    pub fn offsets_topic(&self, broker: &Broker) -> Result<Arc<Topic>> {
+        if let Some(topic) = broker.topic(OFFSETS_TOPIC) {
+            return Ok(topic);
+        }
+        // Compaction alone must decide what goes: the log applies time and size retention
+        // whatever cleanup.policy says, and an idle group's offsets must not age out.
+        let config = TopicConfig::from_overrides([
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+        ])?;
+        match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, config) {
+            Err(BrokerError::TopicAlreadyExists(_)) => broker
+                .topic(OFFSETS_TOPIC)
+                .ok_or_else(|| BrokerError::UnknownTopicOrPartition(OFFSETS_TOPIC.into())),
+            other => other,
+        }
+    }
+
+    /// Appends records for one group to its `__consumer_offsets` partition.
+    pub(super) fn append(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        records: Vec<(Key, Option<Bytes>)>,
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let topic = self.offsets_topic(broker)?;
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let index = offsets::partition_for(group_id, count);
+        let partition = topic.partition(index).ok_or_else(|| {
+            BrokerError::UnknownTopicOrPartition(format!("{OFFSETS_TOPIC}-{index}"))
+        })?;
+        let timestamp = now_ms();
+        let records: Vec<Record> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::try_from(i).unwrap_or(0),
+                sequence: -1,
+                timestamp,
+                key: Some(key.encode()),
+                value,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut batch, records.iter(), &options)
+            .map_err(|error| BrokerError::Metadata(format!("cannot encode offsets: {error}")))?;
+        partition.append(&mut batch)?;
+        Ok(())
+    }
+}
+
+/// Writes a group's metadata record when its generation moved on. A failure is logged, not
+/// returned: the group keeps working and the record is rewritten at the next generation;
+/// only the generation number after a restart would be older.
+pub(super) fn persist_if_dirty(broker: &Broker, coordinator: &GroupCoordinator, group: &mut Group) {
+    if !group.take_dirty() {
+        return;
+    }
+    let record = GroupRecord {
+        protocol_type: group.protocol_type.clone().unwrap_or_default(),
+        generation: group.generation,
+        protocol: group.protocol.clone(),
+        leader: group.leader.clone(),
+        timestamp: now_ms(),
+    };
+    let key = Key::Group {
+        group: group.id.clone(),
+    };
+    if let Err(error) = coordinator.append(broker, &group.id, vec![(key, Some(record.encode()))]) {
+        tracing::error!(group = %group.id, %error, "cannot persist group metadata");
+    }
+}
+
+/// Splits stored v2 batches by their headers: (base offset, last offset, batch bytes). The
+/// offsets come from the header, so an empty batch (all its records compacted away) still
+/// moves the reader forward. A truncated tail ends the list.
+fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
+    // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1) + crc (4) +
+    // attributes (2) + lastOffsetDelta (4).
+    const HEADER: usize = 27;
+    let mut batches = Vec::new();
+    while bytes.len() >= HEADER {
+        let field = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or_default().to_vec();
+        let base_offset = i64::from_be_bytes(field(0..8).try_into().unwrap_or([0; 8]));
+        let length = i32::from_be_bytes(field(8..12).try_into().unwrap_or([0; 4]));
+        let delta = i32::from_be_bytes(field(23..27).try_into().unwrap_or([0; 4]));
+        let Some(total) = usize::try_from(length)
+            .ok()
+            .and_then(|length| length.checked_add(12))
+            .filter(|total| *total >= HEADER && *total <= bytes.len())
+        else {
+            break;
+        };
+        let batch = bytes.split_to(total);
+        batches.push((base_offset, base_offset + i64::from(delta), batch));
+    }
+    batches
+}
+
+/// Replays one `__consumer_offsets` record into the coordinator's state.
+fn apply(inner: &mut Inner, key: Key, value: Option<Bytes>) {
+    match (key, value) {
+        (
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            },
+            Some(value),
+        ) => {
+            if let Some(offset) = CommittedOffset::decode(value) {
+                inner
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                inner
+                    .offsets
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), offset);
+            }
+        }
+        (
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            },
+            None,
+        ) => {
+            if let Some(offsets) = inner.offsets.get_mut(&group) {
+                offsets.remove(&(topic, partition));
+            }
+        }
+        (Key::Group { group }, Some(value)) => {
+            if let Some(record) = GroupRecord::decode(value) {
+                let protocol_type = Some(record.protocol_type).filter(|value| !value.is_empty());
+                inner.groups.insert(
+                    group.clone(),
+                    Group::restored(&group, record.generation, protocol_type),
+                );
+            }
+        }
+        (Key::Group { group }, None) => {
+            inner.groups.remove(&group);
+            inner.offsets.remove(&group);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::broker::Broker;
+    use crate::config::BrokerConfig;
+    use crate::group::commit::{Commit, PartitionCommit};
+    use crate::topic_config::TopicConfig;
+    use kafka_protocol::ResponseError;
+
+    fn commit(group: &str, offsets: &[(&str, i32, i64)]) -> Commit {
+        Commit {
+            group_id: group.to_string(),
+            member_id: String::new(),
+            instance_id: None,
+            generation: -1,
+            offsets: offsets
+                .iter()
+                .map(|(topic, partition, offset)| PartitionCommit {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    offset: *offset,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn commits_and_deletions_survive_reopening_the_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            BrokerConfig::single_node(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        let broker = Broker::open(config.clone()).unwrap();
+        broker.create_topic("t", 2, TopicConfig::default()).unwrap();
+        let results = broker.groups().commit(
+            &broker,
+            commit("g", &[("t", 0, 5), ("t", 1, 7), ("missing", 0, 1)]),
+        );
+        assert_eq!(
+            results,
+            vec![None, None, Some(ResponseError::UnknownTopicOrPartition)]
+        );
+        // A later commit wins; a deleted group leaves tombstones.
+        broker.groups().commit(&broker, commit("g", &[("t", 1, 9)]));
+        broker.groups().commit(&broker, commit("h", &[("t", 0, 1)]));
+        assert_eq!(broker.groups().delete_group(&broker, "h"), None);
+        broker.close();
+        drop(broker);
+
+        let broker = Broker::open(config).unwrap();
+        let offsets = broker.groups().fetch_offsets("g");
+        let committed: Vec<(String, i32, i64)> = offsets
+            .iter()
+            .map(|((topic, partition), value)| (topic.clone(), *partition, value.offset))
+            .collect();
+        assert_eq!(committed, vec![("t".into(), 0, 5), ("t".into(), 1, 9)]);
+        assert!(broker.groups().fetch_offsets("h").is_empty());
+        let groups: Vec<String> = broker
+            .groups()
+            .list()
+            .into_iter()
+            .map(|(id, ..)| id)
+            .collect();
+        assert_eq!(groups, vec!["g".to_string()]);
+    }
+}
