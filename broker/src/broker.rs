@@ -231,6 +231,13 @@ impl Broker {
         let topic = self
             .topic(name)
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        if topic.name.is_internal() {
+            // Deleting __consumer_offsets would silently drop every group's offsets.
+            return Err(BrokerError::InvalidTopic {
+                name: name.to_string(),
+                reason: "internal topics cannot be deleted",
+            });
+        }
         self.store.delete_topic(name)?;
         self.write_topics().remove(name);
         for partition in &topic.partitions {

@@ -265,3 +265,64 @@ fn topics_and_configs_survive_restart_and_kill_9() {
     node.restart();
     check(&node, "after kill -9 and restart");
 }
+
+#[test]
+fn internal_topics_refuse_client_writes_and_deletion() {
+    let _limit = TimeLimit::new(
+        "internal_topics_refuse_client_writes_and_deletion",
+        Duration::from_secs(90),
+    );
+    let node = Node::start();
+    kafka::create_topic(&node.bootstrap(), "orders", 1, &[]);
+    // A group commit makes the node create __consumer_offsets.
+    let consumer = kafka::consumer_with(&node.bootstrap(), &[("group.id", "billing")]);
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset("orders", 0, Offset::Offset(0))
+        .unwrap();
+    rdkafka::consumer::Consumer::commit(&consumer, &offsets, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    assert!(kafka::partitions_of(&node.bootstrap(), "__consumer_offsets").is_some());
+
+    let producer = kafka::producer(&node.bootstrap(), &[("message.timeout.ms", "10000")]);
+    kafka::send(
+        &producer,
+        "__consumer_offsets",
+        Some("forged"),
+        "offset",
+        Some(0),
+        None,
+    );
+    producer.flush(Duration::from_secs(20)).expect("flush");
+    let failed = producer.context().failed();
+    assert_eq!(
+        failed.len(),
+        1,
+        "a client write to an internal topic must fail"
+    );
+    assert!(failed[0].contains("nvalid topic"), "got {}", failed[0]);
+
+    let results = kafka::block_on(
+        kafka::admin(&node.bootstrap())
+            .delete_topics(&["__consumer_offsets"], &kafka::admin_options()),
+    )
+    .expect("DeleteTopics failed as a request");
+    assert_eq!(
+        results,
+        vec![Err((
+            "__consumer_offsets".to_owned(),
+            RDKafkaErrorCode::InvalidTopic
+        ))]
+    );
+    let committed = rdkafka::consumer::Consumer::committed_offsets(
+        &consumer,
+        offsets.clone(),
+        Duration::from_secs(10),
+    )
+    .expect("OffsetFetch");
+    assert_eq!(
+        committed.find_partition("orders", 0).unwrap().offset(),
+        Offset::Offset(0),
+        "the group's offsets are still there"
+    );
+}

@@ -75,6 +75,13 @@ fn append(
 ) -> Result<(i64, i64), BrokerError> {
     let topic =
         topic.ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("partition {index}")))?;
+    if topic.name.is_internal() {
+        // The broker's own state (offsets, groups) is written by its coordinators only.
+        return Err(BrokerError::InvalidTopic {
+            name: topic.name.to_string(),
+            reason: "clients may not write to an internal topic",
+        });
+    }
     let partition = topic
         .partition(index)
         .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{}-{index}", topic.name)))?;
