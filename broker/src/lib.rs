@@ -22,6 +22,7 @@ pub mod metadata_store;
 pub mod partition;
 pub mod producer;
 pub mod protocol;
+pub mod record_batch;
 pub mod server;
 pub mod topic_config;
 pub mod topic_name;

@@ -62,38 +62,22 @@ mod tests {
     use super::*;
     use crate::config::BrokerConfig;
     use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Record, RecordBatchDecoder};
 
     fn batch(values: &[&str]) -> BytesMut {
         let records: Vec<Record> = values
             .iter()
             .enumerate()
-            .map(|(i, value)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: 1_700_000_000_000,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(value.to_string())),
-                headers: Default::default(),
+            .map(|(i, value)| {
+                crate::record_batch::plain_record(
+                    i as i64,
+                    1_700_000_000_000,
+                    Some(Bytes::from(format!("k{i}"))),
+                    Some(Bytes::from(value.to_string())),
+                )
             })
             .collect();
-        let mut out = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        };
-        RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-        out
+        crate::record_batch::encode_uncompressed(&records).unwrap()
     }
 
     #[tokio::test]

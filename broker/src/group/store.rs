@@ -7,11 +7,10 @@ use super::state::Group;
 use super::{GroupCoordinator, Inner, LOAD_CHUNK, OFFSETS_PARTITIONS, OFFSETS_TOPIC, now_ms};
 use crate::broker::{Broker, Topic};
 use crate::error::{BrokerError, Result};
+use crate::record_batch;
 use crate::topic_config::TopicConfig;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::sync::Arc;
 
 impl GroupCoordinator {
@@ -102,28 +101,12 @@ impl GroupCoordinator {
         let records: Vec<Record> = records
             .into_iter()
             .enumerate()
-            .map(|(i, (key, value))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::try_from(i).unwrap_or(0),
-                sequence: -1,
-                timestamp,
-                key: Some(key.encode()),
-                value,
-                headers: Default::default(),
+            .map(|(i, (key, value))| {
+                let offset = i64::try_from(i).unwrap_or(0);
+                record_batch::plain_record(offset, timestamp, Some(key.encode()), value)
             })
             .collect();
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut batch, records.iter(), &options)
+        let mut batch = record_batch::encode_uncompressed(&records)
             .map_err(|error| BrokerError::Metadata(format!("cannot encode offsets: {error}")))?;
         partition.append(&mut batch)?;
         Ok(())

@@ -4,11 +4,9 @@
 //! the producer id and epoch with the transactional and control attribute bits set.
 
 use super::batch_header::Marker;
+use crate::record_batch;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Record;
 
 /// The coordinator's epoch; one node never changes coordinator.
 pub const COORDINATOR_EPOCH: i32 = 0;
@@ -33,27 +31,11 @@ pub fn marker_batch(
     let record = Record {
         transactional: true,
         control: true,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
         producer_id,
         producer_epoch,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms,
-        key: Some(Bytes::from(key)),
-        value: Some(Bytes::from(value)),
-        headers: indexmap::IndexMap::<StrBytes, Option<Bytes>>::new(),
+        ..record_batch::plain_record(0, now_ms, Some(Bytes::from(key)), Some(Bytes::from(value)))
     };
-    let mut out = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut out,
-        std::iter::once(&record),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
+    let out = record_batch::encode_uncompressed(std::slice::from_ref(&record))?;
     Ok(out)
 }
 

@@ -11,10 +11,9 @@ use super::{ProducerError, TxnOffset, TxnOffsetSink};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::record_batch;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Record;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -28,27 +27,18 @@ fn batch(producer_id: i64, epoch: i16, sequence: i32, count: i32, transactional:
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
             producer_id,
             producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
             sequence: sequence + i,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{}", sequence + i))),
-            headers: Default::default(),
+            ..record_batch::plain_record(
+                i64::from(i),
+                1_700_000_000_000,
+                None,
+                Some(Bytes::from(format!("v{}", sequence + i))),
+            )
         })
         .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-    out
+    record_batch::encode_uncompressed(&records).unwrap()
 }
 
 fn producer_error(result: Result<impl std::fmt::Debug, BrokerError>) -> ProducerError {
