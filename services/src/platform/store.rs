@@ -1,0 +1,394 @@
+//! The storage-neutral transactional interface handlers see, and its fjall implementation.
+//!
+//! Handlers read and write typed records ([`Table`]), keep unique secondary indexes
+//! ([`UniqueIndex`]), record consumed event ids (inbox) and emit events — all through
+//! [`Transaction`], which knows nothing of fjall: a PostgreSQL transaction can implement the
+//! same trait. The fjall implementation buffers writes (reads see them) and commits them, with
+//! the outbox entries and the command-log position, as ONE atomic batch.
+//!
+//! Layout of one service database (`<data-dir>/services/<service>/`): keyspace `state` holds
+//! records (`<table>\0<id>`), index entries (`\x01<index>\0<value>`) and the inbox
+//! (`\x02<event id>`); `log` the command log; `outbox` pending events by sequence; `meta` the
+//! applied index and the next outbox sequence.
+
+use super::envelope::EventEnvelope;
+use super::error::StoreError;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const INDEX_PREFIX: u8 = 1;
+const INBOX_PREFIX: u8 = 2;
+pub(crate) const META_APPLIED: &[u8] = b"applied_index";
+pub(crate) const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
+
+/// A raw (key, value) pair.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Reads, committed or inside a transaction.
+pub trait ReadTx {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError>;
+}
+
+/// What `apply` may do: reads plus buffered writes and events, committed atomically by the
+/// engine after `apply` returns Ok (and dropped when it returns a rejection).
+pub trait Transaction: ReadTx {
+    fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>);
+    fn delete_raw(&mut self, key: Vec<u8>);
+    /// Adds an event to the outbox, for `topic`, keyed by its aggregate id.
+    fn emit(&mut self, topic: &str, event: EventEnvelope);
+}
+
+/// A typed table: JSON records under `<name>\0<id>`.
+pub struct Table<T> {
+    name: &'static str,
+    record: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Table<T> {
+    pub const fn new(name: &'static str) -> Table<T> {
+        Table {
+            name,
+            record: PhantomData,
+        }
+    }
+
+    fn key(&self, id: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.name.len() + 1 + id.len());
+        key.extend_from_slice(self.name.as_bytes());
+        key.push(0);
+        key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    fn prefix(&self) -> Vec<u8> {
+        self.key("")
+    }
+
+    pub fn get(&self, tx: &(impl ReadTx + ?Sized), id: &str) -> Result<Option<T>, StoreError> {
+        match tx.get_raw(&self.key(id))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put(
+        &self,
+        tx: &mut (impl Transaction + ?Sized),
+        id: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        tx.put_raw(self.key(id), serde_json::to_vec(record)?);
+        Ok(())
+    }
+
+    pub fn delete(&self, tx: &mut (impl Transaction + ?Sized), id: &str) {
+        tx.delete_raw(self.key(id));
+    }
+
+    /// Every record, in id order.
+    pub fn scan(&self, tx: &(impl ReadTx + ?Sized)) -> Result<Vec<T>, StoreError> {
+        tx.scan_raw(&self.prefix())?
+            .into_iter()
+            .map(|(_, value)| serde_json::from_slice(&value).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+/// A unique secondary index: value -> record id (emails, SKUs). Values are matched exactly;
+/// normalise them (e.g. lowercase) before use.
+pub struct UniqueIndex {
+    name: &'static str,
+}
+
+impl UniqueIndex {
+    pub const fn new(name: &'static str) -> UniqueIndex {
+        UniqueIndex { name }
+    }
+
+    fn key(&self, value: &str) -> Vec<u8> {
+        let mut key = vec![INDEX_PREFIX];
+        key.extend_from_slice(self.name.as_bytes());
+        key.push(0);
+        key.extend_from_slice(value.as_bytes());
+        key
+    }
+
+    pub fn get(
+        &self,
+        tx: &(impl ReadTx + ?Sized),
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(tx
+            .get_raw(&self.key(value))?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    pub fn put(&self, tx: &mut (impl Transaction + ?Sized), value: &str, id: &str) {
+        tx.put_raw(self.key(value), id.as_bytes().to_vec());
+    }
+
+    pub fn delete(&self, tx: &mut (impl Transaction + ?Sized), value: &str) {
+        tx.delete_raw(self.key(value));
+    }
+}
+
+/// The inbox: ids of consumed events, recorded in the same batch as their effect so that a
+/// redelivered event is applied at most once.
+pub mod inbox {
+    use super::{INBOX_PREFIX, ReadTx, StoreError, Transaction};
+
+    fn key(event_id: &str) -> Vec<u8> {
+        let mut key = vec![INBOX_PREFIX];
+        key.extend_from_slice(event_id.as_bytes());
+        key
+    }
+
+    pub fn seen(tx: &(impl ReadTx + ?Sized), event_id: &str) -> Result<bool, StoreError> {
+        Ok(tx.get_raw(&key(event_id))?.is_some())
+    }
+
+    pub fn record(tx: &mut (impl Transaction + ?Sized), event_id: &str) {
+        tx.put_raw(key(event_id), Vec::new());
+    }
+}
+
+/// One outbox entry as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OutboxEntry {
+    pub topic: String,
+    pub event: EventEnvelope,
+    pub traceparent: Option<String>,
+}
+
+/// One service's fjall database.
+pub struct Store {
+    db: Database,
+    pub(crate) state: Keyspace,
+    pub(crate) log: Keyspace,
+    pub(crate) outbox: Keyspace,
+    pub(crate) meta: Keyspace,
+    /// Set after a failed commit: fjall may hold a half-applied view in memory, so the store
+    /// refuses further writes (fjall's own "poisoned" idea) until the node restarts and
+    /// recovers from its journal.
+    poisoned: AtomicBool,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::builder(path).open()?;
+        let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let outbox = db.keyspace("outbox", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        Ok(Store {
+            db,
+            state,
+            log,
+            outbox,
+            meta,
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        !self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn meta_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(key)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Appends a command-log entry and syncs it: after this, the command survives a crash and
+    /// is applied (again) by replay.
+    pub(crate) fn append_log(&self, index: u64, entry: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.log.insert(index.to_be_bytes(), entry)?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    /// The highest index in the command log (0 when empty).
+    pub(crate) fn last_log_index(&self) -> Result<u64, StoreError> {
+        Ok(match self.log.last_key_value() {
+            Some(guard) => <[u8; 8]>::try_from(guard.key()?.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// Log entries after `index`, in order.
+    pub(crate) fn log_after(&self, index: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut entries = Vec::new();
+        for guard in self.log.range((index + 1).to_be_bytes()..) {
+            let (key, value) = guard.into_inner()?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(key.as_ref()) {
+                entries.push((u64::from_be_bytes(bytes), value.to_vec()));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// A write buffer over the committed state.
+    pub(crate) fn begin(&self) -> WriteTx<'_> {
+        WriteTx {
+            store: self,
+            writes: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Commits the buffered writes, the emitted events (into the outbox, numbered from the
+    /// stored next sequence) and the applied log index in one atomic batch. Only the engine
+    /// calls it, one command at a time.
+    pub(crate) fn commit(
+        &self,
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        events: Vec<(String, EventEnvelope)>,
+        traceparent: Option<&str>,
+        applied_index: u64,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut batch = self.db.batch();
+        for (key, value) in writes {
+            match value {
+                Some(value) => batch.insert(&self.state, key, value),
+                None => batch.remove(&self.state, key),
+            }
+        }
+        let mut next = self.meta_u64(META_OUTBOX_NEXT)?.max(1);
+        for (topic, event) in events {
+            let entry = OutboxEntry {
+                topic,
+                event,
+                traceparent: traceparent.map(str::to_string),
+            };
+            batch.insert(
+                &self.outbox,
+                next.to_be_bytes(),
+                serde_json::to_vec(&entry)?,
+            );
+            next += 1;
+        }
+        batch.insert(&self.meta, META_OUTBOX_NEXT, next.to_be_bytes());
+        batch.insert(&self.meta, META_APPLIED, applied_index.to_be_bytes());
+        // The command log entry is already synced, so this batch needs no fsync of its own:
+        // if it is lost, replay applies the command again.
+        if let Err(error) = batch.commit() {
+            self.poison();
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Pending outbox entries, oldest first, at most `limit`.
+    pub(crate) fn outbox_pending(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let mut pending = Vec::new();
+        for guard in self.outbox.iter().take(limit) {
+            let (key, value) = guard.into_inner()?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(key.as_ref()) {
+                pending.push((u64::from_be_bytes(bytes), serde_json::from_slice(&value)?));
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Marks an outbox entry published by removing it.
+    pub(crate) fn outbox_done(&self, seq: u64) -> Result<(), StoreError> {
+        self.outbox.remove(seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Flushes the journal to disk (used on a clean stop).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+}
+
+impl ReadTx for Store {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.state.prefix(prefix) {
+            let (key, value) = guard.into_inner()?;
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// The fjall transaction: reads see the committed state overlaid with this command's own
+/// writes.
+pub struct WriteTx<'a> {
+    store: &'a Store,
+    pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(crate) events: Vec<(String, EventEnvelope)>,
+}
+
+impl ReadTx for WriteTx<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.store.get_raw(key),
+        }
+    }
+
+    fn scan_raw(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.store.scan_raw(prefix)?.into_iter().collect();
+        for (key, value) in self.writes.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+impl Transaction for WriteTx<'_> {
+    fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    fn delete_raw(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    fn emit(&mut self, topic: &str, event: EventEnvelope) {
+        self.events.push((topic.to_string(), event));
+    }
+}
