@@ -3,8 +3,11 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod config;
+mod event_log;
+mod services;
 mod start;
 mod tools;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +40,8 @@ enum Command {
     Consume(tools::consume::ConsumeArgs),
     /// End-to-end load generator (produce or consume) printing MB/s, records/s and latency.
     Bench(tools::bench::BenchArgs),
+    /// Manage accounts in a stopped node's identity store.
+    User(user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +63,7 @@ fn main() -> std::process::ExitCode {
             Command::Produce(args) => tools::produce::run(args).await,
             Command::Consume(args) => tools::consume::run(args).await,
             Command::Bench(args) => tools::bench::run(args).await,
+            Command::User(args) => user::run(args).await,
         }
     });
     match result {
