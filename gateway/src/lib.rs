@@ -129,6 +129,7 @@ pub fn router(
             config.request_timeout,
         ))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(correlation::layer))
         .layer(cors(&config.cors_origins)?)
         .layer(from_fn_with_state(metrics, metrics::layer)))

@@ -27,12 +27,20 @@ pub struct Node {
     http_addr: SocketAddr,
     child: Option<Child>,
     starts: u32,
+    /// Extra environment for every start of this node.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Starts a single node on a fresh data directory and waits until it accepts Kafka
     /// connections.
     pub fn start() -> Node {
+        Node::start_with_env(&[])
+    }
+
+    /// Starts a single node with extra environment variables (kept for restarts), e.g.
+    /// `COMMERCE_RATE_LIMIT_PER_MINUTE`.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("commerce-test-")
             .tempdir()
@@ -43,6 +51,10 @@ impl Node {
             http_addr: free_local_addr(),
             child: None,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -163,6 +175,7 @@ impl Node {
             .arg(self.http_addr.to_string())
             .arg("--node-id")
             .arg("1")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);

@@ -279,7 +279,8 @@ impl Store {
                 None => batch.remove(&self.state, key),
             }
         }
-        let mut next = self.meta_u64(META_OUTBOX_NEXT)?.max(1);
+        // Starts at 0, as a Kafka producer's first sequence does.
+        let mut next = self.meta_u64(META_OUTBOX_NEXT)?;
         for (topic, event) in events {
             let entry = OutboxEntry {
                 topic,
