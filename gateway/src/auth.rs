@@ -1,7 +1,8 @@
 //! Bearer-token authentication. A valid access token becomes a `Principal` in the request's
 //! extensions; a request without a token goes on anonymous (the route decides whether that is
 //! enough); a request with a bad token (malformed, expired, tampered, `alg: none`, signed by
-//! another key) is answered 401 here and reaches no service.
+//! another key) or one whose session was logged out is answered 401 here and reaches no
+//! service.
 
 use crate::error::error_response;
 use axum::extract::{Request, State};
@@ -9,11 +10,20 @@ use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use commerce_services::identity::IdentityService;
 use commerce_services::identity::tokens::Verifier;
 use std::sync::Arc;
 
+#[derive(Clone)]
+pub struct Authenticator {
+    pub verifier: Arc<Verifier>,
+    /// Asked whether a token's session is still live. A local read of the identity store: a
+    /// signature proves who issued the token, only the store knows about a logout since.
+    pub identity: Arc<IdentityService>,
+}
+
 pub async fn layer(
-    State(verifier): State<Arc<Verifier>>,
+    State(auth): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -30,8 +40,29 @@ pub async fn layer(
         let Some(token) = token else {
             return unauthorized("the Authorization header must be `Bearer <access token>`");
         };
-        match verifier.verify(token) {
+        match auth.verifier.verify(token) {
             Ok(principal) => {
+                let live = match &principal.session_id {
+                    Some(session) => auth.identity.session_active(session, &principal.user_id),
+                    None => Ok(false),
+                };
+                match live {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return unauthorized(
+                            "the session of this access token has ended; log in again",
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot check a session");
+                        return error_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "store_unavailable",
+                            "cannot check the session",
+                            None,
+                        );
+                    }
+                }
                 request.extensions_mut().insert(principal);
             }
             Err(error) => {

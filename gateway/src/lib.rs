@@ -103,7 +103,13 @@ pub fn router(
         .nest("/api/catalog", services.catalog.router())
         .layer(from_fn_with_state(idempotency, idempotency::layer))
         .layer(from_fn_with_state(limiter, rate_limit::layer))
-        .layer(from_fn_with_state(Arc::new(verifier), auth::layer));
+        .layer(from_fn_with_state(
+            auth::Authenticator {
+                verifier: Arc::new(verifier),
+                identity: services.identity.clone(),
+            },
+            auth::layer,
+        ));
 
     let jwks = services.identity.signer.jwks().clone();
     let health = Router::new()

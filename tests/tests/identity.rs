@@ -110,7 +110,7 @@ fn register_login_me_refresh_logout() {
     );
     api.get("/api/identity/me", Some(access2)).expect(200);
 
-    // Logout revokes the session: its refresh token stops working.
+    // Logout revokes the session: its refresh token and its access token stop working.
     api.post("/api/identity/logout", Some(access2), &json!({}))
         .expect(204);
     let after_logout = api.post(
@@ -119,8 +119,12 @@ fn register_login_me_refresh_logout() {
         &json!({"refresh_token": refresh2}),
     );
     assert_eq!(after_logout.status, 401);
+    let ended = api.get("/api/identity/me", Some(access2));
+    assert_eq!((ended.status, ended.error_code()), (401, "invalid_token"));
 
-    // Change password: the old one stops working, the new one works.
+    // Change password: the old one stops working, the new one works, and other sessions end
+    // while the one that changed it goes on.
+    let other_device = api.token("alice@example.com", "correct horse");
     let fresh = api.token("alice@example.com", "correct horse");
     let bad_current = api.post(
         "/api/identity/password",
@@ -144,12 +148,14 @@ fn register_login_me_refresh_logout() {
         401
     );
     api.login("alice@example.com", "battery staple");
+    api.get("/api/identity/me", Some(&fresh)).expect(200);
+    assert_eq!(api.get("/api/identity/me", Some(&other_device)).status, 401);
 
-    let events = wait_for_events(&node, "identity-events", "Alice's five events", |all| {
+    let events = wait_for_events(&node, "identity-events", "Alice's six events", |all| {
         all.iter()
             .filter(|event| event["aggregate_id"] == user_id.as_str())
             .count()
-            >= 5
+            >= 6
     });
     let of_alice: Vec<&Value> = events
         .iter()
@@ -163,6 +169,7 @@ fn register_login_me_refresh_logout() {
         types,
         [
             "UserRegistered",
+            "UserLoggedIn",
             "UserLoggedIn",
             "UserLoggedIn",
             "PasswordChanged",
@@ -205,8 +212,15 @@ fn bad_tokens_get_401_and_customers_get_403_on_admin_routes() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    // A real session id, so that only what each forgery changes is wrong with it.
+    let real: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     let claims = |exp: i64, roles: Value| {
-        json!({"sub": user["id"], "sid": "s", "roles": roles, "iss": "commerce-identity",
+        json!({"sub": user["id"], "sid": real["sid"], "roles": roles, "iss": "commerce-identity",
                "iat": now - 7200, "exp": exp})
     };
 
@@ -340,9 +354,34 @@ fn admins_come_from_the_environment_and_from_user_create() {
     let me = api.get("/api/identity/me", Some(&admin)).expect(200);
     assert_eq!(me.body["roles"], json!(["admin"]));
 
-    // `commerce user create --admin` works on a stopped node's data directory.
-    assert!(node.terminate().success());
+    // `commerce user create --admin` refuses a running node's data directory (the store is
+    // locked) and works once it is stopped.
     let data_dir = node.data_dir();
+    let busy = cli::run(
+        &[
+            "user",
+            "create",
+            "--admin",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--email",
+            "ops@example.com",
+            "--password",
+            "ops password",
+        ],
+        b"",
+        Duration::from_secs(60),
+    );
+    assert!(
+        !busy.status.success(),
+        "user create must not write under a running node"
+    );
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("stop it first"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(node.terminate().success());
     let output = cli::run_ok(
         &[
             "user",

@@ -9,6 +9,8 @@ use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};
 pub const USERS: Table<User> = Table::new("user");
 pub const SESSIONS: Table<Session> = Table::new("session");
 pub const EMAILS: UniqueIndex = UniqueIndex::new("email");
+/// A user's sessions: id `<user id>/<session id>`, value the session id.
+pub const USER_SESSIONS: Table<String> = Table::new("user_session");
 
 /// What a successful command answers.
 #[derive(Debug)]
@@ -81,6 +83,7 @@ impl StateMachine for Identity {
                     revoked: false,
                 };
                 SESSIONS.put(tx, session_id, &session)?;
+                USER_SESSIONS.put(tx, &format!("{user_id}/{session_id}"), session_id)?;
                 let data = events::UserLoggedIn {
                     user_id,
                     session_id,
@@ -129,12 +132,24 @@ impl StateMachine for Identity {
             Command::ChangePassword {
                 user_id,
                 password_hash,
+                keep_session,
             } => {
                 let Some(mut user) = USERS.get(tx, user_id)? else {
                     return Ok(Err(Rejection::not_found("user")));
                 };
                 user.password_hash = password_hash.clone();
                 USERS.put(tx, user_id, &user)?;
+                for session_id in USER_SESSIONS.scan_prefix(tx, &format!("{user_id}/"))? {
+                    if keep_session.as_ref() == Some(&session_id) {
+                        continue;
+                    }
+                    if let Some(mut session) = SESSIONS.get(tx, &session_id)?
+                        && !session.revoked
+                    {
+                        session.revoked = true;
+                        SESSIONS.put(tx, &session_id, &session)?;
+                    }
+                }
                 let data = events::PasswordChanged { user_id };
                 tx.emit(
                     TOPIC,

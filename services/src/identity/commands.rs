@@ -29,9 +29,12 @@ pub enum Command {
         session_id: String,
         user_id: String,
     },
+    /// Also revokes the user's other sessions: a changed password logs out everywhere
+    /// but here.
     ChangePassword {
         user_id: String,
         password_hash: String,
+        keep_session: Option<String>,
     },
     SetRoles {
         user_id: String,

@@ -23,6 +23,8 @@ pub const PRODUCER_ID: i64 = 0x4000_0000_0000_0001;
 pub struct IdentityService {
     pub engine: Arc<Engine<Identity>>,
     pub signer: tokens::Signer,
+    /// A password hash to verify against when the email is unknown (constant-time-ish login).
+    dummy_hash: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,25 @@ impl IdentityService {
         let store = Arc::new(Store::open(&services_dir.join("identity"))?);
         let engine = Engine::open(store, Identity)?;
         let signer = tokens::Signer::load_or_create(&services_dir.join("identity-keys"))?;
-        Ok(Arc::new(IdentityService { engine, signer }))
+        let dummy_hash = argon2::password_hash::PasswordHasher::hash_password(
+            &argon2::Argon2::default(),
+            b"no such account",
+        )
+        .map(|hash| hash.to_string())
+        .map_err(|error| StoreError::Task(error.to_string()))?;
+        Ok(Arc::new(IdentityService {
+            engine,
+            signer,
+            dummy_hash,
+        }))
+    }
+
+    /// Whether the session an access token names is still live (not logged out, not revoked
+    /// by a password change), so logout takes effect before the token expires.
+    pub fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        Ok(apply::SESSIONS
+            .get(self.engine.store().as_ref(), session_id)?
+            .is_some_and(|session| !session.revoked && session.user_id == user_id))
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -124,6 +124,9 @@ pub async fn login(
         None => None,
     };
     let Some(user) = user else {
+        // Spend the same time as a wrong password, so the answer's timing does not tell
+        // which emails have accounts.
+        let _ = verify_password(&request.password, &service.dummy_hash).await;
         return Err(bad().into());
     };
     if !verify_password(&request.password, &user.password_hash).await? {
@@ -249,6 +252,7 @@ pub async fn change_password(
     let command = Command::ChangePassword {
         user_id: user.id,
         password_hash,
+        keep_session: caller.session_id,
     };
     answer(service.engine.submit(command, context.command()).await)?;
     Ok(StatusCode::NO_CONTENT)

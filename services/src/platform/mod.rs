@@ -25,6 +25,9 @@ pub mod outbox;
 pub mod store;
 pub mod time;
 
+#[cfg(test)]
+mod tests;
+
 pub use engine::{CommandMeta, Engine, StateMachine};
 pub use envelope::EventEnvelope;
 pub use error::{Rejection, StoreError};

@@ -92,6 +92,19 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         tx.delete_raw(self.key(id));
     }
 
+    /// Records whose id starts with `id_prefix`, in id order (a cheap one-to-many index when
+    /// ids are `<parent>/<child>`).
+    pub fn scan_prefix(
+        &self,
+        tx: &(impl ReadTx + ?Sized),
+        id_prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        tx.scan_raw(&self.key(id_prefix))?
+            .into_iter()
+            .map(|(_, value)| serde_json::from_slice(&value).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Every record, in id order.
     pub fn scan(&self, tx: &(impl ReadTx + ?Sized)) -> Result<Vec<T>, StoreError> {
         tx.scan_raw(&self.prefix())?
