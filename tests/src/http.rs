@@ -1,6 +1,7 @@
 //! A JSON client for a node's REST API (reqwest, blocking), with helpers for the calls most
 //! tests need: sign up, log in, create a product.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -199,4 +200,45 @@ pub fn wait_for_event(
     pred: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
     wait_for_events(node, topic, what, |all| all.iter().any(&pred))
+}
+
+/// The record headers of every event on partition 0 of `topic`, with the record's key:
+/// (aggregate id, header name -> UTF-8 value), in log order.
+pub fn event_headers(node: &Node, topic: &str) -> Vec<(String, HashMap<String, String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Headers;
+
+    let consumer = crate::kafka::consumer(&node.bootstrap());
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("bad assignment");
+    consumer.assign(&assignment).expect("cannot assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} timed out"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                let mut headers = HashMap::new();
+                if let Some(all) = message.headers() {
+                    for header in all.iter() {
+                        let value = header
+                            .value
+                            .map(|value| String::from_utf8_lossy(value).into_owned());
+                        headers.insert(header.key.to_string(), value.unwrap_or_default());
+                    }
+                }
+                out.push((key, headers));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(error)) => eprintln!("consumer error while reading {topic}: {error}"),
+        }
+    }
 }

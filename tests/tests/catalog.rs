@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use commerce_tests::http::{ADMIN_EMAIL, ADMIN_ENV, ADMIN_PASSWORD, Api, product, wait_for_events};
+use commerce_tests::http::{
+    ADMIN_EMAIL, ADMIN_ENV, ADMIN_PASSWORD, Api, event_headers, product, wait_for_events,
+};
 use commerce_tests::{Node, TimeLimit};
 use serde_json::{Value, json};
 
@@ -20,6 +22,10 @@ fn product_events_appear_once_with_the_request_correlation_id() {
     let created = api.send(
         api.request(reqwest::Method::POST, "/api/catalog/products", Some(&admin))
             .header("X-Correlation-Id", "corr-create-1")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
             .json(&product("MUG-1", "Blue mug", "kitchen", 1299)),
     );
     let created = created.expect(201).body;
@@ -58,6 +64,17 @@ fn product_events_appear_once_with_the_request_correlation_id() {
     assert_eq!(price_event["data"]["old_price"]["amount"], 1299);
     assert_eq!(price_event["data"]["new_price"]["amount"], 999);
     assert_ne!(created_event["id"], price_event["id"]);
+    // The request's W3C trace travels with its event as a record header.
+    let headers = event_headers(&node, "catalog-events");
+    let (key, created_headers) = &headers[0];
+    assert_eq!(key, &id);
+    let traceparent = created_headers
+        .get("traceparent")
+        .expect("a traceparent header");
+    assert!(
+        traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{traceparent}"
+    );
 
     // Update and delete publish too; a deleted product is gone.
     api.put(
