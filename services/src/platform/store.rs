@@ -8,8 +8,8 @@
 //!
 //! Layout of one service database (`<data-dir>/services/<service>/`): keyspace `state` holds
 //! records (`<table>\0<id>`), index entries (`\x01<index>\0<value>`) and the inbox
-//! (`\x02<event id>`); `log` the command log; `outbox` pending events by sequence; `meta` the
-//! applied index and the next outbox sequence.
+//! (`\x02<event id>`); `log` the command log (entries not yet applied); `outbox` pending
+//! events by sequence; `meta` the applied index and the next outbox sequence.
 
 use super::envelope::EventEnvelope;
 use super::error::StoreError;
@@ -309,6 +309,10 @@ impl Store {
         }
         batch.insert(&self.meta, META_OUTBOX_NEXT, next.to_be_bytes());
         batch.insert(&self.meta, META_APPLIED, applied_index.to_be_bytes());
+        // On one node an applied entry is never read again (its effect is in the state), so
+        // the log keeps only what is not applied yet. A replicated log keeps entries until
+        // every follower has them; that is the Raft group's business, not apply's.
+        batch.remove(&self.log, applied_index.to_be_bytes());
         // The command log entry is already synced, so this batch needs no fsync of its own:
         // if it is lost, replay applies the command again.
         if let Err(error) = batch.commit() {
