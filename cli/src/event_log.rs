@@ -1,7 +1,7 @@
 //! The services' `EventLog` port over the built-in broker's in-process client (`LocalLog`):
 //! an outbox event becomes a one-record v2 batch stamped with the service's fixed producer id,
-//! epoch 0 and its outbox sequence (so the broker's idempotent-producer check can drop a
-//! re-send), plus an `outbox-seq` header, which is how a restarted relay reads back from the
+//! epoch 0 and the relay's producer sequence for the partition (so the broker's
+//! idempotent-producer check can drop a re-send), plus an `outbox-seq` header, which is how a restarted relay reads back from the
 //! topic's tail what it already published. Partitions are chosen as Kafka's Java client does
 //! (murmur2 of the key), so one aggregate's events stay in order on one partition.
 
@@ -48,9 +48,14 @@ impl BrokerEventLog {
 }
 
 impl EventLog for BrokerEventLog {
+    async fn partition_for(&self, topic: &str, key: &str) -> Result<i32, EventLogError> {
+        let partitions = self.partitions(topic)?;
+        Ok(partition_for(key.as_bytes(), partitions))
+    }
+
     async fn publish(&self, event: PublishedEvent<'_>) -> Result<(), EventLogError> {
-        let partitions = self.partitions(event.topic)?;
-        let partition = partition_for(event.key.as_bytes(), partitions);
+        let partition = event.partition;
+        self.log.ensure_topic(event.topic).map_err(error)?;
         let mut headers = indexmap::IndexMap::new();
         headers.insert(
             StrBytes::from_static_str(OUTBOX_SEQ_HEADER),
@@ -71,8 +76,7 @@ impl EventLog for BrokerEventLog {
             producer_epoch: 0,
             timestamp_type: TimestampType::Creation,
             offset: 0,
-            // Kafka sequences are non-negative i32 and wrap.
-            sequence: i32::try_from(event.outbox_seq & 0x7fff_ffff).unwrap_or(0),
+            sequence: event.sequence,
             timestamp: event.timestamp_ms,
             key: Some(Bytes::from(event.key.to_string())),
             value: Some(Bytes::copy_from_slice(event.value)),

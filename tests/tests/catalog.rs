@@ -417,3 +417,73 @@ fn kill_9_after_a_burst_of_writes_loses_and_duplicates_no_event() {
         log.matches("already on the topic").count()
     );
 }
+
+/// With three partitions per topic, a product's events all land on one partition (keyed by
+/// product id, murmur2 as Kafka's Java client) and the products spread over partitions.
+#[test]
+fn a_products_events_stay_on_one_partition_of_a_partitioned_topic() {
+    let _limit = TimeLimit::new(
+        "a_products_events_stay_on_one_partition",
+        Duration::from_secs(120),
+    );
+    let node =
+        Node::start_with_env(&[ADMIN_ENV[0], ADMIN_ENV[1], ("COMMERCE_NUM_PARTITIONS", "3")]);
+    let api = Api::new(&node);
+    let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let id = api
+            .post(
+                "/api/catalog/products",
+                Some(&admin),
+                &product(&format!("P-{i}"), "part", "p", 10),
+            )
+            .expect(201)
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        api.put(
+            &format!("/api/catalog/products/{id}/price"),
+            Some(&admin),
+            &json!({"amount": 20, "currency": "USD"}),
+        )
+        .expect(200);
+        ids.push(id);
+    }
+    wait_for_events(&node, "catalog-events", "24 events", |all| all.len() >= 24);
+    let records = commerce_tests::kafka::read_all(
+        &node.bootstrap(),
+        "catalog-events",
+        &[0, 1, 2],
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), 24);
+    let mut partition_of: HashMap<String, i32> = HashMap::new();
+    for record in &records {
+        let previous = partition_of.insert(record.key_str().to_string(), record.partition);
+        assert!(
+            previous.is_none_or(|p| p == record.partition),
+            "one partition per product"
+        );
+        let event: Value = serde_json::from_slice(&record.value).unwrap();
+        assert_eq!(event["aggregate_id"], record.key_str());
+    }
+    assert_eq!(partition_of.len(), 12);
+    let used: std::collections::HashSet<i32> = partition_of.values().copied().collect();
+    assert!(used.len() > 1, "12 products all on one partition: {used:?}");
+    // Per partition, a product's ProductCreated comes before its PriceChanged.
+    for id in &ids {
+        let types: Vec<String> = records
+            .iter()
+            .filter(|record| record.key_str() == id)
+            .map(|record| {
+                serde_json::from_slice::<Value>(&record.value).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(types, ["ProductCreated", "PriceChanged"]);
+    }
+}

@@ -5,14 +5,19 @@
 //! - a crash after apply and before publish loses nothing: the events are in the outbox, in
 //!   the same batch as the state change, and the relay starts from the outbox;
 //! - a crash after publish and before the mark would publish again. Two guards: every event
-//!   goes out with the service's fixed producer id and its outbox sequence as the producer
-//!   sequence, so an idempotent broker drops the re-send; and on start the relay asks the log
-//!   for the last outbox sequence this producer has on each topic and marks everything up to
-//!   it as published, so it does not depend on the broker for that.
+//!   goes out with the service's fixed producer id and a producer sequence per partition
+//!   that advances only in the batch that marks the event published (so a re-send carries
+//!   the same sequence, and an idempotent broker drops it); and on start the relay asks the
+//!   log for the last outbox sequence this producer has on each topic and marks everything
+//!   up to it as published, so it does not depend on the broker for that.
+//!
+//! Kafka numbers a producer's batches per partition, without gaps; the outbox sequence runs
+//! across all of a service's topics, so it is carried in the record for the tail check and
+//! not used as the producer sequence itself.
 
 use super::error::StoreError;
 use super::event_log::{EventLog, PublishedEvent};
-use super::store::Store;
+use super::store::{OutboxEntry, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +100,10 @@ impl<L: EventLog> Relay<L> {
                 && seq <= *last
             {
                 tracing::info!(service = self.service, seq, topic = %entry.topic, "outbox event already on the topic; not publishing it again");
-                self.store.outbox_done(seq)?;
+                let partition = self.partition(&entry).await?;
+                let sequence = self.store.producer_sequence(&entry.topic, partition)?;
+                self.store
+                    .outbox_done(seq, &entry.topic, partition, sequence + 1)?;
             }
         }
         Ok(())
@@ -107,10 +115,15 @@ impl<L: EventLog> Relay<L> {
         let count = pending.len();
         for (seq, entry) in pending {
             let value = serde_json::to_vec(&entry.event).map_err(StoreError::from)?;
+            let partition = self.partition(&entry).await?;
+            let sequence = self.store.producer_sequence(&entry.topic, partition)?;
             self.log
                 .publish(PublishedEvent {
                     topic: &entry.topic,
                     key: &entry.event.aggregate_id,
+                    partition,
+                    // Kafka sequences are non-negative i32 and wrap.
+                    sequence: i32::try_from(sequence & 0x7fff_ffff).unwrap_or(0),
                     value: &value,
                     timestamp_ms: super::time::now_ms(),
                     producer_id: self.producer_id,
@@ -119,9 +132,17 @@ impl<L: EventLog> Relay<L> {
                 })
                 .await
                 .map_err(|error| RelayError::Log(error.to_string()))?;
-            self.store.outbox_done(seq)?;
+            self.store
+                .outbox_done(seq, &entry.topic, partition, sequence + 1)?;
         }
         Ok(count)
+    }
+
+    async fn partition(&self, entry: &OutboxEntry) -> Result<i32, RelayError> {
+        self.log
+            .partition_for(&entry.topic, &entry.event.aggregate_id)
+            .await
+            .map_err(|error| RelayError::Log(error.to_string()))
     }
 }
 

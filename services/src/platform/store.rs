@@ -29,6 +29,10 @@ pub(crate) const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
 /// A raw (key, value) pair.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+fn producer_sequence_key(topic: &str, partition: i32) -> Vec<u8> {
+    format!("producer_sequence/{topic}/{partition}").into_bytes()
+}
+
 /// Reads, committed or inside a transaction.
 pub trait ReadTx {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -337,9 +341,29 @@ impl Store {
         Ok(pending)
     }
 
-    /// Marks an outbox entry published by removing it.
-    pub(crate) fn outbox_done(&self, seq: u64) -> Result<(), StoreError> {
-        self.outbox.remove(seq.to_be_bytes())?;
+    /// The next producer sequence for `topic`/`partition`.
+    pub(crate) fn producer_sequence(&self, topic: &str, partition: i32) -> Result<u64, StoreError> {
+        self.meta_u64(&producer_sequence_key(topic, partition))
+    }
+
+    /// Marks an outbox entry published (removes it) and advances that partition's producer
+    /// sequence, in one batch: a crash leaves both as they were, so the re-send carries the
+    /// same sequence.
+    pub(crate) fn outbox_done(
+        &self,
+        seq: u64,
+        topic: &str,
+        partition: i32,
+        next_sequence: u64,
+    ) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        batch.remove(&self.outbox, seq.to_be_bytes());
+        batch.insert(
+            &self.meta,
+            producer_sequence_key(topic, partition),
+            next_sequence.to_be_bytes(),
+        );
+        batch.commit()?;
         Ok(())
     }
 

@@ -12,20 +12,37 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A log in memory: (topic, producer id, outbox seq, aggregate id).
+/// One record of the in-memory log.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    topic: String,
+    producer_id: i64,
+    outbox_seq: u64,
+    key: String,
+    partition: i32,
+    sequence: i32,
+}
+
+/// A log in memory with two partitions: keys before "c" go to 0, the rest to 1.
 #[derive(Default)]
 struct MemoryLog {
-    records: Mutex<Vec<(String, i64, u64, String)>>,
+    records: Mutex<Vec<Stored>>,
 }
 
 impl EventLog for MemoryLog {
+    async fn partition_for(&self, _topic: &str, key: &str) -> Result<i32, EventLogError> {
+        Ok(if key < "c" { 0 } else { 1 })
+    }
+
     async fn publish(&self, event: PublishedEvent<'_>) -> Result<(), EventLogError> {
-        self.records.lock().unwrap().push((
-            event.topic.to_string(),
-            event.producer_id,
-            event.outbox_seq,
-            event.key.to_string(),
-        ));
+        self.records.lock().unwrap().push(Stored {
+            topic: event.topic.to_string(),
+            producer_id: event.producer_id,
+            outbox_seq: event.outbox_seq,
+            key: event.key.to_string(),
+            partition: event.partition,
+            sequence: event.sequence,
+        });
         Ok(())
     }
 
@@ -39,8 +56,8 @@ impl EventLog for MemoryLog {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(t, p, _, _)| t == topic && *p == producer_id)
-            .map(|(_, _, seq, _)| *seq)
+            .filter(|stored| stored.topic == topic && stored.producer_id == producer_id)
+            .map(|stored| stored.outbox_seq)
             .max())
     }
 }
@@ -117,10 +134,14 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
     // Events 0 and 1 reached the log but the relay died before marking them.
     let log = Arc::new(MemoryLog::default());
     for (seq, key) in [(0, "a"), (1, "b")] {
-        log.records
-            .lock()
-            .unwrap()
-            .push(("counts".into(), 7, seq, key.into()));
+        log.records.lock().unwrap().push(Stored {
+            topic: "counts".into(),
+            producer_id: 7,
+            outbox_seq: seq,
+            key: key.into(),
+            partition: 0,
+            sequence: i32::try_from(seq).unwrap(),
+        });
     }
     let relay = Relay {
         service: "test",
@@ -139,20 +160,31 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
     }
     stop.send(true).unwrap();
     task.await.unwrap();
-    let published: Vec<(u64, String)> = log
+    // Each event once, in outbox order; producer sequences count per partition from 0.
+    let published: Vec<(u64, String, i32, i32)> = log
         .records
         .lock()
         .unwrap()
         .iter()
-        .map(|(_, _, seq, key)| (*seq, key.clone()))
+        .map(|stored| {
+            (
+                stored.outbox_seq,
+                stored.key.clone(),
+                stored.partition,
+                stored.sequence,
+            )
+        })
         .collect();
     assert_eq!(
         published,
         [
-            (0, "a".into()),
-            (1, "b".into()),
-            (2, "c".into()),
-            (3, "d".into())
+            (0, "a".into(), 0, 0),
+            (1, "b".into(), 0, 1),
+            (2, "c".into(), 1, 0),
+            (3, "d".into(), 1, 1)
         ]
     );
+    // The skipped events advanced partition 0's sequence too.
+    assert_eq!(store.producer_sequence("counts", 0).unwrap(), 2);
+    assert_eq!(store.producer_sequence("counts", 1).unwrap(), 2);
 }
