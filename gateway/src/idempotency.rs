@@ -4,54 +4,132 @@
 //! bug and gets 422; a retry while the first is still running gets 409. Server errors (5xx)
 //! are not stored, so a retry after one runs again.
 //!
-//! The store is in memory and bounded (oldest keys forgotten first): a node restart forgets
-//! keys. Keeping them in a service store would make replays survive restarts and failover.
+//! Answers are kept for a day. With a directory they are kept in a fjall database there, so a
+//! retry after a node restart (or crash) still gets the first answer; without one (tests of
+//! the gateway alone) in a bounded map in memory. Requests in flight are only in memory: a
+//! crash mid-request leaves the key unused, and the retry runs.
 
 use crate::error::error_response;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use commerce_services::platform::http::Principal;
+use commerce_services::platform::time::now_ms;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-/// Keys remembered at most.
-const CAPACITY: usize = 10_000;
+/// Keys remembered at most in memory.
+const MEMORY_CAPACITY: usize = 10_000;
 /// Largest answer body stored for replay.
 const MAX_STORED_BODY: usize = 1024 * 1024;
+/// How long an answer is replayed.
+const RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// A stored answer.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Answer {
+    body_hash: u64,
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    at_ms: i64,
+}
 
 #[derive(Clone)]
-enum Entry {
-    InFlight {
-        body_hash: u64,
-    },
-    Done {
-        body_hash: u64,
-        status: StatusCode,
-        headers: HeaderMap,
-        body: Bytes,
-    },
-}
-
-#[derive(Clone, Default)]
 pub struct IdempotencyStore {
-    inner: Arc<Mutex<Inner>>,
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    answers: Arc<Answers>,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<String, Entry>,
-    order: VecDeque<String>,
+enum Answers {
+    Memory(Mutex<(HashMap<String, Answer>, VecDeque<String>)>),
+    Disk {
+        _db: fjall::Database,
+        keys: fjall::Keyspace,
+    },
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency store: {0}")]
+pub struct IdempotencyError(String);
 
 impl IdempotencyStore {
-    pub fn new() -> IdempotencyStore {
-        IdempotencyStore::default()
+    /// Answers kept in memory only.
+    pub fn in_memory() -> IdempotencyStore {
+        IdempotencyStore {
+            in_flight: Arc::default(),
+            answers: Arc::new(Answers::Memory(Mutex::default())),
+        }
+    }
+
+    /// Answers kept in a fjall database in `dir`; expired ones are dropped on open.
+    pub fn open(dir: &Path) -> Result<IdempotencyStore, IdempotencyError> {
+        let error = |error: fjall::Error| IdempotencyError(error.to_string());
+        let db = fjall::Database::builder(dir).open().map_err(error)?;
+        let keys = db
+            .keyspace("answers", fjall::KeyspaceCreateOptions::default)
+            .map_err(error)?;
+        let now = now_ms();
+        let mut expired = Vec::new();
+        for guard in keys.iter() {
+            let (key, value) = guard.into_inner().map_err(error)?;
+            let keep = serde_json::from_slice::<Answer>(&value)
+                .is_ok_and(|answer| now - answer.at_ms < RETENTION_MS);
+            if !keep {
+                expired.push(key);
+            }
+        }
+        for key in expired {
+            keys.remove(key).map_err(error)?;
+        }
+        Ok(IdempotencyStore {
+            in_flight: Arc::default(),
+            answers: Arc::new(Answers::Disk { _db: db, keys }),
+        })
+    }
+
+    fn get(&self, scope: &str) -> Option<Answer> {
+        let answer = match self.answers.as_ref() {
+            Answers::Memory(memory) => memory.lock().ok()?.0.get(scope).cloned(),
+            Answers::Disk { keys, .. } => keys
+                .get(scope)
+                .ok()
+                .flatten()
+                .and_then(|value| serde_json::from_slice(&value).ok()),
+        }?;
+        (now_ms() - answer.at_ms < RETENTION_MS).then_some(answer)
+    }
+
+    fn put(&self, scope: &str, answer: Answer) {
+        match self.answers.as_ref() {
+            Answers::Memory(memory) => {
+                if let Ok(mut memory) = memory.lock() {
+                    let (entries, order) = &mut *memory;
+                    entries.insert(scope.to_string(), answer);
+                    order.push_back(scope.to_string());
+                    while order.len() > MEMORY_CAPACITY {
+                        if let Some(oldest) = order.pop_front() {
+                            entries.remove(&oldest);
+                        }
+                    }
+                }
+            }
+            Answers::Disk { keys, .. } => {
+                let stored = serde_json::to_vec(&answer)
+                    .map_err(|error| error.to_string())
+                    .and_then(|value| keys.insert(scope, value).map_err(|error| error.to_string()));
+                if let Err(error) = stored {
+                    // The answer still goes out; only a later retry would run again.
+                    tracing::warn!(%error, "cannot keep an idempotent answer");
+                }
+            }
+        }
     }
 }
 
@@ -110,21 +188,16 @@ pub async fn layer(
     let body_hash = hash(&body);
 
     {
-        let Ok(mut inner) = store.inner.lock() else {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "idempotency store unavailable",
-                None,
-            );
+        let Ok(mut in_flight) = store.in_flight.lock() else {
+            return unavailable();
         };
-        match inner.entries.get(&scope) {
-            Some(
-                Entry::InFlight { body_hash: first }
-                | Entry::Done {
-                    body_hash: first, ..
-                },
-            ) if *first != body_hash => {
+        let first_hash = match store.get(&scope) {
+            Some(answer) if answer.body_hash == body_hash => return replay(answer),
+            Some(answer) => Some(answer.body_hash),
+            None => in_flight.get(&scope).copied(),
+        };
+        match first_hash {
+            Some(first) if first != body_hash => {
                 return error_response(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "idempotency_key_reused",
@@ -132,7 +205,7 @@ pub async fn layer(
                     None,
                 );
             }
-            Some(Entry::InFlight { .. }) => {
+            Some(_) => {
                 return error_response(
                     StatusCode::CONFLICT,
                     "idempotency_key_in_flight",
@@ -140,32 +213,8 @@ pub async fn layer(
                     None,
                 );
             }
-            Some(Entry::Done {
-                status,
-                headers,
-                body,
-                ..
-            }) => {
-                let mut response = (*status, body.clone()).into_response();
-                for (name, value) in headers {
-                    response.headers_mut().insert(name, value.clone());
-                }
-                response.headers_mut().insert(
-                    "idempotent-replayed",
-                    axum::http::HeaderValue::from_static("true"),
-                );
-                return response;
-            }
             None => {
-                inner
-                    .entries
-                    .insert(scope.clone(), Entry::InFlight { body_hash });
-                inner.order.push_back(scope.clone());
-                while inner.order.len() > CAPACITY {
-                    if let Some(oldest) = inner.order.pop_front() {
-                        inner.entries.remove(&oldest);
-                    }
-                }
+                in_flight.insert(scope.clone(), body_hash);
             }
         }
     }
@@ -173,45 +222,63 @@ pub async fn layer(
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(body, MAX_STORED_BODY).await;
-    let Ok(mut inner) = store.inner.lock() else {
-        return error_response(
+    let response = match body {
+        Ok(body) => {
+            if !parts.status.is_server_error() {
+                store.put(
+                    &scope,
+                    Answer {
+                        body_hash,
+                        status: parts.status.as_u16(),
+                        content_type: parts
+                            .headers
+                            .get(axum::http::header::CONTENT_TYPE)
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_string),
+                        body: body.to_vec(),
+                        at_ms: now_ms(),
+                    },
+                );
+            }
+            Response::from_parts(parts, Body::from(body))
+        }
+        Err(_) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "idempotency store unavailable",
+            "the answer was too large to keep for replay",
             None,
-        );
+        ),
     };
-    match body {
-        Ok(body) if !parts.status.is_server_error() => {
-            let mut headers = HeaderMap::new();
-            if let Some(value) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
-                headers.insert(axum::http::header::CONTENT_TYPE, value.clone());
-            }
-            inner.entries.insert(
-                scope,
-                Entry::Done {
-                    body_hash,
-                    status: parts.status,
-                    headers,
-                    body: body.clone(),
-                },
-            );
-            Response::from_parts(parts, Body::from(body))
-        }
-        Ok(body) => {
-            inner.entries.remove(&scope);
-            Response::from_parts(parts, Body::from(body))
-        }
-        Err(_) => {
-            inner.entries.remove(&scope);
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the answer was too large to keep for replay",
-                None,
-            )
-        }
+    if let Ok(mut in_flight) = store.in_flight.lock() {
+        in_flight.remove(&scope);
     }
+    response
+}
+
+fn replay(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Bytes::from(answer.body)).into_response();
+    if let Some(value) = answer
+        .content_type
+        .and_then(|value| HeaderValue::from_str(&value).ok())
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+fn unavailable() -> Response {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "idempotency store unavailable",
+        None,
+    )
 }
 
 /// FNV-1a: a stable hash of the body (a collision would only matter between two bodies sent

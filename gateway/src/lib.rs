@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Where `Idempotency-Key` answers are kept across restarts; `None` keeps them in memory.
+    pub idempotency_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +53,7 @@ impl Default for GatewayConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            idempotency_dir: None,
         }
     }
 }
@@ -76,6 +79,8 @@ pub enum GatewayError {
     RateLimit,
     #[error("token verifier: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Idempotency(String),
 }
 
 /// The whole HTTP application. Serve it with connect info (`into_make_service_with_connect_info
@@ -93,7 +98,11 @@ pub fn router(
         .map_err(|error| GatewayError::Keys(error.to_string()))?;
     let limiter =
         rate_limit::RateLimit::new(config.rate_limit_per_minute).ok_or(GatewayError::RateLimit)?;
-    let idempotency = idempotency::IdempotencyStore::new();
+    let idempotency = match &config.idempotency_dir {
+        Some(dir) => idempotency::IdempotencyStore::open(dir)
+            .map_err(|error| GatewayError::Idempotency(error.to_string()))?,
+        None => idempotency::IdempotencyStore::in_memory(),
+    };
 
     // Order matters: the layer added last runs first. A request meets CORS, correlation,
     // the size limit and timeout, then authentication (which names the client), then the

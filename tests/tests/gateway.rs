@@ -115,7 +115,7 @@ fn cors_preflight_allows_configured_origins_only() {
 #[test]
 fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
     let _limit = TimeLimit::new("idempotency_key_replays", Duration::from_secs(120));
-    let node = Node::start_with_env(&ADMIN_ENV);
+    let mut node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let body = product("KEY-1", "Kettle", "kitchen", 3999);
@@ -150,6 +150,22 @@ fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
     };
     let user = register("reg-1").expect(201);
     assert_eq!(register("reg-1").expect(201).body, user.body);
+
+    // The answers outlive a restart (and a crash).
+    node.kill();
+    node.restart();
+    let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let after_restart = api.send(
+        api.request(Method::POST, "/api/catalog/products", Some(&admin))
+            .header("Idempotency-Key", "key-1")
+            .json(&body),
+    );
+    assert_eq!(after_restart.expect(201).body, first.body);
+    assert_eq!(register("reg-1").expect(201).body, user.body);
+    assert_eq!(
+        api.get("/api/catalog/products", None).expect(200).body["total"],
+        1
+    );
 
     let sentinel = api
         .post(
