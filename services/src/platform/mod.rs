@@ -7,8 +7,9 @@
 //! that commits as ONE atomic batch. The log is what a Raft group replaces later: apply stays
 //! the same, only who appends (and who replays) changes.
 //!
-//! - [`store`]: the storage-neutral transactional interface (typed tables, unique indexes,
-//!   inbox, event emission) and its fjall implementation, one database per service.
+//! - [`transaction`]: the storage-neutral transactional interface (typed tables, unique
+//!   indexes, inbox, event emission) that `apply` sees.
+//! - [`store`]: its fjall implementation, one database per service.
 //! - [`engine`]: the command log and the apply loop (replay after a crash).
 //! - [`envelope`]: the JSON event envelope every topic carries.
 //! - [`event_log`]: the `EventLog` port the services publish through; the composition root
@@ -24,6 +25,7 @@ pub mod http;
 pub mod outbox;
 pub mod store;
 pub mod time;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;
