@@ -45,6 +45,18 @@ pub struct NodeArgs {
     /// Log filter, as RUST_LOG [default: info]
     #[arg(long, env = "COMMERCE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// HTTP requests per minute per client (token subject, else IP) [default: 100]
+    #[arg(long, env = "COMMERCE_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Origins allowed by CORS, comma-separated [default: none]
+    #[arg(long, env = "COMMERCE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    /// Email of an admin account created at start unless it exists
+    #[arg(long, env = "COMMERCE_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of that admin account
+    #[arg(long, env = "COMMERCE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -61,6 +73,10 @@ struct FileConfig {
     log_flush: Option<String>,
     max_request_bytes: Option<usize>,
     log_level: Option<String>,
+    rate_limit_per_minute: Option<u32>,
+    cors_origins: Option<Vec<String>>,
+    admin_email: Option<String>,
+    admin_password: Option<String>,
 }
 
 /// Resolved settings for one node.
@@ -76,6 +92,10 @@ pub struct NodeSettings {
     pub log_flush: FlushPolicy,
     pub max_request_bytes: usize,
     pub log_level: String,
+    pub rate_limit_per_minute: u32,
+    pub cors_origins: Vec<String>,
+    /// (email, password) of the admin to create at start.
+    pub admin: Option<(String, String)>,
 }
 
 impl NodeSettings {
@@ -89,6 +109,22 @@ impl NodeSettings {
             .or(file.log_flush)
             .unwrap_or_else(|| "interval:1000".to_string());
         let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
+        let rate_limit_per_minute = args
+            .rate_limit_per_minute
+            .or(file.rate_limit_per_minute)
+            .unwrap_or(100);
+        anyhow::ensure!(
+            rate_limit_per_minute >= 1,
+            "rate-limit-per-minute must be at least 1"
+        );
+        let admin = match (
+            args.admin_email.or(file.admin_email),
+            args.admin_password.or(file.admin_password),
+        ) {
+            (Some(email), Some(password)) => Some((email, password)),
+            (None, None) => None,
+            _ => anyhow::bail!("admin-email and admin-password go together"),
+        };
         anyhow::ensure!(
             num_partitions >= 1,
             "num-partitions must be at least 1, got {num_partitions}"
@@ -124,6 +160,16 @@ impl NodeSettings {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_string()),
+            rate_limit_per_minute,
+            cors_origins: args
+                .cors_origins
+                .or(file.cors_origins)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|origin| origin.trim().to_string())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
+            admin,
         })
     }
 }

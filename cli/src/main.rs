@@ -3,9 +3,12 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod config;
+mod event_log;
 mod kafka_apis;
+mod services;
 mod start;
 mod tools;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +45,8 @@ enum Command {
     Bench(tools::bench::BenchArgs),
     /// Print the Kafka APIs and versions the built-in broker serves (the README's table).
     KafkaApis,
+    /// Manage accounts in a stopped node's identity store.
+    User(user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => tools::bench::run(args).await,
             Command::KafkaApis => kafka_apis::run(),
             Command::Group(args) => tools::group::run(args).await,
+            Command::User(args) => user::run(args).await,
         }
     });
     match result {

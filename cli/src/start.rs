@@ -1,5 +1,5 @@
-//! `commerce start`: run one node — the Kafka listener, the HTTP gateway and the log
-//! maintenance — until SIGTERM or ctrl-c, then stop cleanly (listeners closed, logs flushed
+//! `commerce start`: run one node — the Kafka listener, the services with their outbox
+//! relays, the HTTP gateway and the log maintenance — until SIGTERM or ctrl-c, then stop cleanly (listeners closed, logs flushed
 //! and closed, so the next start skips recovery scans).
 
 use crate::config::{NodeArgs, NodeSettings};
@@ -35,6 +35,20 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
 
     let broker = open_broker(&settings, kafka_addr)?;
+    let services = crate::services::open(&settings.data_dir)?;
+    if let Some((email, password)) = &settings.admin {
+        crate::services::ensure_admin(&services.identity, email, password).await?;
+    }
+    let metrics = commerce_gateway::metrics::Metrics::install()
+        .map_err(|error| anyhow::anyhow!("cannot install the metrics recorder: {error}"))?;
+    let gateway = commerce_gateway::GatewayConfig {
+        rate_limit_per_minute: settings.rate_limit_per_minute,
+        cors_origins: settings.cors_origins.clone(),
+        idempotency_dir: Some(settings.data_dir.join("gateway").join("idempotency")),
+        ..commerce_gateway::GatewayConfig::default()
+    };
+    let app = commerce_gateway::router(&gateway, services.clone(), readiness(&broker), metrics)
+        .context("cannot build the HTTP gateway")?;
     let (stop, stopped) = watch::channel(false);
 
     let kafka = tokio::spawn(commerce_broker::server::run(
@@ -42,12 +56,13 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let http = tokio::spawn(serve_http(http_listener, broker.clone(), stopped.clone()));
+    let http = tokio::spawn(serve_http(http_listener, app, stopped.clone()));
     let maintenance = tokio::spawn(run_maintenance(broker.clone(), stopped.clone()));
     let group_timers = tokio::spawn(commerce_broker::group::run_timers(
         broker.clone(),
         stopped.clone(),
     ));
+    let relays = crate::services::spawn_relays(&services, broker.clone(), stopped.clone());
 
     println!(
         "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
@@ -57,11 +72,15 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     wait_for_stop_signal().await?;
     tracing::info!("stopping");
     let _ = stop.send(true);
-    for task in [kafka, http, maintenance, group_timers] {
+    for task in [kafka, http, maintenance, group_timers]
+        .into_iter()
+        .chain(relays)
+    {
         if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
         }
     }
+    crate::services::close(&services);
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     println!("commerce node {} stopped", settings.node_id);
@@ -91,22 +110,22 @@ fn open_broker(
     })
 }
 
-async fn serve_http(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    mut stopped: watch::Receiver<bool>,
-) {
+fn readiness(broker: &Broker) -> commerce_gateway::ReadinessCheck {
     let data_dir = broker.config().data_dir.clone();
-    let ready: commerce_gateway::ReadinessCheck = Arc::new(move || {
+    Arc::new(move || {
         // Ready when the data directory is still there and writable metadata can be read.
         std::fs::metadata(data_dir.join("metadata.redb"))
             .map(|_| ())
             .map_err(|error| format!("metadata store unavailable: {error}"))
-    });
-    let app = commerce_gateway::router(ready);
+    })
+}
+
+async fn serve_http(listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>) {
     let shutdown = async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+    // Connect info lets the gateway rate-limit anonymous clients by IP.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(error) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,37 +1,200 @@
-//! commerce-gateway: the HTTP edge.
+//! commerce-gateway: the HTTP edge in front of the services.
 //!
-//! For now it serves the health endpoints a process supervisor needs; the service routes,
-//! JWT, RBAC, rate limits, CORS, correlation ids and OpenAPI arrive with the service platform.
-//! It knows nothing about the broker: readiness is a check the composition root hands in.
+//! It mounts each service's router under `/api/<service>` and wraps them in what every route
+//! needs: JWT validation ([`auth`]; the route itself states the role it needs), per-client
+//! rate limits ([`rate_limit`]), CORS, correlation ids and W3C trace context
+//! ([`correlation`]), `Idempotency-Key` replay on mutations ([`idempotency`]), a body size
+//! limit and a timeout, Prometheus metrics ([`metrics`]), health endpoints, JWKS and the
+//! OpenAPI document with a browsable UI ([`openapi`]). It knows nothing about the broker:
+//! readiness is a check the composition root hands in.
+
+pub mod auth;
+pub mod correlation;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod rate_limit;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use commerce_services::catalog::CatalogService;
+use commerce_services::identity::IdentityService;
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// Something the node must have working before it is ready for traffic.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-#[derive(Clone)]
-struct GatewayState {
-    ready: ReadinessCheck,
+/// The gateway's settings (filled by the CLI from flags, env and file).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Requests per minute per client (token subject, else IP).
+    pub rate_limit_per_minute: u32,
+    /// Origins allowed by CORS; empty allows none.
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Where `Idempotency-Key` answers are kept across restarts; `None` keeps them in memory.
+    pub idempotency_dir: Option<std::path::PathBuf>,
 }
 
-pub fn router(ready: ReadinessCheck) -> Router {
-    Router::new()
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            rate_limit_per_minute: 100,
+            cors_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            idempotency_dir: None,
+        }
+    }
+}
+
+/// The services behind the gateway.
+#[derive(Clone)]
+pub struct Services {
+    pub identity: Arc<IdentityService>,
+    pub catalog: Arc<CatalogService>,
+}
+
+#[derive(Clone)]
+struct HealthState {
+    ready: ReadinessCheck,
+    services: Services,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
+    #[error("the rate limit must be at least 1 request per minute")]
+    RateLimit,
+    #[error("token verifier: {0}")]
+    Keys(String),
+    #[error("{0}")]
+    Idempotency(String),
+}
+
+/// The whole HTTP application. Serve it with connect info (`into_make_service_with_connect_info
+/// ::<SocketAddr>()`) so anonymous clients are rate limited by IP.
+pub fn router(
+    config: &GatewayConfig,
+    services: Services,
+    ready: ReadinessCheck,
+    metrics: metrics::Metrics,
+) -> Result<Router, GatewayError> {
+    let verifier = services
+        .identity
+        .signer
+        .verifier()
+        .map_err(|error| GatewayError::Keys(error.to_string()))?;
+    let limiter =
+        rate_limit::RateLimit::new(config.rate_limit_per_minute).ok_or(GatewayError::RateLimit)?;
+    let idempotency = match &config.idempotency_dir {
+        Some(dir) => idempotency::IdempotencyStore::open(dir)
+            .map_err(|error| GatewayError::Idempotency(error.to_string()))?,
+        None => idempotency::IdempotencyStore::in_memory(),
+    };
+
+    // Order matters: the layer added last runs first. A request meets CORS, correlation,
+    // the size limit and timeout, then authentication (which names the client), then the
+    // rate limit and idempotency (both per client), then the route.
+    let api = Router::new()
+        .nest("/api/identity", services.identity.router())
+        .nest("/api/catalog", services.catalog.router())
+        .layer(from_fn_with_state(idempotency, idempotency::layer))
+        .layer(from_fn_with_state(limiter, rate_limit::layer))
+        .layer(from_fn_with_state(
+            auth::Authenticator {
+                verifier: Arc::new(verifier),
+                identity: services.identity.clone(),
+            },
+            auth::layer,
+        ));
+
+    let jwks = services.identity.signer.jwks().clone();
+    let health = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready_handler))
-        .with_state(GatewayState { ready })
+        .with_state(HealthState {
+            ready,
+            services: services.clone(),
+        });
+
+    Ok(Router::new()
+        .merge(api)
+        .merge(health)
+        .merge(openapi::router())
+        .route(
+            "/.well-known/jwks.json",
+            get(move || async move { axum::Json(jwks) }),
+        )
+        .route("/metrics", get(metrics::render).with_state(metrics.clone()))
+        .fallback(error::not_found)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(correlation::layer))
+        .layer(cors(&config.cors_origins)?)
+        .layer(from_fn_with_state(metrics, metrics::layer)))
+}
+
+fn cors(origins: &[String]) -> Result<CorsLayer, GatewayError> {
+    let origins = origins
+        .iter()
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|_| GatewayError::CorsOrigin(origin.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static(correlation::CORRELATION_HEADER),
+            HeaderName::from_static(correlation::TRACEPARENT_HEADER),
+            HeaderName::from_static(idempotency::IDEMPOTENCY_HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static(correlation::CORRELATION_HEADER),
+            axum::http::header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(600)))
 }
 
 async fn live() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "live"}))
 }
 
-async fn ready_handler(State(state): State<GatewayState>) -> impl IntoResponse {
-    match (state.ready)() {
+async fn ready_handler(State(state): State<HealthState>) -> impl IntoResponse {
+    let services_ok = state.services.identity.engine.store().is_healthy()
+        && state.services.catalog.engine.store().is_healthy();
+    let result = (state.ready)().and_then(|()| {
+        if services_ok {
+            Ok(())
+        } else {
+            Err("a service store failed; restart the node".to_string())
+        }
+    });
+    match result {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready"})),

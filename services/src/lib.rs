@@ -1,1 +1,13 @@
-//! placeholder
+//! commerce-services: the domain services and the platform they are built on.
+//!
+//! Each service is a deterministic state machine over its own command log and its own store
+//! ("database per service"), publishing events through a transactional outbox to the
+//! [`platform::EventLog`] port; it does not know the broker. Each service module has the same
+//! shape: `model.rs` (records, value objects), `commands.rs`, `events.rs`, `apply.rs` (the
+//! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
+//!
+//! Services here: [`identity`] (users, sessions, tokens) and [`catalog`] (products).
+
+pub mod catalog;
+pub mod identity;
+pub mod platform;

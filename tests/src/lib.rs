@@ -2,7 +2,7 @@
 //!
 //! The tests start real `commerce start` processes (each on its own temporary data directory
 //! and free ports) and talk to them only through public interfaces: the Kafka protocol, with
-//! librdkafka (the `rdkafka` crate) as the client, and the `commerce` command line. Nothing
+//! librdkafka (the `rdkafka` crate) as the client, HTTP with reqwest, and the `commerce` command line. Nothing
 //! here links the broker or storage crates, so what passes here passes for any Kafka client.
 //!
 //! The binary is not built by this crate (it is another package): build it first with
@@ -13,6 +13,7 @@
 //! - [`kafka`]: rdkafka clients wired for tests: a producer that records every
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
 //! - [`group`]: consumer-group members driven by the test thread, committed offsets.
+//! - [`http`]: a JSON client for the node's REST API (reqwest), with sign-up and login helpers.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
@@ -26,6 +27,7 @@
 
 pub mod cli;
 pub mod group;
+pub mod http;
 pub mod kafka;
 pub mod limit;
 pub mod node;

@@ -55,8 +55,51 @@ impl Node {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
         };
-        node.spawn();
+        node.spawn_on_free_ports();
         node
+    }
+
+    /// The first start: ports come from binding port 0 and releasing it, so another process
+    /// can take one before the node binds it. Then the node exits saying so, and the start
+    /// is tried again on fresh ports (restarts keep their ports: clients know them).
+    fn spawn_on_free_ports(&mut self) {
+        const ATTEMPTS: u32 = 5;
+        for _ in 1..ATTEMPTS {
+            self.spawn_process();
+            if self.wait_for_listeners() {
+                return;
+            }
+            self.kafka_addr = free_local_addr();
+            self.http_addr = free_local_addr();
+        }
+        self.spawn();
+    }
+
+    /// Waits for the Kafka port; false if the node exited because a port was taken.
+    fn wait_for_listeners(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && child
+                    .try_wait()
+                    .expect("cannot wait for the node")
+                    .is_some()
+            {
+                if tail(&self.log_path(), 5).contains("Address already in use") {
+                    if let Some(child) = self.child.take() {
+                        limit::unregister(child.id());
+                    }
+                    return false;
+                }
+                self.wait_until_accepting(); // panics with the log
+            }
+            if TcpStream::connect_timeout(&self.kafka_addr, Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.wait_until_accepting(); // panics with the log
+        true
     }
 
     /// `host:port` of the Kafka listener, for `bootstrap.servers`.
@@ -152,6 +195,11 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_until_accepting();
+    }
+
+    fn spawn_process(&mut self) {
         self.starts += 1;
         let log_path = self.log_path();
         let mut log = OpenOptions::new()
@@ -174,6 +222,7 @@ impl Node {
             .arg(self.http_addr.to_string())
             .arg("--node-id")
             .arg("1")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);
@@ -189,7 +238,6 @@ impl Node {
         });
         limit::register(child.id(), log_path);
         self.child = Some(child);
-        self.wait_until_accepting();
     }
 
     fn wait_until_accepting(&mut self) {

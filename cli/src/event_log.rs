@@ -1,0 +1,254 @@
+//! The services' `EventLog` port over the built-in broker's in-process client (`LocalLog`):
+//! an outbox event becomes a one-record v2 batch stamped with the service's fixed producer id,
+//! epoch 0 and the relay's producer sequence for the partition (so the broker's
+//! idempotent-producer check can drop a re-send), plus an `outbox-seq` header, which is how a restarted relay reads back from the
+//! topic's tail what it already published. Partitions are chosen as Kafka's Java client does
+//! (murmur2 of the key), so one aggregate's events stay in order on one partition.
+
+use bytes::{Bytes, BytesMut};
+use commerce_broker::{Broker, LocalLog};
+use commerce_services::platform::{EventLog, EventLogError, PublishedEvent};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use std::sync::Arc;
+
+const OUTBOX_SEQ_HEADER: &str = "outbox-seq";
+const TRACEPARENT_HEADER: &str = "traceparent";
+/// Offsets read per step when scanning a partition's tail backwards.
+const TAIL_WINDOW: i64 = 256;
+/// How far back the tail scan goes at most: the relay marks each event right after publishing
+/// it, so its last batch is near the end unless other producers wrote a great deal since.
+const TAIL_LIMIT: i64 = 1_000_000;
+
+#[derive(Clone)]
+pub struct BrokerEventLog {
+    log: LocalLog,
+    broker: Arc<Broker>,
+}
+
+impl BrokerEventLog {
+    pub fn new(broker: Arc<Broker>) -> BrokerEventLog {
+        BrokerEventLog {
+            log: LocalLog::new(broker.clone()),
+            broker,
+        }
+    }
+
+    fn partitions(&self, topic: &str) -> Result<i32, EventLogError> {
+        self.log.ensure_topic(topic).map_err(error)?;
+        let count = self
+            .broker
+            .topic(topic)
+            .map(|topic| topic.partitions.len())
+            .unwrap_or(1);
+        Ok(i32::try_from(count).unwrap_or(1).max(1))
+    }
+}
+
+impl EventLog for BrokerEventLog {
+    async fn partition_for(&self, topic: &str, key: &str) -> Result<i32, EventLogError> {
+        let partitions = self.partitions(topic)?;
+        Ok(partition_for(key.as_bytes(), partitions))
+    }
+
+    async fn publish(&self, event: PublishedEvent<'_>) -> Result<(), EventLogError> {
+        let partition = event.partition;
+        self.log.ensure_topic(event.topic).map_err(error)?;
+        let mut headers = indexmap::IndexMap::new();
+        headers.insert(
+            StrBytes::from_static_str(OUTBOX_SEQ_HEADER),
+            Some(Bytes::from(event.outbox_seq.to_string())),
+        );
+        if let Some(traceparent) = event.traceparent {
+            headers.insert(
+                StrBytes::from_static_str(TRACEPARENT_HEADER),
+                Some(Bytes::from(traceparent.to_string())),
+            );
+        }
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: event.producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: event.sequence,
+            timestamp: event.timestamp_ms,
+            key: Some(Bytes::from(event.key.to_string())),
+            value: Some(Bytes::copy_from_slice(event.value)),
+            headers,
+        };
+        let mut batch = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut batch, [record].iter(), &options)
+            .map_err(|encode| EventLogError(format!("cannot encode the event: {encode}")))?;
+        let (log, topic) = (self.log.clone(), event.topic.to_string());
+        // The append may fsync: keep it off the async workers.
+        tokio::task::spawn_blocking(move || log.append(&topic, partition, &mut batch))
+            .await
+            .map_err(|join| EventLogError(join.to_string()))?
+            .map_err(error)?;
+        Ok(())
+    }
+
+    async fn last_published(
+        &self,
+        topic: &str,
+        producer_id: i64,
+    ) -> Result<Option<u64>, EventLogError> {
+        if self.broker.topic(topic).is_none() {
+            return Ok(None);
+        }
+        let partitions = self.partitions(topic)?;
+        let mut last: Option<u64> = None;
+        for partition in 0..partitions {
+            let found = self.scan_tail(topic, partition, producer_id)?;
+            last = last.max(found);
+        }
+        Ok(last)
+    }
+}
+
+impl BrokerEventLog {
+    /// The highest `outbox-seq` of `producer_id`'s records in the partition, scanning back
+    /// from the end in windows and stopping at the first window that has any.
+    fn scan_tail(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+    ) -> Result<Option<u64>, EventLogError> {
+        let end = *self
+            .log
+            .subscribe(topic, partition)
+            .map_err(error)?
+            .borrow();
+        if end <= 0 {
+            return Ok(None);
+        }
+        let start = self
+            .log
+            .read(topic, partition, end - 1, 1)
+            .map_err(error)?
+            .log_start_offset;
+        let mut upper = end;
+        while upper > start && end - upper < TAIL_LIMIT {
+            let from = (upper - TAIL_WINDOW).max(start);
+            let mut best: Option<u64> = None;
+            let mut offset = from;
+            while offset < upper {
+                let read = self
+                    .log
+                    .read(topic, partition, offset, 1024 * 1024)
+                    .map_err(error)?;
+                if read.bytes.is_empty() {
+                    break;
+                }
+                let mut bytes = read.bytes;
+                let sets = RecordBatchDecoder::decode_all(&mut bytes)
+                    .map_err(|decode| EventLogError(format!("cannot decode {topic}: {decode}")))?;
+                let mut next = offset;
+                for record in sets.iter().flat_map(|set| set.records.iter()) {
+                    next = next.max(record.offset + 1);
+                    if record.producer_id != producer_id || record.offset >= upper {
+                        continue;
+                    }
+                    let seq = record
+                        .headers
+                        .get(OUTBOX_SEQ_HEADER.as_bytes())
+                        .and_then(|value| value.as_ref())
+                        .and_then(|value| std::str::from_utf8(value).ok())
+                        .and_then(|value| value.parse::<u64>().ok());
+                    best = best.max(seq);
+                }
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+            upper = from;
+        }
+        Ok(None)
+    }
+}
+
+fn error(broker: commerce_broker::BrokerError) -> EventLogError {
+    EventLogError(broker.to_string())
+}
+
+/// Kafka's default partitioner for keyed records: `toPositive(murmur2(key)) % partitions`.
+fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    let hash = murmur2(key) & 0x7fff_ffff;
+    i32::try_from(hash).unwrap_or(0) % partitions.max(1)
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as `org.apache.kafka.common.utils.Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = data.len();
+    let mut h = SEED ^ u32::try_from(length).unwrap_or(u32::MAX);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = chunk
+            .iter()
+            .rev()
+            .fold(0u32, |acc, byte| (acc << 8) | u32::from(*byte));
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if let Some(byte) = rest.get(2) {
+        h ^= u32::from(*byte) << 16;
+    }
+    if let Some(byte) = rest.get(1) {
+        h ^= u32::from(*byte) << 8;
+    }
+    if let Some(byte) = rest.first() {
+        h ^= u32::from(*byte);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), (-973_932_308i32).cast_unsigned());
+        assert_eq!(murmur2(b"foobar"), (-790_332_482i32).cast_unsigned());
+        assert_eq!(
+            murmur2(b"a-little-bit-long-string"),
+            (-985_981_536i32).cast_unsigned()
+        );
+        assert_eq!(
+            murmur2(b"a-little-bit-longer-string"),
+            (-1_486_304_829i32).cast_unsigned()
+        );
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            (-58_897_971i32).cast_unsigned()
+        );
+        assert_eq!(murmur2(b"abc"), 479_470_107);
+    }
+}

@@ -1,0 +1,76 @@
+//! Catalog records and value objects.
+
+use crate::platform::Rejection;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Money in minor units of a currency (`{"amount": 1999, "currency": "USD"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl Money {
+    /// A non-negative amount in a three-letter uppercase currency code.
+    pub fn validate(self, field: &str) -> Result<Money, Rejection> {
+        if self.amount < 0 {
+            return Err(Rejection::invalid(field, "an amount cannot be negative"));
+        }
+        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(Rejection::invalid(
+                field,
+                "currency is a three-letter ISO 4217 code such as USD",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    pub weight_grams: Option<u32>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+pub fn check_sku(sku: &str) -> Result<String, Rejection> {
+    let sku = sku.trim();
+    let ok = !sku.is_empty()
+        && sku.len() <= 64
+        && sku
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        return Err(Rejection::invalid(
+            "sku",
+            "a SKU has 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(sku.to_string())
+}
+
+pub fn check_text(
+    field: &str,
+    text: &str,
+    max: usize,
+    required: bool,
+) -> Result<String, Rejection> {
+    let text = text.trim();
+    if (required && text.is_empty()) || text.chars().count() > max {
+        let least = usize::from(required);
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} has {least} to {max} characters"),
+        ));
+    }
+    Ok(text.to_string())
+}

@@ -1,0 +1,172 @@
+//! The identity state machine.
+
+use super::commands::Command;
+use super::events::{self, TOPIC};
+use super::model::{Session, User};
+use crate::platform::store::{Table, Transaction, UniqueIndex};
+use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};
+
+pub const USERS: Table<User> = Table::new("user");
+pub const SESSIONS: Table<Session> = Table::new("session");
+pub const EMAILS: UniqueIndex = UniqueIndex::new("email");
+/// A user's sessions: id `<user id>/<session id>`, value the session id.
+pub const USER_SESSIONS: Table<String> = Table::new("user_session");
+
+/// What a successful command answers.
+#[derive(Debug)]
+pub enum Output {
+    User(User),
+    Session(Session),
+    Done,
+}
+
+pub struct Identity;
+
+type Applied = Result<Result<Output, Rejection>, StoreError>;
+
+impl StateMachine for Identity {
+    type Command = Command;
+    type Output = Output;
+
+    fn apply(&self, tx: &mut dyn Transaction, command: &Command, meta: &CommandMeta) -> Applied {
+        match command {
+            Command::Register {
+                user_id,
+                email,
+                name,
+                password_hash,
+                roles,
+            } => {
+                if EMAILS.get(tx, email)?.is_some() {
+                    return Ok(Err(Rejection::conflict(
+                        "email_taken",
+                        Some("email"),
+                        "an account with this email exists",
+                    )));
+                }
+                let user = User {
+                    id: user_id.clone(),
+                    email: email.clone(),
+                    name: name.clone(),
+                    password_hash: password_hash.clone(),
+                    roles: roles.clone(),
+                    created_at_ms: meta.at_ms,
+                };
+                USERS.put(tx, user_id, &user)?;
+                EMAILS.put(tx, email, user_id);
+                let data = events::UserRegistered {
+                    user_id,
+                    email,
+                    name,
+                    roles,
+                };
+                tx.emit(
+                    TOPIC,
+                    meta.event(events::USER_REGISTERED, user_id, 1, data)?,
+                );
+                Ok(Ok(Output::User(user)))
+            }
+            Command::StartSession {
+                session_id,
+                user_id,
+                refresh_hash,
+                expires_at_ms,
+            } => {
+                if USERS.get(tx, user_id)?.is_none() {
+                    return Ok(Err(Rejection::not_found("user")));
+                }
+                let session = Session {
+                    id: session_id.clone(),
+                    user_id: user_id.clone(),
+                    refresh_hash: refresh_hash.clone(),
+                    expires_at_ms: *expires_at_ms,
+                    revoked: false,
+                };
+                SESSIONS.put(tx, session_id, &session)?;
+                USER_SESSIONS.put(tx, &format!("{user_id}/{session_id}"), session_id)?;
+                let data = events::UserLoggedIn {
+                    user_id,
+                    session_id,
+                };
+                tx.emit(TOPIC, meta.event(events::USER_LOGGED_IN, user_id, 1, data)?);
+                Ok(Ok(Output::Session(session)))
+            }
+            Command::RotateSession {
+                session_id,
+                presented_hash,
+                new_hash,
+                expires_at_ms,
+            } => {
+                let invalid = || {
+                    Ok(Err(Rejection::unauthenticated(
+                        "invalid_refresh_token",
+                        "the refresh token is unknown, used, expired or revoked",
+                    )))
+                };
+                let Some(mut session) = SESSIONS.get(tx, session_id)? else {
+                    return invalid();
+                };
+                if session.revoked
+                    || session.refresh_hash != *presented_hash
+                    || session.expires_at_ms <= meta.at_ms
+                {
+                    return invalid();
+                }
+                session.refresh_hash = new_hash.clone();
+                session.expires_at_ms = *expires_at_ms;
+                SESSIONS.put(tx, session_id, &session)?;
+                Ok(Ok(Output::Session(session)))
+            }
+            Command::RevokeSession {
+                session_id,
+                user_id,
+            } => {
+                if let Some(mut session) = SESSIONS.get(tx, session_id)?
+                    && session.user_id == *user_id
+                {
+                    session.revoked = true;
+                    SESSIONS.put(tx, session_id, &session)?;
+                }
+                Ok(Ok(Output::Done))
+            }
+            Command::ChangePassword {
+                user_id,
+                password_hash,
+                keep_session,
+            } => {
+                let Some(mut user) = USERS.get(tx, user_id)? else {
+                    return Ok(Err(Rejection::not_found("user")));
+                };
+                user.password_hash = password_hash.clone();
+                USERS.put(tx, user_id, &user)?;
+                for session_id in USER_SESSIONS.scan_prefix(tx, &format!("{user_id}/"))? {
+                    if keep_session.as_ref() == Some(&session_id) {
+                        continue;
+                    }
+                    if let Some(mut session) = SESSIONS.get(tx, &session_id)?
+                        && !session.revoked
+                    {
+                        session.revoked = true;
+                        SESSIONS.put(tx, &session_id, &session)?;
+                    }
+                }
+                let data = events::PasswordChanged { user_id };
+                tx.emit(
+                    TOPIC,
+                    meta.event(events::PASSWORD_CHANGED, user_id, 1, data)?,
+                );
+                Ok(Ok(Output::User(user)))
+            }
+            Command::SetRoles { user_id, roles } => {
+                let Some(mut user) = USERS.get(tx, user_id)? else {
+                    return Ok(Err(Rejection::not_found("user")));
+                };
+                user.roles = roles.clone();
+                USERS.put(tx, user_id, &user)?;
+                let data = events::RolesChanged { user_id, roles };
+                tx.emit(TOPIC, meta.event(events::ROLES_CHANGED, user_id, 1, data)?);
+                Ok(Ok(Output::User(user)))
+            }
+        }
+    }
+}

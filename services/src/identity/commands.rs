@@ -1,0 +1,43 @@
+//! Identity commands. Everything random or slow (ids, password hashes, token secrets) is
+//! computed by the route before the command is logged, so apply stays deterministic.
+
+use crate::platform::http::Role;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Register {
+        user_id: String,
+        email: String,
+        name: String,
+        password_hash: String,
+        roles: Vec<Role>,
+    },
+    StartSession {
+        session_id: String,
+        user_id: String,
+        refresh_hash: String,
+        expires_at_ms: i64,
+    },
+    RotateSession {
+        session_id: String,
+        presented_hash: String,
+        new_hash: String,
+        expires_at_ms: i64,
+    },
+    RevokeSession {
+        session_id: String,
+        user_id: String,
+    },
+    /// Also revokes the user's other sessions: a changed password logs out everywhere
+    /// but here.
+    ChangePassword {
+        user_id: String,
+        password_hash: String,
+        keep_session: Option<String>,
+    },
+    SetRoles {
+        user_id: String,
+        roles: Vec<Role>,
+    },
+}

@@ -1,0 +1,121 @@
+//! Identity: accounts, passwords (argon2id), sessions, access tokens (EdDSA JWT) and refresh
+//! tokens (rotated on use, revoked on logout), roles. Events on `identity-events`.
+
+pub mod apply;
+pub mod commands;
+pub mod events;
+pub mod model;
+pub mod routes;
+pub mod tokens;
+
+use crate::platform::http::{ApiError, RequestContext, Role};
+use crate::platform::{Engine, Store, StoreError, answer};
+use apply::{EMAILS, Identity, Output};
+use commands::Command;
+use model::User;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The producer id identity's outbox relay publishes with (fixed, so a restarted relay's
+/// re-sends are recognised as duplicates).
+pub const PRODUCER_ID: i64 = 0x4000_0000_0000_0001;
+
+pub struct IdentityService {
+    pub engine: Arc<Engine<Identity>>,
+    pub signer: tokens::Signer,
+    /// A password hash to verify against when the email is unknown (constant-time-ish login).
+    dummy_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] tokens::KeyError),
+}
+
+impl IdentityService {
+    /// Opens identity's store under `<services_dir>/identity` and its signing key under
+    /// `<services_dir>/identity-keys`.
+    pub fn open(services_dir: &Path) -> Result<Arc<IdentityService>, OpenError> {
+        let store = Arc::new(Store::open(&services_dir.join("identity"))?);
+        let engine = Engine::open(store, Identity)?;
+        let signer = tokens::Signer::load_or_create(&services_dir.join("identity-keys"))?;
+        let dummy_hash = argon2::password_hash::PasswordHasher::hash_password(
+            &argon2::Argon2::default(),
+            b"no such account",
+        )
+        .map(|hash| hash.to_string())
+        .map_err(|error| StoreError::Task(error.to_string()))?;
+        Ok(Arc::new(IdentityService {
+            engine,
+            signer,
+            dummy_hash,
+        }))
+    }
+
+    /// Whether the session an access token names is still live (not logged out, not revoked
+    /// by a password change), so logout takes effect before the token expires.
+    pub fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        Ok(apply::SESSIONS
+            .get(self.engine.store().as_ref(), session_id)?
+            .is_some_and(|session| !session.revoked && session.user_id == user_id))
+    }
+
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        routes::router(self.clone())
+    }
+
+    /// Validates, hashes the password and registers; the common path of the register route,
+    /// the bootstrap admin and `commerce user create`.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        roles: Vec<Role>,
+        context: &RequestContext,
+    ) -> Result<User, ApiError> {
+        let (email, name) = routes::validate_registration(email, password, name)?;
+        let password_hash = routes::hash_password(password.to_string()).await?;
+        let command = Command::Register {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            email: email.as_str().to_string(),
+            name,
+            password_hash,
+            roles,
+        };
+        match answer(self.engine.submit(command, context.command()).await)? {
+            Output::User(user) => Ok(user),
+            _ => Err(ApiError::Store(StoreError::Task(
+                "registration answered without a user".into(),
+            ))),
+        }
+    }
+
+    /// Creates an admin with this email unless an account with it exists. Returns whether it
+    /// created one.
+    pub async fn ensure_admin(&self, email: &str, password: &str) -> Result<bool, ApiError> {
+        if let Ok(parsed) = model::Email::parse(email)
+            && EMAILS
+                .get(self.engine.store().as_ref(), parsed.as_str())?
+                .is_some()
+        {
+            return Ok(false);
+        }
+        let context = RequestContext {
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            traceparent: None,
+        };
+        self.register(
+            email,
+            password,
+            "Administrator",
+            vec![Role::Admin],
+            &context,
+        )
+        .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,199 @@
+//! HTTP pieces every service's routes share: the error body, the caller the gateway
+//! authenticated, the request context, and a JSON extractor whose failures answer in the
+//! API's error shape.
+//!
+//! The gateway validates the bearer token and puts a [`Principal`] in the request's
+//! extensions; a route states who may call it by taking [`Caller`] (any signed-in user: 401
+//! without one) or [`Admin`] (403 for a signed-in non-admin). So the role a route needs is
+//! written next to the route, and the check happens on data only the gateway produces.
+
+use super::engine::CommandContext;
+use super::error::{Rejection, RejectionKind, StoreError};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller (from a valid access token).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+}
+
+/// Correlation and trace ids of the request, set by the gateway.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub correlation_id: String,
+    pub traceparent: Option<String>,
+}
+
+impl RequestContext {
+    pub fn command(&self) -> CommandContext {
+        CommandContext {
+            correlation_id: self.correlation_id.clone(),
+            causation_id: None,
+            traceparent: self.traceparent.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext {
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+                traceparent: None,
+            }))
+    }
+}
+
+/// Any signed-in user.
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| {
+                ApiError::Rejected(Rejection::unauthenticated(
+                    "unauthenticated",
+                    "a bearer access token is required",
+                ))
+            })
+    }
+}
+
+/// A signed-in admin.
+pub struct Admin(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        if !principal.is_admin() {
+            return Err(ApiError::Rejected(Rejection::forbidden(
+                "this route needs the admin role",
+            )));
+        }
+        Ok(Admin(principal))
+    }
+}
+
+/// `axum::Json`, but a body that is not the expected JSON answers 400 in the API's shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::Rejected(Rejection {
+                kind: RejectionKind::Invalid,
+                code: "invalid_body".to_string(),
+                message: rejection.body_text(),
+                field: None,
+            })),
+        }
+    }
+}
+
+/// What a route answers when it does not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Rejected(rejection) => {
+                let status = match rejection.kind {
+                    RejectionKind::Invalid => StatusCode::BAD_REQUEST,
+                    RejectionKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+                    RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+                    RejectionKind::NotFound => StatusCode::NOT_FOUND,
+                    RejectionKind::Conflict => StatusCode::CONFLICT,
+                };
+                error_response(
+                    status,
+                    &rejection.code,
+                    &rejection.message,
+                    rejection.field.as_deref(),
+                )
+            }
+            ApiError::Store(error) => {
+                tracing::error!(%error, "service store failure");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the service cannot reach its store",
+                    None,
+                )
+            }
+        }
+    }
+}
+
+/// `{"error": {"code", "message", "field"?}}` with `status`.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> Response {
+    let mut error = serde_json::json!({ "code": code, "message": message });
+    if let (Some(field), Some(object)) = (field, error.as_object_mut()) {
+        object.insert(
+            "field".to_string(),
+            serde_json::Value::String(field.to_string()),
+        );
+    }
+    (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+/// Flattens the engine's two-level answer.
+pub fn answer<T>(result: Result<Result<T, Rejection>, StoreError>) -> Result<T, ApiError> {
+    Ok(result??)
+}

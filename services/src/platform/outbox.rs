@@ -1,0 +1,163 @@
+//! The outbox relay: publishes committed outbox events through the [`EventLog`] in outbox
+//! order and marks each published (removes it) once the log has it.
+//!
+//! Exactly once, across crashes:
+//! - a crash after apply and before publish loses nothing: the events are in the outbox, in
+//!   the same batch as the state change, and the relay starts from the outbox;
+//! - a crash after publish and before the mark would publish again. Two guards: every event
+//!   goes out with the service's fixed producer id and a producer sequence per partition
+//!   that advances only in the batch that marks the event published (so a re-send carries
+//!   the same sequence, and an idempotent broker drops it); and on start the relay asks the
+//!   log for the last outbox sequence this producer has on each topic and marks everything
+//!   up to it as published, so it does not depend on the broker for that.
+//!
+//! Kafka numbers a producer's batches per partition, without gaps; the outbox sequence runs
+//! across all of a service's topics, so it is carried in the record for the tail check and
+//! not used as the producer sequence itself.
+
+use super::error::StoreError;
+use super::event_log::{EventLog, PublishedEvent};
+use super::store::{OutboxEntry, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// Outbox entries read per round.
+const BATCH: usize = 256;
+/// Wait before retrying after the log refused an event.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Poll even without a signal, in case one was missed around a failure.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Relay<L: EventLog> {
+    pub service: &'static str,
+    pub store: Arc<Store>,
+    pub log: Arc<L>,
+    pub producer_id: i64,
+    pub signal: Arc<Notify>,
+}
+
+impl<L: EventLog> Relay<L> {
+    /// Runs until `stopped` turns true.
+    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            match self.skip_already_published().await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(service = self.service, %error, "outbox relay cannot read the topic tail; retrying");
+                    if wait(&mut stopped, RETRY_BACKOFF).await {
+                        return;
+                    }
+                }
+            }
+        }
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            match self.publish_pending().await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.signal.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = stopped.changed() => return,
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(service = self.service, %error, "outbox relay failed; retrying");
+                    if wait(&mut stopped, RETRY_BACKOFF).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks the pending entries the log already holds (published before a crash, not yet
+    /// marked).
+    async fn skip_already_published(&self) -> Result<(), RelayError> {
+        let pending = self.store.outbox_pending(usize::MAX)?;
+        if !pending.is_empty() {
+            tracing::info!(
+                service = self.service,
+                pending = pending.len(),
+                "outbox relay resuming with unpublished events"
+            );
+        }
+        let mut last_by_topic: HashMap<String, Option<u64>> = HashMap::new();
+        for (seq, entry) in pending {
+            if !last_by_topic.contains_key(&entry.topic) {
+                let last = self
+                    .log
+                    .last_published(&entry.topic, self.producer_id)
+                    .await
+                    .map_err(|error| RelayError::Log(error.to_string()))?;
+                last_by_topic.insert(entry.topic.clone(), last);
+            }
+            if let Some(Some(last)) = last_by_topic.get(&entry.topic)
+                && seq <= *last
+            {
+                tracing::info!(service = self.service, seq, topic = %entry.topic, "outbox event already on the topic; not publishing it again");
+                let partition = self.partition(&entry).await?;
+                let sequence = self.store.producer_sequence(&entry.topic, partition)?;
+                self.store
+                    .outbox_done(seq, &entry.topic, partition, sequence + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes one round of pending events; returns how many.
+    async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let pending = self.store.outbox_pending(BATCH)?;
+        let count = pending.len();
+        for (seq, entry) in pending {
+            let value = serde_json::to_vec(&entry.event).map_err(StoreError::from)?;
+            let partition = self.partition(&entry).await?;
+            let sequence = self.store.producer_sequence(&entry.topic, partition)?;
+            self.log
+                .publish(PublishedEvent {
+                    topic: &entry.topic,
+                    key: &entry.event.aggregate_id,
+                    partition,
+                    // Kafka sequences are non-negative i32 and wrap.
+                    sequence: i32::try_from(sequence & 0x7fff_ffff).unwrap_or(0),
+                    value: &value,
+                    timestamp_ms: super::time::now_ms(),
+                    producer_id: self.producer_id,
+                    outbox_seq: seq,
+                    traceparent: entry.traceparent.as_deref(),
+                })
+                .await
+                .map_err(|error| RelayError::Log(error.to_string()))?;
+            self.store
+                .outbox_done(seq, &entry.topic, partition, sequence + 1)?;
+        }
+        Ok(count)
+    }
+
+    async fn partition(&self, entry: &OutboxEntry) -> Result<i32, RelayError> {
+        self.log
+            .partition_for(&entry.topic, &entry.event.aggregate_id)
+            .await
+            .map_err(|error| RelayError::Log(error.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Log(String),
+}
+
+/// Sleeps `delay` unless stopped first; true when stopped.
+async fn wait(stopped: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
