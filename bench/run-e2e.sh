@@ -20,7 +20,9 @@ done
 brokers="127.0.0.1:$kafka_port"
 echo "== produce, 1 KiB records, acks=1, 1 partition"
 "$bin" bench produce -b "$brokers" -t bench-acks1 --partitions 1 -n "$records" --acks 1 2>/dev/null
-echo "== consume, the same topic"
+echo "== consume (librdkafka), the same topic"
 "$bin" bench consume -b "$brokers" -t bench-acks1 -n "$records" 2>/dev/null
+echo "== fetch (raw Fetch requests, no record decoding), the same topic"
+"$bin" bench fetch -b "$brokers" -t bench-acks1 2>/dev/null
 echo "== produce, 1 KiB records, acks=all, 1 partition"
 "$bin" bench produce -b "$brokers" -t bench-acksall --partitions 1 -n "$records" --acks all 2>/dev/null
