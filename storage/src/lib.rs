@@ -17,6 +17,7 @@
 //! [`RewriteStats`] (segment rewrites, which compaction drives) and [`LogError`].
 
 pub mod log;
+pub mod raft;
 
 pub use log::{
     AppendInfo, BatchInfo, FlushPolicy, LogConfig, LogError, LogRead, PartitionLog, ReadOptions,

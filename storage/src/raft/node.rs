@@ -1,0 +1,257 @@
+//! [`RaftNode`]: one node hosting many Raft groups.
+//!
+//! The node owns a data directory (`<data_dir>/groups/<id>/` per group: its redb log and its
+//! snapshot file), a Raft listener that dispatches incoming RPCs by group id, and the set of
+//! outgoing peer connections every group shares. Groups are opened one by one by the layer
+//! above (the controller decides which groups a node hosts).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::error::RaftGroupError;
+use super::log_store::GroupLogStore;
+use super::network::{GroupNetworkFactory, Peers};
+use super::server::{self, Router};
+use super::state_machine::{GroupStateMachine, StateMachine};
+use super::types::{Command, GroupId, NodeId, Raft};
+
+/// How a node runs its groups. Times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct RaftNodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A group snapshots its state machine after this many entries since its last snapshot.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up
+    /// from the log rather than by a full snapshot.
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl RaftNodeConfig {
+    /// Defaults suited to a LAN cluster.
+    pub fn new(node_id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.into(),
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every: 10_000,
+            keep_logs_after_snapshot: 1_000,
+        }
+    }
+
+    fn openraft(&self) -> Result<Arc<openraft::Config>, RaftGroupError> {
+        let config = openraft::Config {
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| RaftGroupError::Config(e.to_string()))
+    }
+}
+
+/// How a group starts on this node.
+#[derive(Debug, Clone)]
+pub enum GroupStart {
+    /// A brand-new group with these voters (node id -> Raft address). Every initial member
+    /// opens it with the same map; a node that already holds the group's state ignores it,
+    /// so restarting with `Bootstrap` is harmless.
+    Bootstrap(BTreeMap<NodeId, String>),
+    /// Join an existing group: wait for its leader to replicate (or snapshot) everything,
+    /// e.g. after this node's data was lost, or as a newly added member.
+    Join,
+}
+
+/// A node hosting many Raft groups.
+pub struct RaftNode {
+    config: RaftNodeConfig,
+    raft_config: Arc<openraft::Config>,
+    addr: SocketAddr,
+    router: Arc<Router>,
+    peers: Arc<Peers>,
+    server: JoinHandle<()>,
+}
+
+impl RaftNode {
+    /// Starts serving Raft traffic on `listener`. No group is open yet.
+    pub async fn start(
+        config: RaftNodeConfig,
+        listener: TcpListener,
+    ) -> Result<Self, RaftGroupError> {
+        let raft_config = config.openraft()?;
+        std::fs::create_dir_all(config.data_dir.join("groups"))?;
+        let addr = listener.local_addr()?;
+        let router = Arc::new(Router::default());
+        let server = tokio::spawn(server::run(listener, router.clone()));
+        Ok(Self {
+            config,
+            raft_config,
+            addr,
+            router,
+            peers: Arc::new(Peers::default()),
+            server,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The address the Raft listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.config
+            .data_dir
+            .join("groups")
+            .join(group.0.to_string())
+    }
+
+    /// Opens `group` on this node, recovering its log and snapshot from disk, with `machine`
+    /// as its state machine (restored from the snapshot, then fed the committed entries).
+    pub async fn open_group(
+        &self,
+        group: GroupId,
+        start: GroupStart,
+        machine: Box<dyn StateMachine>,
+    ) -> Result<(), RaftGroupError> {
+        if self.router.get(group).is_some() {
+            return Err(RaftGroupError::GroupExists(group));
+        }
+        let dir = self.group_dir(group);
+        let storage = |e: &dyn std::fmt::Display| RaftGroupError::Storage {
+            group,
+            message: e.to_string(),
+        };
+        let log_store = GroupLogStore::open(&dir).map_err(|e| storage(&e))?;
+        let state_machine = GroupStateMachine::open(&dir, machine).map_err(|e| storage(&e))?;
+        let network = GroupNetworkFactory {
+            group,
+            peers: self.peers.clone(),
+        };
+        let raft = Raft::new(
+            self.config.node_id,
+            self.raft_config.clone(),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftGroupError::Stopped {
+            group,
+            message: e.to_string(),
+        })?;
+        if let GroupStart::Bootstrap(members) = start {
+            let members: BTreeMap<NodeId, BasicNode> = members
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                // NotAllowed: the group already has state (a restart); nothing to do.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    let _ = raft.shutdown().await;
+                    return Err(RaftGroupError::Raft {
+                        group,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if !self.router.insert(group, raft.clone()) {
+            let _ = raft.shutdown().await;
+            return Err(RaftGroupError::GroupExists(group));
+        }
+        Ok(())
+    }
+
+    fn raft(&self, group: GroupId) -> Result<Raft, RaftGroupError> {
+        self.router
+            .get(group)
+            .ok_or(RaftGroupError::UnknownGroup(group))
+    }
+
+    /// Replicates `command` through `group` and returns what the state machine answered once
+    /// a majority has it and it is applied here. Only the leader accepts proposals.
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, RaftGroupError> {
+        let raft = self.raft(group)?;
+        match raft.client_write(Command(command)).await {
+            Ok(response) => Ok(response.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(RaftGroupError::NotLeader {
+                    group,
+                    leader: forward.leader_id,
+                })
+            }
+            Err(RaftError::Fatal(fatal)) => Err(RaftGroupError::Stopped {
+                group,
+                message: fatal.to_string(),
+            }),
+            Err(e) => Err(RaftGroupError::Raft {
+                group,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The leader of `group` as this node knows it.
+    pub fn leader(&self, group: GroupId) -> Result<Option<NodeId>, RaftGroupError> {
+        Ok(self.raft(group)?.metrics().borrow().current_leader)
+    }
+
+    /// openraft's metrics of `group` on this node: state, term, last log / applied index,
+    /// leader, membership and (on the leader) each follower's replication progress.
+    pub fn metrics(
+        &self,
+        group: GroupId,
+    ) -> Result<RaftMetrics<NodeId, BasicNode>, RaftGroupError> {
+        Ok(self.raft(group)?.metrics().borrow().clone())
+    }
+
+    /// The data directory of `group` on this node.
+    pub fn group_data_dir(&self, group: GroupId) -> PathBuf {
+        self.group_dir(group)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Stops every group and the listener, and drops the peer connections. The data
+    /// directory can be reopened by a new `RaftNode` afterwards.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        // Wait for the listener (and with it every inbound connection) to be gone.
+        let _ = self.server.await;
+        for (group, raft) in self.router.drain() {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(%group, error = %e, "raft group did not stop cleanly");
+            }
+        }
+        self.peers.clear();
+    }
+}
