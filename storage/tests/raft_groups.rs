@@ -206,6 +206,23 @@ impl Cluster {
         self.run_node(i, listener, start).await;
     }
 
+    /// Starts one more node hosting every group with `GroupStart::Join`; returns its index.
+    async fn add_node(&mut self) -> usize {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let i = self.nodes.len();
+        let mut config = self.nodes[0].config.clone();
+        config.node_id = i as u64 + 1;
+        config.data_dir = self._dir.path().join(format!("node-{}", i + 1));
+        self.nodes.push(TestNode {
+            node: None,
+            addr: listener.local_addr().unwrap(),
+            config,
+            applied: BTreeMap::new(),
+        });
+        self.run_node(i, listener, GroupStart::Join).await;
+        i
+    }
+
     fn data_dir(&self, i: usize) -> PathBuf {
         self.nodes[i].config.data_dir.clone()
     }
@@ -241,6 +258,12 @@ async fn two_groups_apply_the_same_500_commands_in_order_on_every_node() {
         for i in 0..3 {
             cluster.await_applied(i, g1, &commands(g1, 0..500)).await;
             cluster.await_applied(i, g2, &commands(g2, 0..500)).await;
+        }
+        // Both groups' traffic shared one connection per peer in each direction.
+        for i in 0..3 {
+            let stats = cluster.node(i).transport_stats();
+            assert_eq!(stats.dialled, 2, "node {} dialled {stats:?}", i + 1);
+            assert_eq!(stats.accepted, 2, "node {} accepted {stats:?}", i + 1);
         }
         cluster.shutdown().await;
     })
@@ -334,6 +357,52 @@ async fn a_node_whose_data_was_wiped_rejoins_from_a_snapshot() {
         cluster.propose_many(g1, 300..320).await;
         for i in 0..3 {
             cluster.await_applied(i, g1, &commands(g1, 0..320)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_is_added_and_catches_up_then_a_member_is_removed() {
+    bounded(async {
+        let mut cluster = Cluster::start(&[1], |_| {}).await;
+        let g1 = GroupId(1);
+        cluster.propose_many(g1, 0..100).await;
+
+        // Asked before the fourth node exists: it knows no leader until it is a member.
+        let leader = cluster.leader(g1).await;
+        let fourth = cluster.add_node().await;
+        let addr = cluster.nodes[fourth].addr.to_string();
+        cluster
+            .node(leader)
+            .add_member(g1, fourth as u64 + 1, addr)
+            .await
+            .unwrap();
+        cluster
+            .await_applied(fourth, g1, &commands(g1, 0..100))
+            .await;
+        let voters: Vec<u64> = cluster
+            .node(leader)
+            .metrics(g1)
+            .unwrap()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        assert_eq!(voters, vec![1, 2, 3, 4]);
+
+        // Remove a follower; the other three keep replicating.
+        let removed = (0..3).find(|&i| i != leader).unwrap();
+        cluster
+            .node(leader)
+            .remove_member(g1, removed as u64 + 1)
+            .await
+            .unwrap();
+        cluster.stop(removed).await;
+        cluster.propose_many(g1, 100..150).await;
+        for i in cluster.running() {
+            cluster.await_applied(i, g1, &commands(g1, 0..150)).await;
         }
         cluster.shutdown().await;
     })

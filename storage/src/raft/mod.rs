@@ -32,6 +32,6 @@ mod types;
 mod wire;
 
 pub use error::RaftGroupError;
-pub use node::{GroupStart, RaftNode, RaftNodeConfig};
+pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use state_machine::StateMachine;
 pub use types::{Command, GroupId, NodeId, TypeConfig};

@@ -157,14 +157,17 @@ impl Link {
 /// The connection to one peer, dialled on first use and re-dialled after a failure.
 pub struct PeerClient {
     addr: String,
+    /// Connections this node has dialled, over all peers (shared with [`Peers`]).
+    dialled: Arc<AtomicU64>,
     link: tokio::sync::Mutex<Option<Arc<Link>>>,
     next_id: AtomicU64,
 }
 
 impl PeerClient {
-    fn new(addr: String) -> Self {
+    fn new(addr: String, dialled: Arc<AtomicU64>) -> Self {
         Self {
             addr,
+            dialled,
             link: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
         }
@@ -179,6 +182,7 @@ impl PeerClient {
         }
         *slot = None;
         let link = Arc::new(Link::connect(&self.addr).await?);
+        self.dialled.fetch_add(1, Ordering::Relaxed);
         *slot = Some(link.clone());
         Ok(link)
     }
@@ -218,6 +222,7 @@ impl PeerClient {
 #[derive(Default)]
 pub struct Peers {
     clients: Mutex<HashMap<NodeId, Arc<PeerClient>>>,
+    dialled: Arc<AtomicU64>,
 }
 
 impl Peers {
@@ -227,11 +232,17 @@ impl Peers {
         match clients.get(&node) {
             Some(client) if client.addr == addr => client.clone(),
             _ => {
-                let client = Arc::new(PeerClient::new(addr.to_string()));
+                let client = Arc::new(PeerClient::new(addr.to_string(), self.dialled.clone()));
                 clients.insert(node, client.clone());
                 client
             }
         }
+    }
+
+    /// How many connections this node has dialled since it started (a re-dial after a
+    /// failure counts again).
+    pub fn dialled(&self) -> u64 {
+        self.dialled.load(Ordering::Relaxed)
     }
 
     /// Drops every connection (their tasks end with them).

@@ -5,13 +5,13 @@
 //! outgoing peer connections every group shares. Groups are opened one by one by the layer
 //! above (the controller decides which groups a node hosts).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -65,6 +65,38 @@ impl RaftNodeConfig {
             .map(Arc::new)
             .map_err(|e| RaftGroupError::Config(e.to_string()))
     }
+}
+
+/// Maps a failed client write (proposal or membership change) to the facility's error.
+fn write_error(
+    group: GroupId,
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> RaftGroupError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            RaftGroupError::NotLeader {
+                group,
+                leader: forward.leader_id,
+            }
+        }
+        RaftError::Fatal(fatal) => RaftGroupError::Stopped {
+            group,
+            message: fatal.to_string(),
+        },
+        RaftError::APIError(e) => RaftGroupError::Raft {
+            group,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Connections of a node's Raft transport since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Outgoing connections this node opened (one per peer unless a link broke).
+    pub dialled: u64,
+    /// Incoming connections its listener accepted.
+    pub accepted: u64,
 }
 
 /// How a group starts on this node.
@@ -198,23 +230,39 @@ impl RaftNode {
         command: Vec<u8>,
     ) -> Result<Vec<u8>, RaftGroupError> {
         let raft = self.raft(group)?;
-        match raft.client_write(Command(command)).await {
-            Ok(response) => Ok(response.data.0),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(RaftGroupError::NotLeader {
-                    group,
-                    leader: forward.leader_id,
-                })
-            }
-            Err(RaftError::Fatal(fatal)) => Err(RaftGroupError::Stopped {
-                group,
-                message: fatal.to_string(),
-            }),
-            Err(e) => Err(RaftGroupError::Raft {
-                group,
-                message: e.to_string(),
-            }),
-        }
+        raft.client_write(Command(command))
+            .await
+            .map(|response| response.data.0)
+            .map_err(|e| write_error(group, e))
+    }
+
+    /// Adds node `node` (Raft address `addr`) to `group` as a voter: it first joins as a
+    /// learner and catches up (the call waits for that), then the leader commits the joint
+    /// and the final membership. The new node must have opened the group with
+    /// [`GroupStart::Join`]. Leader only.
+    pub async fn add_member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: String,
+    ) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.add_learner(node, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        Ok(())
+    }
+
+    /// Removes node `node` from `group`'s members (not kept as a learner). Leader only.
+    pub async fn remove_member(&self, group: GroupId, node: NodeId) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        Ok(())
     }
 
     /// The leader of `group` as this node knows it.
@@ -229,6 +277,15 @@ impl RaftNode {
         group: GroupId,
     ) -> Result<RaftMetrics<NodeId, BasicNode>, RaftGroupError> {
         Ok(self.raft(group)?.metrics().borrow().clone())
+    }
+
+    /// Node-to-node connection counts: every group shares one connection per peer, so in a
+    /// healthy cluster each count stays at the number of peers.
+    pub fn transport_stats(&self) -> TransportStats {
+        TransportStats {
+            dialled: self.peers.dialled(),
+            accepted: self.router.accepted(),
+        }
     }
 
     /// The data directory of `group` on this node.

@@ -6,6 +6,7 @@
 //! group's heartbeat), so answers may leave out of order; the caller correlates by id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use super::wire::{self, Reply, RequestFrame, ResponseFrame, Rpc};
 #[derive(Default)]
 pub struct Router {
     groups: RwLock<HashMap<GroupId, Raft>>,
+    /// Connections accepted since the node started.
+    accepted: AtomicU64,
 }
 
 impl Router {
@@ -42,6 +45,10 @@ impl Router {
         true
     }
 
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     /// Removes and returns every group (for shutdown).
     pub fn drain(&self) -> Vec<(GroupId, Raft)> {
         self.groups
@@ -59,6 +66,7 @@ pub async fn run(listener: TcpListener, router: Arc<Router>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                router.accepted.fetch_add(1, Ordering::Relaxed);
                 connections.spawn(serve_connection(stream, router.clone()));
             }
             Err(e) => {
