@@ -8,7 +8,7 @@
 //! store their entries in the partition's own segment log, where an entry's payload is the
 //! Kafka batch — `entry_codec` keeps the payload verbatim with that in mind).
 //!
-//! redb calls are blocking and short (one small transaction); they run on the calling task.
+//! Writes run on tokio's blocking pool (they fsync); reads are short and run in place.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -71,18 +71,38 @@ impl GroupLogStore {
             .map_err(|e| read_err(&e))
     }
 
-    // openraft's own error type, returned as its traits return it.
-    #[allow(clippy::result_large_err)]
-    fn write_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
+    /// Runs one write transaction on the blocking pool: a commit may fsync, and a worker
+    /// thread stalled on the disk would delay every other group's heartbeats. Awaiting it
+    /// keeps writes serialized, as openraft requires.
+    async fn write_txn<F>(&self, durability: Durability, write: F) -> Result<(), StorageError>
+    where
+        F: FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            write(&txn)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| write_err(&e))?
+        .map_err(|e| write_err(&e))
+    }
+
+    async fn write_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| write_err(&e))?;
-        let txn = self.db.begin_write().map_err(|e| write_err(&e))?;
-        {
-            let mut table = txn.open_table(META).map_err(|e| write_err(&e))?;
-            table
-                .insert(key, bytes.as_slice())
-                .map_err(|e| write_err(&e))?;
-        }
-        txn.commit().map_err(|e| write_err(&e))
+        self.write_txn(durability, move |txn| {
+            txn.open_table(META)?.insert(key, bytes.as_slice())?;
+            Ok(())
+        })
+        .await
     }
 
     // openraft's own error type, returned as its traits return it.
@@ -141,7 +161,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_meta(VOTE, vote)
+        self.write_meta(VOTE, vote, Durability::Immediate).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -149,7 +169,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed)
+        // Not fsynced: the committed id only saves re-applying entries after a restart. If a
+        // crash loses the latest value, an older one is read back and the leader tells the
+        // node the rest; it becomes durable with the next fsynced commit anyway.
+        self.write_meta(COMMITTED, &committed, Durability::None)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -165,47 +189,44 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().map_err(|e| write_err(&e))?;
-        {
-            let mut table = txn.open_table(LOG).map_err(|e| write_err(&e))?;
-            for entry in entries {
-                let bytes = entry_codec::encode(&entry).map_err(|e| write_err(&e))?;
-                table
-                    .insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(|e| write_err(&e))?;
+        let encoded = entries
+            .into_iter()
+            .map(|entry| entry_codec::encode(&entry).map(|bytes| (entry.log_id.index, bytes)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| write_err(&e))?;
+        self.write_txn(Durability::Immediate, move |txn| {
+            let mut table = txn.open_table(LOG)?;
+            for (index, bytes) in &encoded {
+                table.insert(index, bytes.as_slice())?;
             }
-        }
-        // redb's default durability fsyncs on commit, so the entries are on disk here.
-        txn.commit().map_err(|e| write_err(&e))?;
+            Ok(())
+        })
+        .await?;
+        // The commit above fsynced, so the entries are on disk.
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(|e| write_err(&e))?;
-        {
-            let mut table = txn.open_table(LOG).map_err(|e| write_err(&e))?;
-            table
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(|e| write_err(&e))?;
-        }
-        txn.commit().map_err(|e| write_err(&e))
+        self.write_txn(Durability::Immediate, move |txn| {
+            txn.open_table(LOG)?
+                .retain_in(log_id.index.., |_, _| false)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&log_id).map_err(|e| write_err(&e))?;
         // The purge mark and the removal commit together, so a crash never leaves a hole
         // between the last purged id and the first entry.
-        let txn = self.db.begin_write().map_err(|e| write_err(&e))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| write_err(&e))?;
-            meta.insert(LAST_PURGED, bytes.as_slice())
-                .map_err(|e| write_err(&e))?;
-            let mut table = txn.open_table(LOG).map_err(|e| write_err(&e))?;
-            table
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(|e| write_err(&e))?;
-        }
-        txn.commit().map_err(|e| write_err(&e))
+        self.write_txn(Durability::Immediate, move |txn| {
+            txn.open_table(META)?
+                .insert(LAST_PURGED, bytes.as_slice())?;
+            txn.open_table(LOG)?
+                .retain_in(..=log_id.index, |_, _| false)?;
+            Ok(())
+        })
+        .await
     }
 }

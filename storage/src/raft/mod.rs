@@ -28,6 +28,8 @@ mod network;
 mod node;
 mod server;
 mod state_machine;
+#[cfg(test)]
+mod storage_suite;
 mod types;
 mod wire;
 
