@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commerce_storage::raft::{
-    GroupId, GroupStart, RaftGroupError, RaftNode, RaftNodeConfig, StateMachine,
+    GroupId, GroupStart, RaftGroupError, RaftNode, RaftNodeConfig, Role, StateMachine,
 };
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Every test finishes well within this, or fails instead of hanging.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -131,13 +132,14 @@ impl Cluster {
             .collect()
     }
 
-    /// Waits until every running node names the same running node as `group`'s leader.
+    /// Waits until every running node hosting `group` names the same running node as its
+    /// leader.
     async fn leader(&self, group: GroupId) -> usize {
         loop {
             let running = self.running();
             let seen: Vec<Option<u64>> = running
                 .iter()
-                .map(|&i| self.node(i).leader(group).unwrap())
+                .filter_map(|&i| self.node(i).leader(group).ok())
                 .collect();
             if let Some(Some(id)) = seen.first()
                 && seen.iter().all(|s| *s == Some(*id))
@@ -221,6 +223,22 @@ impl Cluster {
         });
         self.run_node(i, listener, GroupStart::Join).await;
         i
+    }
+
+    /// Reopens `group` on node `i` (after `close_group`) from its data on disk.
+    async fn reopen_group(&mut self, i: usize, group: GroupId) {
+        let applied = Applied::default();
+        let node = self.nodes[i].node.as_ref().unwrap();
+        node.open_group(
+            group,
+            GroupStart::Bootstrap(self.members.clone()),
+            Box::new(Recorder {
+                applied: applied.clone(),
+            }),
+        )
+        .await
+        .unwrap();
+        self.nodes[i].applied.insert(group, applied);
     }
 
     fn data_dir(&self, i: usize) -> PathBuf {
@@ -403,6 +421,75 @@ async fn a_fourth_node_is_added_and_catches_up_then_a_member_is_removed() {
         cluster.propose_many(g1, 100..150).await;
         for i in cluster.running() {
             cluster.await_applied(i, g1, &commands(g1, 0..150)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_closed_on_one_node_shows_lag_then_catches_up_when_reopened() {
+    bounded(async {
+        let mut cluster = Cluster::start(&[1, 2], |_| {}).await;
+        let (g1, g2) = (GroupId(1), GroupId(2));
+        tokio::join!(
+            cluster.propose_many(g1, 0..50),
+            cluster.propose_many(g2, 0..50)
+        );
+        let leader = cluster.leader(g1).await;
+        let follower = (leader + 1) % 3;
+        cluster
+            .await_applied(follower, g1, &commands(g1, 0..50))
+            .await;
+
+        cluster.node(follower).close_group(g1).await.unwrap();
+        assert_eq!(cluster.node(follower).groups(), vec![g2]);
+        tokio::join!(
+            cluster.propose_many(g1, 50..100),
+            cluster.propose_many(g2, 50..100)
+        );
+        // The other group on that node is untouched.
+        cluster
+            .await_applied(follower, g2, &commands(g2, 0..100))
+            .await;
+        let status = cluster.node(leader).status(g1).unwrap();
+        assert_eq!(status.role, Role::Leader);
+        assert_eq!(status.voters, vec![1, 2, 3]);
+        let lag = status.follower_lag[&(follower as u64 + 1)];
+        assert!(lag >= 50, "closed follower lag {lag} in {status:?}");
+
+        cluster.reopen_group(follower, g1).await;
+        cluster
+            .await_applied(follower, g1, &commands(g1, 0..100))
+            .await;
+        while cluster.node(leader).status(g1).unwrap().follower_lag[&(follower as u64 + 1)] > 0 {
+            tokio::time::sleep(POLL).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_on_the_raft_port_closes_that_connection_and_changes_nothing() {
+    bounded(async {
+        let cluster = Cluster::start(&[1], |_| {}).await;
+        let g1 = GroupId(1);
+        cluster.propose_many(g1, 0..10).await;
+
+        // An absurd length prefix, then a well-sized frame that is not a request.
+        let bad_frames: [&[u8]; 2] = [&[0xff, 0xff, 0xff, 0xff], &[0, 0, 0, 3, b'x', b'y', b'z']];
+        for bad in bad_frames {
+            let mut stream = TcpStream::connect(cluster.nodes[0].addr).await.unwrap();
+            stream.write_all(bad).await.unwrap();
+            let mut buf = [0u8; 16];
+            // The node answers nothing and hangs up.
+            assert_eq!(stream.read(&mut buf).await.unwrap_or(0), 0);
+        }
+
+        cluster.propose_many(g1, 10..20).await;
+        for i in 0..3 {
+            cluster.await_applied(i, g1, &commands(g1, 0..20)).await;
         }
         cluster.shutdown().await;
     })

@@ -18,7 +18,9 @@
 //! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated).
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
 //! - `server.rs`: the listener that dispatches incoming frames to the right group.
-//! - `node.rs`: [`RaftNode`]: create/join groups, propose, leader, metrics, shutdown.
+//! - `node.rs`: [`RaftNode`]: open/close groups, propose, membership changes, leader,
+//!   metrics, shutdown.
+//! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
 //! - `error.rs`: [`RaftGroupError`].
 
 mod entry_codec;
@@ -28,6 +30,7 @@ mod network;
 mod node;
 mod server;
 mod state_machine;
+mod status;
 #[cfg(test)]
 mod storage_suite;
 mod types;
@@ -36,4 +39,5 @@ mod wire;
 pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use state_machine::StateMachine;
+pub use status::{GroupStatus, Role};
 pub use types::{Command, GroupId, NodeId, TypeConfig};

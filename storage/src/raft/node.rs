@@ -20,6 +20,7 @@ use super::log_store::GroupLogStore;
 use super::network::{GroupNetworkFactory, Peers};
 use super::server::{self, Router};
 use super::state_machine::{GroupStateMachine, StateMachine};
+use super::status::GroupStatus;
 use super::types::{Command, GroupId, NodeId, Raft};
 
 /// How a node runs its groups. Times in milliseconds.
@@ -214,6 +215,30 @@ impl RaftNode {
             return Err(RaftGroupError::GroupExists(group));
         }
         Ok(())
+    }
+
+    /// Stops `group` on this node and forgets it; its data stays on disk, so opening it again
+    /// recovers it (as after a node restart). Peers see the group as unknown meanwhile.
+    pub async fn close_group(&self, group: GroupId) -> Result<(), RaftGroupError> {
+        let raft = self
+            .router
+            .remove(group)
+            .ok_or(RaftGroupError::UnknownGroup(group))?;
+        raft.shutdown().await.map_err(|e| RaftGroupError::Stopped {
+            group,
+            message: e.to_string(),
+        })
+    }
+
+    /// The groups open on this node, in id order.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.router.ids()
+    }
+
+    /// `group`'s role, term, leader, log position and (on the leader) follower lag here.
+    pub fn status(&self, group: GroupId) -> Result<GroupStatus, RaftGroupError> {
+        let metrics = self.metrics(group)?;
+        Ok(GroupStatus::from_metrics(group, &metrics))
     }
 
     fn raft(&self, group: GroupId) -> Result<Raft, RaftGroupError> {

@@ -49,6 +49,25 @@ impl Router {
         self.accepted.load(Ordering::Relaxed)
     }
 
+    pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&group)
+    }
+
+    pub fn ids(&self) -> Vec<GroupId> {
+        let mut ids: Vec<GroupId> = self
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Removes and returns every group (for shutdown).
     pub fn drain(&self) -> Vec<(GroupId, Raft)> {
         self.groups
