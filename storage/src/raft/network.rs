@@ -32,6 +32,10 @@ use super::wire::{self, Reply, RequestFrame, ResponseFrame, Rpc};
 
 /// How long dialling a peer may take before the call counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Frames waiting for the writer. A peer that stops reading (paused, or its link stalled)
+/// must not make this node queue without bound: past this, calls fail at once and openraft
+/// retries later, by which time a stale heartbeat would be useless anyway.
+const MAX_QUEUED_FRAMES: usize = 4096;
 /// Upper bound on what the writer coalesces into one write.
 const MAX_COALESCED_BYTES: usize = 1024 * 1024;
 
@@ -45,6 +49,8 @@ pub enum CallError {
     },
     #[error("connection to {0} closed before the answer came")]
     Closed(String),
+    #[error("too many requests already queued for {0}")]
+    Backlogged(String),
     #[error("no answer from {0} in time")]
     Timeout(String),
     #[error("cannot encode the request: {0}")]
@@ -77,7 +83,7 @@ impl Shared {
 
 /// One live connection; its two tasks die with it.
 struct Link {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
     shared: Arc<Shared>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -107,7 +113,7 @@ impl Link {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_FRAMES);
 
         let writer_shared = shared.clone();
         let writer = tokio::spawn(async move {
@@ -198,9 +204,20 @@ impl PeerClient {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, tx);
-        if link.tx.send(frame).is_err() {
-            link.shared.close();
-            return Err(CallError::Closed(self.addr.clone()));
+        match link.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                link.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                return Err(CallError::Backlogged(self.addr.clone()));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                link.shared.close();
+                return Err(CallError::Closed(self.addr.clone()));
+            }
         }
         match tokio::time::timeout(ttl, rx).await {
             Ok(Ok(Reply::UnknownGroup)) => Err(CallError::UnknownGroup(group)),
