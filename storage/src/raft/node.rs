@@ -108,7 +108,8 @@ pub enum GroupStart {
     /// so restarting with `Bootstrap` is harmless.
     Bootstrap(BTreeMap<NodeId, String>),
     /// Join an existing group: wait for its leader to replicate (or snapshot) everything,
-    /// e.g. after this node's data was lost, or as a newly added member.
+    /// e.g. after this node's data was lost, or as a newly added member. A node that lost
+    /// its data must use this, not `Bootstrap`: it must not invent a membership of its own.
     Join,
 }
 
