@@ -495,3 +495,30 @@ async fn garbage_on_the_raft_port_closes_that_connection_and_changes_nothing() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_forwards_proposals_to_the_leader() {
+    bounded(async {
+        let cluster = Cluster::start(&[1], |_| {}).await;
+        let g1 = GroupId(1);
+        let leader = cluster.leader(g1).await;
+        let follower = (leader + 1) % 3;
+        assert!(matches!(
+            cluster.node(follower).propose(g1, b"direct".to_vec()).await,
+            Err(RaftGroupError::NotLeader {
+                leader: Some(_),
+                ..
+            })
+        ));
+        for (n, command) in commands(g1, 0..20).into_iter().enumerate() {
+            let answer = cluster.node(follower).submit(g1, command).await.unwrap();
+            // The leader's state machine answered: the count of commands it has applied.
+            assert_eq!(answer, (n as u64 + 1).to_be_bytes().to_vec());
+        }
+        for i in 0..3 {
+            cluster.await_applied(i, g1, &commands(g1, 0..20)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}

@@ -14,6 +14,13 @@ pub enum RaftGroupError {
         group: GroupId,
         leader: Option<NodeId>,
     },
+    /// A proposal forwarded to the leader got no answer; it may or may not have been applied.
+    #[error("forwarding to node {leader} (leader of {group}) failed: {message}")]
+    Forward {
+        group: GroupId,
+        leader: NodeId,
+        message: String,
+    },
     #[error("invalid raft configuration: {0}")]
     Config(String),
     #[error("raft storage of {group}: {message}")]

@@ -15,10 +15,12 @@
 //! - `entry_codec.rs`: the on-disk form of one log entry (header + raw command bytes).
 //! - `log_store.rs`: the durable log, vote and committed index of one group (redb).
 //! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots).
-//! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated).
+//! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
+//!   and proposals forwarded to a group's leader.
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
 //! - `server.rs`: the listener that dispatches incoming frames to the right group.
-//! - `node.rs`: [`RaftNode`]: open/close groups, propose, membership changes, leader,
+//! - `node.rs`: [`RaftNode`]: open/close groups, propose (or submit from any member, which
+//!   forwards to the leader), membership changes, leader,
 //!   metrics, shutdown.
 //! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
 //! - `error.rs`: [`RaftGroupError`].

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
@@ -22,6 +23,10 @@ use super::server::{self, Router};
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::status::GroupStatus;
 use super::types::{Command, GroupId, NodeId, Raft};
+use super::wire::{ForwardRefused, Reply, Rpc};
+
+/// How long a forwarded proposal may take, commit included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a node runs its groups. Times in milliseconds.
 #[derive(Debug, Clone)]
@@ -260,6 +265,61 @@ impl RaftNode {
             .await
             .map(|response| response.data.0)
             .map_err(|e| write_error(group, e))
+    }
+
+    /// Like [`RaftNode::propose`], but from any member: a follower forwards the command to
+    /// the leader it knows over the shared peer connection (one hop) and returns the
+    /// leader's answer. As with any proposal, an error after the command left (a timeout,
+    /// the leader failing) does not say it was not applied: commands should be idempotent
+    /// or carry an id the state machine deduplicates.
+    pub async fn submit(
+        &self,
+        group: GroupId,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, RaftGroupError> {
+        let leader = match self.propose(group, command.clone()).await {
+            Err(RaftGroupError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if leader != self.config.node_id => leader,
+            other => return other,
+        };
+        let metrics = self.metrics(group)?;
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+        else {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: Some(leader),
+            });
+        };
+        let reply = self
+            .peers
+            .client(leader, &node.addr)
+            .call(group, Rpc::Propose(Command(command)), FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| RaftGroupError::Forward {
+                group,
+                leader,
+                message: e.to_string(),
+            })?;
+        match reply {
+            Reply::Propose(Ok(answer)) => Ok(answer),
+            Reply::Propose(Err(ForwardRefused::NotLeader(leader))) => {
+                Err(RaftGroupError::NotLeader { group, leader })
+            }
+            Reply::Propose(Err(ForwardRefused::Failed(message))) => {
+                Err(RaftGroupError::Raft { group, message })
+            }
+            _ => Err(RaftGroupError::Forward {
+                group,
+                leader,
+                message: "unexpected reply to a forwarded proposal".to_string(),
+            }),
+        }
     }
 
     /// Adds node `node` (Raft address `addr`) to `group` as a voter: it first joins as a

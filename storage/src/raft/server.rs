@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::types::{GroupId, Raft};
-use super::wire::{self, Reply, RequestFrame, ResponseFrame, Rpc};
+use super::wire::{self, ForwardRefused, Reply, RequestFrame, ResponseFrame, Rpc};
+use openraft::error::{ClientWriteError, RaftError};
 
 /// The groups this node hosts, by id.
 #[derive(Default)]
@@ -161,5 +162,12 @@ async fn handle(router: &Router, group: GroupId, rpc: Rpc) -> Reply {
         Rpc::AppendEntries(req) => Reply::AppendEntries(raft.append_entries(req).await),
         Rpc::Vote(req) => Reply::Vote(raft.vote(req).await),
         Rpc::InstallSnapshot(req) => Reply::InstallSnapshot(raft.install_snapshot(req).await),
+        Rpc::Propose(command) => Reply::Propose(match raft.client_write(command).await {
+            Ok(response) => Ok(response.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ForwardRefused::NotLeader(forward.leader_id))
+            }
+            Err(e) => Err(ForwardRefused::Failed(e.to_string())),
+        }),
     }
 }

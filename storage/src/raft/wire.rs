@@ -17,7 +17,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::types::{GroupId, NodeId, TypeConfig};
+use super::types::{Command, GroupId, NodeId, TypeConfig};
 
 /// The largest frame either side accepts: a snapshot chunk or a batch of entries is well
 /// below it; anything larger is a corrupt or hostile stream and ends the connection.
@@ -36,6 +36,9 @@ pub enum Rpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A command forwarded by a node that is not the group's leader. The receiver proposes
+    /// it only if it leads; it never forwards again, so a stale leader view cannot loop.
+    Propose(Command),
 }
 
 /// The answer to the request with the same id.
@@ -52,8 +55,18 @@ pub enum Reply {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    Propose(Result<Vec<u8>, ForwardRefused>),
     /// The receiving node hosts no such group (not created yet there, or being removed).
     UnknownGroup,
+}
+
+/// Why a forwarded proposal was not applied.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardRefused {
+    #[error("not the leader (leader: {0:?})")]
+    NotLeader(Option<NodeId>),
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Frames `body` (length prefix + body) into `out`.
