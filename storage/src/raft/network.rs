@@ -134,7 +134,7 @@ impl Link {
         let reader_shared = shared.clone();
         let reader = tokio::spawn(async move {
             while let Ok(Some(body)) = wire::read_frame(&mut read_half).await {
-                let Ok(frame) = serde_json::from_slice::<ResponseFrame>(&body) else {
+                let Ok(frame) = wire::decode::<ResponseFrame>(&body) else {
                     tracing::warn!("undecodable answer from a raft peer; dropping the connection");
                     break;
                 };

@@ -126,7 +126,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>) {
                 break;
             }
         };
-        let frame: RequestFrame = match serde_json::from_slice(&body) {
+        let frame: RequestFrame = match wire::decode(&body) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable raft request; closing the connection");
