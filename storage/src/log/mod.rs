@@ -9,14 +9,14 @@
 //! segments from the front.
 //!
 //! How the pieces fit:
-//! - [`batch`] — the v2 batch header view and the validation every byte goes through.
-//! - [`index`] — the in-memory sparse indexes and their file format.
-//! - [`segment`] — one segment: file handle, published size, indexes, positional I/O.
-//! - [`recovery`] — turning a directory back into segments, scanning and truncating a torn tail.
-//! - [`retention`] — which sealed segments retention deletes (pure).
-//! - [`log_start`] — the durable log start (DeleteRecords) and its checkpoint file.
-//! - [`rewrite`] — crash-safe replacement of a sealed segment's batches (compaction).
-//! - [`partition_log`] — the public type: locking, offset assignment, rolling, flushing.
+//! - `batch` — the v2 batch header view and the validation every byte goes through.
+//! - `index` — the in-memory sparse indexes and their file format.
+//! - `segment` — one segment: file handle, published size, indexes, positional I/O.
+//! - `recovery` — turning a directory back into segments, scanning and truncating a torn tail.
+//! - `retention` — which sealed segments retention deletes (pure).
+//! - `log_start` — the durable log start (DeleteRecords) and its checkpoint file.
+//! - `rewrite` — crash-safe replacement of a sealed segment's batches (compaction).
+//! - `partition_log` — the public type: locking, offset assignment, rolling, flushing.
 //!
 //! Concurrency: appends are serialized by a mutex; reads never take it. A read takes a
 //! snapshot of the segment list under a short lock and then does positional reads (`pread`)

@@ -1,0 +1,45 @@
+//! The Raft group facility: many independent Raft groups hosted by one node.
+//!
+//! What it is: a thin layer over openraft 0.9 that lets one process host one Raft group per
+//! partition plus a controller group (Redpanda / KRaft style). Each group replicates opaque
+//! commands (`&[u8]`) to a [`StateMachine`] the caller supplies; storage never looks inside a
+//! command. Groups are tied together by a [`RaftNode`], which owns the node's data directory,
+//! its Raft listener and ONE outgoing TCP connection per peer that every group's RPCs share
+//! (frames are tagged with the group id and correlated by request id).
+//!
+//! What it is not: Kafka-aware. The broker and the services implement [`StateMachine`] and
+//! decide what a command means.
+//!
+//! Pieces, one concept per file:
+//! - `types.rs`: the openraft type configuration ([`TypeConfig`]), [`GroupId`], [`Command`].
+//! - `entry_codec.rs`: the on-disk form of one log entry (header + raw command bytes).
+//! - `log_store.rs`: the durable log, vote and committed index of one group (redb).
+//! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots).
+//! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
+//!   and proposals forwarded to a group's leader.
+//! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
+//! - `server.rs`: the listener that dispatches incoming frames to the right group.
+//! - `node.rs`: [`RaftNode`]: open/close groups, propose (or submit from any member, which
+//!   forwards to the leader), membership changes, leader,
+//!   metrics, shutdown.
+//! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
+//! - `error.rs`: [`RaftGroupError`].
+
+mod entry_codec;
+mod error;
+mod log_store;
+mod network;
+mod node;
+mod server;
+mod state_machine;
+mod status;
+#[cfg(test)]
+mod storage_suite;
+mod types;
+mod wire;
+
+pub use error::RaftGroupError;
+pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
+pub use state_machine::StateMachine;
+pub use status::{GroupStatus, Role};
+pub use types::{Command, GroupId, NodeId, TypeConfig};

@@ -1,0 +1,400 @@
+//! [`RaftNode`]: one node hosting many Raft groups.
+//!
+//! The node owns a data directory (`<data_dir>/groups/<id>/` per group: its redb log and its
+//! snapshot file), a Raft listener that dispatches incoming RPCs by group id, and the set of
+//! outgoing peer connections every group shares. Groups are opened one by one by the layer
+//! above (the controller decides which groups a node hosts).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::error::RaftGroupError;
+use super::log_store::GroupLogStore;
+use super::network::{GroupNetworkFactory, Peers};
+use super::server::{self, Router};
+use super::state_machine::{GroupStateMachine, StateMachine};
+use super::status::GroupStatus;
+use super::types::{Command, GroupId, NodeId, Raft};
+use super::wire::{ForwardRefused, Reply, Rpc};
+
+/// How long a forwarded proposal may take, commit included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a node runs its groups. Times in milliseconds.
+#[derive(Debug, Clone)]
+pub struct RaftNodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A group snapshots its state machine after this many entries since its last snapshot.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up
+    /// from the log rather than by a full snapshot.
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl RaftNodeConfig {
+    /// Defaults suited to a LAN cluster.
+    pub fn new(node_id: NodeId, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.into(),
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every: 10_000,
+            keep_logs_after_snapshot: 1_000,
+        }
+    }
+
+    fn openraft(&self) -> Result<Arc<openraft::Config>, RaftGroupError> {
+        let config = openraft::Config {
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| RaftGroupError::Config(e.to_string()))
+    }
+}
+
+/// Maps a failed client write (proposal or membership change) to the facility's error.
+fn write_error(
+    group: GroupId,
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> RaftGroupError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            RaftGroupError::NotLeader {
+                group,
+                leader: forward.leader_id,
+            }
+        }
+        RaftError::Fatal(fatal) => RaftGroupError::Stopped {
+            group,
+            message: fatal.to_string(),
+        },
+        RaftError::APIError(e) => RaftGroupError::Raft {
+            group,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Connections of a node's Raft transport since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Outgoing connections this node opened (one per peer unless a link broke).
+    pub dialled: u64,
+    /// Incoming connections its listener accepted.
+    pub accepted: u64,
+}
+
+/// How a group starts on this node.
+#[derive(Debug, Clone)]
+pub enum GroupStart {
+    /// A brand-new group with these voters (node id -> Raft address). Every initial member
+    /// opens it with the same map; a node that already holds the group's state ignores it,
+    /// so restarting with `Bootstrap` is harmless.
+    Bootstrap(BTreeMap<NodeId, String>),
+    /// Join an existing group: wait for its leader to replicate (or snapshot) everything,
+    /// e.g. after this node's data was lost, or as a newly added member. A node that lost
+    /// its data must use this, not `Bootstrap`: it must not invent a membership of its own.
+    Join,
+}
+
+/// A node hosting many Raft groups.
+pub struct RaftNode {
+    config: RaftNodeConfig,
+    raft_config: Arc<openraft::Config>,
+    addr: SocketAddr,
+    router: Arc<Router>,
+    peers: Arc<Peers>,
+    server: JoinHandle<()>,
+}
+
+impl RaftNode {
+    /// Starts serving Raft traffic on `listener`. No group is open yet.
+    pub async fn start(
+        config: RaftNodeConfig,
+        listener: TcpListener,
+    ) -> Result<Self, RaftGroupError> {
+        let raft_config = config.openraft()?;
+        std::fs::create_dir_all(config.data_dir.join("groups"))?;
+        let addr = listener.local_addr()?;
+        let router = Arc::new(Router::default());
+        let server = tokio::spawn(server::run(listener, router.clone()));
+        Ok(Self {
+            config,
+            raft_config,
+            addr,
+            router,
+            peers: Arc::new(Peers::default()),
+            server,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The address the Raft listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.config
+            .data_dir
+            .join("groups")
+            .join(group.0.to_string())
+    }
+
+    /// Opens `group` on this node, recovering its log and snapshot from disk, with `machine`
+    /// as its state machine (restored from the snapshot, then fed the committed entries).
+    pub async fn open_group(
+        &self,
+        group: GroupId,
+        start: GroupStart,
+        machine: Box<dyn StateMachine>,
+    ) -> Result<(), RaftGroupError> {
+        if self.router.get(group).is_some() {
+            return Err(RaftGroupError::GroupExists(group));
+        }
+        let dir = self.group_dir(group);
+        let storage = |e: &dyn std::fmt::Display| RaftGroupError::Storage {
+            group,
+            message: e.to_string(),
+        };
+        let log_store = GroupLogStore::open(&dir).map_err(|e| storage(&e))?;
+        let state_machine = GroupStateMachine::open(&dir, machine).map_err(|e| storage(&e))?;
+        let network = GroupNetworkFactory {
+            group,
+            peers: self.peers.clone(),
+        };
+        let raft = Raft::new(
+            self.config.node_id,
+            self.raft_config.clone(),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftGroupError::Stopped {
+            group,
+            message: e.to_string(),
+        })?;
+        if let GroupStart::Bootstrap(members) = start {
+            let members: BTreeMap<NodeId, BasicNode> = members
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                // NotAllowed: the group already has state (a restart); nothing to do.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    let _ = raft.shutdown().await;
+                    return Err(RaftGroupError::Raft {
+                        group,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        if !self.router.insert(group, raft.clone()) {
+            let _ = raft.shutdown().await;
+            return Err(RaftGroupError::GroupExists(group));
+        }
+        Ok(())
+    }
+
+    /// Stops `group` on this node and forgets it; its data stays on disk, so opening it again
+    /// recovers it (as after a node restart). Peers see the group as unknown meanwhile.
+    pub async fn close_group(&self, group: GroupId) -> Result<(), RaftGroupError> {
+        let raft = self
+            .router
+            .remove(group)
+            .ok_or(RaftGroupError::UnknownGroup(group))?;
+        raft.shutdown().await.map_err(|e| RaftGroupError::Stopped {
+            group,
+            message: e.to_string(),
+        })
+    }
+
+    /// The groups open on this node, in id order.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.router.ids()
+    }
+
+    /// `group`'s role, term, leader, log position and (on the leader) follower lag here.
+    pub fn status(&self, group: GroupId) -> Result<GroupStatus, RaftGroupError> {
+        let metrics = self.metrics(group)?;
+        Ok(GroupStatus::from_metrics(group, &metrics))
+    }
+
+    fn raft(&self, group: GroupId) -> Result<Raft, RaftGroupError> {
+        self.router
+            .get(group)
+            .ok_or(RaftGroupError::UnknownGroup(group))
+    }
+
+    /// Replicates `command` through `group` and returns what the state machine answered once
+    /// a majority has it and it is applied here. Only the leader accepts proposals.
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.client_write(Command(command))
+            .await
+            .map(|response| response.data.0)
+            .map_err(|e| write_error(group, e))
+    }
+
+    /// Like [`RaftNode::propose`], but from any member: a follower forwards the command to
+    /// the leader it knows over the shared peer connection (one hop) and returns the
+    /// leader's answer. As with any proposal, an error after the command left (a timeout,
+    /// the leader failing) does not say it was not applied: commands should be idempotent
+    /// or carry an id the state machine deduplicates.
+    pub async fn submit(
+        &self,
+        group: GroupId,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, RaftGroupError> {
+        let leader = match self.propose(group, command.clone()).await {
+            Err(RaftGroupError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if leader != self.config.node_id => leader,
+            other => return other,
+        };
+        let metrics = self.metrics(group)?;
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+        else {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: Some(leader),
+            });
+        };
+        let reply = self
+            .peers
+            .client(leader, &node.addr)
+            .call(group, Rpc::Propose(Command(command)), FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| RaftGroupError::Forward {
+                group,
+                leader,
+                message: e.to_string(),
+            })?;
+        match reply {
+            Reply::Propose(Ok(answer)) => Ok(answer),
+            Reply::Propose(Err(ForwardRefused::NotLeader(leader))) => {
+                Err(RaftGroupError::NotLeader { group, leader })
+            }
+            Reply::Propose(Err(ForwardRefused::Failed(message))) => {
+                Err(RaftGroupError::Raft { group, message })
+            }
+            _ => Err(RaftGroupError::Forward {
+                group,
+                leader,
+                message: "unexpected reply to a forwarded proposal".to_string(),
+            }),
+        }
+    }
+
+    /// Adds node `node` (Raft address `addr`) to `group` as a voter: it first joins as a
+    /// learner and catches up (the call waits for that), then the leader commits the joint
+    /// and the final membership. The new node must have opened the group with
+    /// [`GroupStart::Join`]. Leader only.
+    pub async fn add_member(
+        &self,
+        group: GroupId,
+        node: NodeId,
+        addr: String,
+    ) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.add_learner(node, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        Ok(())
+    }
+
+    /// Removes node `node` from `group`'s members (not kept as a learner). Leader only.
+    pub async fn remove_member(&self, group: GroupId, node: NodeId) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+            .await
+            .map_err(|e| write_error(group, e))?;
+        Ok(())
+    }
+
+    /// The leader of `group` as this node knows it.
+    pub fn leader(&self, group: GroupId) -> Result<Option<NodeId>, RaftGroupError> {
+        Ok(self.raft(group)?.metrics().borrow().current_leader)
+    }
+
+    /// openraft's metrics of `group` on this node: state, term, last log / applied index,
+    /// leader, membership and (on the leader) each follower's replication progress.
+    pub fn metrics(
+        &self,
+        group: GroupId,
+    ) -> Result<RaftMetrics<NodeId, BasicNode>, RaftGroupError> {
+        Ok(self.raft(group)?.metrics().borrow().clone())
+    }
+
+    /// Node-to-node connection counts: every group shares one connection per peer, so in a
+    /// healthy cluster each count stays at the number of peers.
+    pub fn transport_stats(&self) -> TransportStats {
+        TransportStats {
+            dialled: self.peers.dialled(),
+            accepted: self.router.accepted(),
+        }
+    }
+
+    /// The data directory of `group` on this node.
+    pub fn group_data_dir(&self, group: GroupId) -> PathBuf {
+        self.group_dir(group)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Stops every group and the listener, and drops the peer connections. The data
+    /// directory can be reopened by a new `RaftNode` afterwards.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        // Wait for the listener (and with it every inbound connection) to be gone.
+        let _ = self.server.await;
+        for (group, raft) in self.router.drain() {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(%group, error = %e, "raft group did not stop cleanly");
+            }
+        }
+        self.peers.clear();
+    }
+}
