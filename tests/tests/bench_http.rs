@@ -56,7 +56,9 @@ fn bench_http_writes_and_reads_products_through_the_gateway() {
     assert!(created > 0, "{written}");
     // Every 201 is a product the catalog now lists.
     let api = Api::new(&node);
-    let page = api.get("/api/catalog/products?page_size=1", None).expect(200);
+    let page = api
+        .get("/api/catalog/products?page_size=1", None)
+        .expect(200);
     assert_eq!(page.body["total"], created, "{written}");
 
     let mut args = vec![
