@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The histogram's range: up to the client timeout. (An auto-resizing histogram would clamp
+/// `saturating_record` at its small initial range, ~2 ms.)
+const MAX_LATENCY_US: u64 = 60_000_000;
 /// Products seeded for the read scenario when the catalog has fewer.
 const SEED_PRODUCTS: usize = 100;
 
@@ -92,7 +95,7 @@ pub async fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
         let prefix = format!("bench-{}-{worker}", run_id.get(..8).unwrap_or("run"));
         workers.push(tokio::spawn(async move {
             let mut stats = WorkerStats {
-                latency_us: Histogram::new(3)?,
+                latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
                 statuses: BTreeMap::new(),
             };
             let mut n: usize = 0;
@@ -122,7 +125,7 @@ pub async fn run(args: BenchHttpArgs) -> anyhow::Result<()> {
             Ok::<WorkerStats, hdrhistogram::CreationError>(stats)
         }));
     }
-    let mut latency = Histogram::<u64>::new(3)?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
     let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
     for worker in workers {
         let stats = worker.await.context("a bench worker panicked")??;
