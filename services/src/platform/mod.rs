@@ -33,6 +33,8 @@ pub mod time;
 pub mod transaction;
 
 #[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
 mod tests;
 
 pub use engine::{Applied, CommandMeta, Engine, StateMachine};
