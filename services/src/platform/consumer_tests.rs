@@ -19,12 +19,15 @@ use tokio::sync::watch;
 const TOPIC: &str = "things";
 const COUNTS: Table<u64> = Table::new("count");
 
+/// A dead letter as appended: its topic and headers.
+type DeadLetter = (String, Vec<(String, Vec<u8>)>);
+
 /// One partition of `TOPIC` in memory, with the group's offset and the dead letters.
 #[derive(Default)]
 struct ConsumeLog {
     records: Vec<ConsumedRecord>,
     committed: Mutex<Option<i64>>,
-    dead: Mutex<Vec<(String, Vec<(String, Vec<u8>)>)>>,
+    dead: Mutex<Vec<DeadLetter>>,
     /// Dead-letter appends that fail before one succeeds.
     failing_appends: Mutex<u32>,
 }
