@@ -7,12 +7,13 @@
 
 use bytes::{Bytes, BytesMut};
 use commerce_broker::{Broker, LocalLog};
-use commerce_services::platform::{EventLog, EventLogError, PublishedEvent};
+use commerce_services::platform::{EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 const OUTBOX_SEQ_HEADER: &str = "outbox-seq";
 const TRACEPARENT_HEADER: &str = "traceparent";
@@ -24,8 +25,8 @@ const TAIL_LIMIT: i64 = 1_000_000;
 
 #[derive(Clone)]
 pub struct BrokerEventLog {
-    log: LocalLog,
-    broker: Arc<Broker>,
+    pub(crate) log: LocalLog,
+    pub(crate) broker: Arc<Broker>,
 }
 
 impl BrokerEventLog {
@@ -36,7 +37,7 @@ impl BrokerEventLog {
         }
     }
 
-    fn partitions(&self, topic: &str) -> Result<i32, EventLogError> {
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<i32, EventLogError> {
         self.log.ensure_topic(topic).map_err(error)?;
         let count = self
             .broker
@@ -49,7 +50,7 @@ impl BrokerEventLog {
 
 impl EventLog for BrokerEventLog {
     async fn partition_for(&self, topic: &str, key: &str) -> Result<i32, EventLogError> {
-        let partitions = self.partitions(topic)?;
+        let partitions = self.partition_count(topic)?;
         Ok(partition_for(key.as_bytes(), partitions))
     }
 
@@ -106,13 +107,52 @@ impl EventLog for BrokerEventLog {
         if self.broker.topic(topic).is_none() {
             return Ok(None);
         }
-        let partitions = self.partitions(topic)?;
+        let partitions = self.partition_count(topic)?;
         let mut last: Option<u64> = None;
         for partition in 0..partitions {
             let found = self.scan_tail(topic, partition, producer_id)?;
             last = last.max(found);
         }
         Ok(last)
+    }
+
+    // The consuming side lives in event_consume.rs.
+
+    async fn partitions(&self, topic: &str) -> Result<i32, EventLogError> {
+        self.partition_count(topic)
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait: Duration,
+    ) -> Result<Fetched, EventLogError> {
+        self.fetch_records(topic, partition, offset, max_wait).await
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, EventLogError> {
+        Ok(self.committed(group, topic, partition))
+    }
+
+    async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), EventLogError> {
+        self.commit(group, topic, partition, offset).await
+    }
+
+    async fn publish_record(&self, record: PlainRecord<'_>) -> Result<(), EventLogError> {
+        self.append_plain(record).await
     }
 }
 
@@ -182,12 +222,12 @@ impl BrokerEventLog {
     }
 }
 
-fn error(broker: commerce_broker::BrokerError) -> EventLogError {
+pub(crate) fn error(broker: commerce_broker::BrokerError) -> EventLogError {
     EventLogError(broker.to_string())
 }
 
 /// Kafka's default partitioner for keyed records: `toPositive(murmur2(key)) % partitions`.
-fn partition_for(key: &[u8], partitions: i32) -> i32 {
+pub(crate) fn partition_for(key: &[u8], partitions: i32) -> i32 {
     let hash = murmur2(key) & 0x7fff_ffff;
     i32::try_from(hash).unwrap_or(0) % partitions.max(1)
 }

@@ -3,6 +3,7 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod config;
+mod event_consume;
 mod event_log;
 mod kafka_apis;
 mod services;

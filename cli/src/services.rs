@@ -1,5 +1,6 @@
 //! Wiring the services: their stores under `<data-dir>/services/`, their outbox relays
-//! publishing through the built-in broker, and the bootstrap admin.
+//! publishing through the built-in broker, their event consumers reading from it, and the
+//! bootstrap admin.
 
 use crate::event_log::BrokerEventLog;
 use anyhow::Context;
@@ -7,7 +8,9 @@ use commerce_broker::Broker;
 use commerce_gateway::Services;
 use commerce_services::catalog::{self, CatalogService};
 use commerce_services::identity::{self, IdentityService};
+use commerce_services::platform::consumer::Consumer;
 use commerce_services::platform::outbox::Relay;
+use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -47,6 +50,22 @@ pub fn spawn_relays(
         tokio::spawn(identity.run(stopped.clone())),
         tokio::spawn(catalog.run(stopped)),
     ]
+}
+
+/// One consumer per service that reacts to events (catalog, of identity's).
+pub fn spawn_consumers(
+    services: &Services,
+    broker: Arc<Broker>,
+    stopped: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let catalog = Consumer {
+        log: Arc::new(BrokerEventLog::new(broker)),
+        engine: services.catalog.engine.clone(),
+        subscriber: catalog::consumers::CatalogSubscriber,
+        retry: RetryPolicy::default(),
+        breaker: BreakerConfig::default(),
+    };
+    vec![tokio::spawn(catalog.run(stopped))]
 }
 
 /// Creates the configured admin unless an account with that email exists.

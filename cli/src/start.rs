@@ -63,6 +63,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         stopped.clone(),
     ));
     let relays = crate::services::spawn_relays(&services, broker.clone(), stopped.clone());
+    let consumers = crate::services::spawn_consumers(&services, broker.clone(), stopped.clone());
 
     println!(
         "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
@@ -75,6 +76,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     for task in [kafka, http, maintenance, group_timers]
         .into_iter()
         .chain(relays)
+        .chain(consumers)
     {
         if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");

@@ -28,6 +28,7 @@ use utoipa_scalar::{Scalar, Servable};
         catalog::routes::change_price,
         catalog::routes::delete_product,
         catalog::routes::list_categories,
+        catalog::routes::get_author,
     ),
     modifiers(&BearerAuth),
     tags((name = "identity"), (name = "catalog"))

@@ -45,6 +45,8 @@ pub enum BenchCommand {
     Consume(BenchConsumeArgs),
     /// Read one partition with raw Fetch requests (no record decoding): the broker's side.
     Fetch(super::bench_fetch::BenchFetchArgs),
+    /// Load the REST API through the gateway (catalog reads or product writes).
+    Http(super::bench_http::BenchHttpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +100,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .context("the bench task panicked")?
         }
         BenchCommand::Fetch(bench) => super::bench_fetch::run(&args.connection, &bench).await,
+        BenchCommand::Http(bench) => super::bench_http::run(bench).await,
         BenchCommand::Consume(bench) => {
             let connection = args.connection;
             tokio::task::spawn_blocking(move || bench_consume(&connection, &bench))

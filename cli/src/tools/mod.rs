@@ -9,6 +9,7 @@
 
 pub mod bench;
 mod bench_fetch;
+pub mod bench_http;
 pub mod connection;
 pub mod consume;
 pub mod group;

@@ -2,12 +2,13 @@
 
 use super::commands::Command;
 use super::events::{self, TOPIC};
-use super::model::Product;
+use super::model::{Author, Product};
 use crate::platform::store::{Table, Transaction, UniqueIndex};
 use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};
 
 pub const PRODUCTS: Table<Product> = Table::new("product");
 pub const SKUS: UniqueIndex = UniqueIndex::new("sku");
+pub const AUTHORS: Table<Author> = Table::new("author");
 
 pub struct Catalog;
 
@@ -98,6 +99,30 @@ impl StateMachine for Catalog {
                     sku: &product.sku,
                 };
                 tx.emit(TOPIC, meta.event(events::PRODUCT_DELETED, id, 1, data)?);
+                Ok(Ok(None))
+            }
+            Command::RecordAuthor {
+                user_id,
+                name,
+                roles,
+            } => {
+                let mut author = AUTHORS.get(tx, user_id)?.unwrap_or_else(|| Author {
+                    id: user_id.clone(),
+                    name: None,
+                    roles: Vec::new(),
+                    version: 0,
+                    updated_at_ms: meta.at_ms,
+                });
+                if let Some(name) = name {
+                    author.name = Some(name.clone());
+                }
+                if let Some(roles) = roles {
+                    author.roles = roles.clone();
+                }
+                author.version += 1;
+                author.updated_at_ms = meta.at_ms;
+                AUTHORS.put(tx, user_id, &author)?;
+                // A read model: nothing to tell other services.
                 Ok(Ok(None))
             }
         }

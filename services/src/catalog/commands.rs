@@ -21,4 +21,10 @@ pub enum Command {
     Delete {
         id: String,
     },
+    /// From `identity-events`: a user's name and/or roles as identity now has them.
+    RecordAuthor {
+        user_id: String,
+        name: Option<String>,
+        roles: Option<Vec<String>>,
+    },
 }

@@ -1,9 +1,11 @@
 //! Catalog: products (unique SKU, price in minor units, category, metadata), admin writes,
 //! public browsing with search, category filter and pages over a cached product list.
-//! Events on `catalog-events`.
+//! Events on `catalog-events`. Consumes `identity-events` into its own read model of the
+//! users who write products (`consumers.rs`, `GET /api/catalog/authors/{id}`).
 
 pub mod apply;
 pub mod commands;
+pub mod consumers;
 pub mod events;
 pub mod model;
 pub mod routes;

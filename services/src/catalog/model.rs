@@ -40,6 +40,22 @@ pub struct Product {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The admin who created it (a user id; see [`Author`]). Absent on older records.
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+/// What catalog knows of a user who may write to it, kept from `identity-events` (its own read
+/// model: catalog never calls identity). Only the fields catalog shows, no email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Author {
+    pub id: String,
+    /// None until the user's UserRegistered has been seen.
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    /// How many of the user's identity events this model has applied (each exactly once).
+    pub version: u64,
+    pub updated_at_ms: i64,
 }
 
 pub fn check_sku(sku: &str) -> Result<String, Rejection> {

@@ -1,9 +1,9 @@
 //! Catalog's HTTP routes, mounted by the gateway under `/api/catalog`.
 
 use super::CatalogService;
-use super::apply::PRODUCTS;
+use super::apply::{AUTHORS, PRODUCTS};
 use super::commands::Command;
-use super::model::{Money, Product, check_sku, check_text};
+use super::model::{Author, Money, Product, check_sku, check_text};
 use crate::platform::http::{Admin, ApiError, Body, RequestContext, answer};
 use crate::platform::{Rejection, StoreError};
 use axum::Router;
@@ -28,6 +28,7 @@ pub fn router(service: Arc<CatalogService>) -> Router {
         )
         .route("/products/{id}/price", put(change_price))
         .route("/categories", get(list_categories))
+        .route("/authors/{id}", get(get_author))
         .with_state(service)
 }
 
@@ -87,7 +88,7 @@ pub struct CategoryView {
 pub async fn create_product(
     State(service): State<Arc<CatalogService>>,
     context: RequestContext,
-    _admin: Admin,
+    Admin(admin): Admin,
     Body(request): Body<CreateProduct>,
 ) -> Result<impl IntoResponse, ApiError> {
     let product = Product {
@@ -101,6 +102,7 @@ pub async fn create_product(
         metadata: request.metadata.unwrap_or_default(),
         created_at_ms: 0,
         updated_at_ms: 0,
+        created_by: Some(admin.user_id),
     };
     let product = service.submit(Command::Create(product), &context).await?;
     Ok((StatusCode::CREATED, axum::Json(product)))
@@ -240,6 +242,21 @@ pub async fn delete_product(
     )?;
     service.invalidate();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What catalog knows of a user (admin): its read model from `identity-events`.
+#[utoipa::path(get, path = "/api/catalog/authors/{id}",
+    responses((status = 200, body = Author), (status = 403), (status = 404)),
+    security(("bearer" = [])), tag = "catalog")]
+pub async fn get_author(
+    State(service): State<Arc<CatalogService>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Author>, ApiError> {
+    match AUTHORS.get(service.engine.store().as_ref(), &id)? {
+        Some(author) => Ok(axum::Json(author)),
+        None => Err(Rejection::not_found("author").into()),
+    }
 }
 
 /// Categories in use, with their product counts.

@@ -7,10 +7,14 @@
 //! never lost and never half-applied. Because apply sees only the command and the state, a
 //! Raft group can later own the log and every replica applies the same entries to the same
 //! result; handlers do not change.
+//!
+//! A command born of a consumed event (`submit_consumed`) carries the event's id; apply skips
+//! it when the inbox already holds that id and otherwise records the id in the same batch as
+//! the effect, so a redelivered event is applied at most once whatever the handler does.
 
 use super::envelope::EventEnvelope;
 use super::error::{Rejection, StoreError};
-use super::store::{META_APPLIED, Store, Transaction};
+use super::store::{META_APPLIED, Store, Transaction, inbox};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,6 +42,17 @@ pub struct CommandContext {
     pub correlation_id: String,
     pub causation_id: Option<String>,
     pub traceparent: Option<String>,
+    /// The id of the event this command reacts to (inbox deduplication).
+    pub consumed_event: Option<String>,
+}
+
+/// What applying a command came to.
+#[derive(Debug)]
+pub enum Applied<T> {
+    /// Applied (or deterministically rejected).
+    Done(Result<T, Rejection>),
+    /// The consumed event it carries was applied before: nothing changed.
+    AlreadyApplied,
 }
 
 /// Everything about a command that is fixed before it is logged.
@@ -48,6 +63,10 @@ pub struct CommandMeta {
     pub correlation_id: String,
     pub causation_id: Option<String>,
     pub traceparent: Option<String>,
+    /// Set for a command born of a consumed event: that event's id. Older log entries have
+    /// none.
+    #[serde(default)]
+    pub consumed_event: Option<String>,
 }
 
 impl CommandMeta {
@@ -146,12 +165,40 @@ impl<M: StateMachine> Engine<M> {
             .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
+    /// Logs and applies a command born of a consumed event (`context.consumed_event` names
+    /// it): applied at most once per event id.
+    pub async fn submit_consumed(
+        self: &Arc<Self>,
+        command: M::Command,
+        context: CommandContext,
+    ) -> Result<Applied<M::Output>, StoreError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.submit_entry(command, context))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
     /// `submit` for callers without a runtime (the `user create` command, bootstrap).
     pub fn submit_blocking(
         &self,
         command: M::Command,
         context: CommandContext,
     ) -> Result<Result<M::Output, Rejection>, StoreError> {
+        match self.submit_entry(command, context)? {
+            Applied::Done(answer) => Ok(answer),
+            Applied::AlreadyApplied => Ok(Err(Rejection::conflict(
+                "already_applied",
+                None,
+                "the event this command reacts to was applied before",
+            ))),
+        }
+    }
+
+    fn submit_entry(
+        &self,
+        command: M::Command,
+        context: CommandContext,
+    ) -> Result<Applied<M::Output>, StoreError> {
         let entry = LogEntry {
             meta: CommandMeta {
                 command_id: uuid::Uuid::new_v4().to_string(),
@@ -159,6 +206,7 @@ impl<M: StateMachine> Engine<M> {
                 correlation_id: context.correlation_id,
                 causation_id: context.causation_id,
                 traceparent: context.traceparent,
+                consumed_event: context.consumed_event,
             },
             command,
         };
@@ -179,8 +227,15 @@ fn apply_one<M: StateMachine>(
     machine: &M,
     index: u64,
     entry: &LogEntry<M::Command>,
-) -> Result<Result<M::Output, Rejection>, StoreError> {
+) -> Result<Applied<M::Output>, StoreError> {
     let mut tx = store.begin();
+    if let Some(event_id) = &entry.meta.consumed_event
+        && inbox::seen(&tx, event_id)?
+    {
+        // Only the log position moves.
+        store.commit(Default::default(), Vec::new(), None, index)?;
+        return Ok(Applied::AlreadyApplied);
+    }
     let answer = match machine.apply(&mut tx, &entry.command, &entry.meta) {
         Ok(answer) => answer,
         Err(error) => {
@@ -188,6 +243,11 @@ fn apply_one<M: StateMachine>(
             return Err(error);
         }
     };
+    if answer.is_ok()
+        && let Some(event_id) = &entry.meta.consumed_event
+    {
+        inbox::record(&mut tx, event_id);
+    }
     let (writes, events) = match &answer {
         Ok(_) => (
             std::mem::take(&mut tx.writes),
@@ -197,5 +257,5 @@ fn apply_one<M: StateMachine>(
         Err(_) => Default::default(),
     };
     store.commit(writes, events, entry.meta.traceparent.as_deref(), index)?;
-    Ok(answer)
+    Ok(Applied::Done(answer))
 }

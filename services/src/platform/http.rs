@@ -60,6 +60,7 @@ impl RequestContext {
             correlation_id: self.correlation_id.clone(),
             causation_id: None,
             traceparent: self.traceparent.clone(),
+            consumed_event: None,
         }
     }
 }

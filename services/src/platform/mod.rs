@@ -15,24 +15,33 @@
 //! - [`event_log`]: the `EventLog` port the services publish through; the composition root
 //!   plugs in the built-in broker or an external Kafka.
 //! - [`outbox`]: the relay that publishes committed outbox events in order, exactly once.
+//! - [`consumer`]: the consumer side: a service's subscriptions read with group semantics,
+//!   applied at most once (inbox), poison events retried then sent to `<topic>.dlq`.
+//! - [`resilience`]: circuit breaker, call timeout and retry backoff for calls out.
 //! - [`http`]: the pieces every service's routes share (error body, caller, request context).
 
+pub mod consumer;
 pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod event_log;
 pub mod http;
 pub mod outbox;
+pub mod resilience;
 pub mod store;
 pub mod time;
 pub mod transaction;
 
 #[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
 mod tests;
 
-pub use engine::{CommandMeta, Engine, StateMachine};
+pub use engine::{Applied, CommandMeta, Engine, StateMachine};
 pub use envelope::EventEnvelope;
 pub use error::{Rejection, StoreError};
-pub use event_log::{EventLog, EventLogError, PublishedEvent};
+pub use event_log::{
+    ConsumedRecord, EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent,
+};
 pub use http::answer;
 pub use store::{ReadTx, Store, Table, Transaction, UniqueIndex};

@@ -11,12 +11,17 @@
 //!   log for the last outbox sequence this producer has on each topic and marks everything
 //!   up to it as published, so it does not depend on the broker for that.
 //!
+//! Every publish goes through a circuit breaker with a timeout ([`Guarded`]): a log that hangs
+//! or keeps failing is left alone for a cool-down instead of being hammered, and a publish
+//! abandoned by the timeout is safe to repeat (same producer sequence).
+//!
 //! Kafka numbers a producer's batches per partition, without gaps; the outbox sequence runs
 //! across all of a service's topics, so it is carried in the record for the tail check and
 //! not used as the producer sequence itself.
 
 use super::error::StoreError;
 use super::event_log::{EventLog, PublishedEvent};
+use super::resilience::{BreakerConfig, Guarded};
 use super::store::{OutboxEntry, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +46,7 @@ pub struct Relay<L: EventLog> {
 impl<L: EventLog> Relay<L> {
     /// Runs until `stopped` turns true.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let guard = Guarded::new("event log", BreakerConfig::default());
         loop {
             match self.skip_already_published().await {
                 Ok(()) => break,
@@ -56,7 +62,7 @@ impl<L: EventLog> Relay<L> {
             if *stopped.borrow() {
                 return;
             }
-            match self.publish_pending().await {
+            match self.publish_pending(&guard).await {
                 Ok(0) => {
                     tokio::select! {
                         _ = self.signal.notified() => {}
@@ -110,26 +116,27 @@ impl<L: EventLog> Relay<L> {
     }
 
     /// Publishes one round of pending events; returns how many.
-    async fn publish_pending(&self) -> Result<usize, RelayError> {
+    async fn publish_pending(&self, guard: &Guarded) -> Result<usize, RelayError> {
         let pending = self.store.outbox_pending(BATCH)?;
         let count = pending.len();
         for (seq, entry) in pending {
             let value = serde_json::to_vec(&entry.event).map_err(StoreError::from)?;
             let partition = self.partition(&entry).await?;
             let sequence = self.store.producer_sequence(&entry.topic, partition)?;
-            self.log
-                .publish(PublishedEvent {
-                    topic: &entry.topic,
-                    key: &entry.event.aggregate_id,
-                    partition,
-                    // Kafka sequences are non-negative i32 and wrap.
-                    sequence: i32::try_from(sequence & 0x7fff_ffff).unwrap_or(0),
-                    value: &value,
-                    timestamp_ms: super::time::now_ms(),
-                    producer_id: self.producer_id,
-                    outbox_seq: seq,
-                    traceparent: entry.traceparent.as_deref(),
-                })
+            let publish = self.log.publish(PublishedEvent {
+                topic: &entry.topic,
+                key: &entry.event.aggregate_id,
+                partition,
+                // Kafka sequences are non-negative i32 and wrap.
+                sequence: i32::try_from(sequence & 0x7fff_ffff).unwrap_or(0),
+                value: &value,
+                timestamp_ms: super::time::now_ms(),
+                producer_id: self.producer_id,
+                outbox_seq: seq,
+                traceparent: entry.traceparent.as_deref(),
+            });
+            guard
+                .call(publish)
                 .await
                 .map_err(|error| RelayError::Log(error.to_string()))?;
             self.store
