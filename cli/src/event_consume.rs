@@ -5,13 +5,12 @@
 //! plain appends for dead letters.
 
 use crate::event_log::{BrokerEventLog, error, partition_for};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use commerce_broker::group::commit::{Commit, PartitionCommit};
+use commerce_broker::record_batch;
 use commerce_services::platform::{ConsumedRecord, EventLogError, Fetched, PlainRecord};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::time::Duration;
 
 /// Bytes read per fetch (at least one whole batch).
@@ -147,34 +146,16 @@ impl BrokerEventLog {
             .into_iter()
             .map(|(name, value)| (StrBytes::from_string(name), Some(Bytes::from(value))))
             .collect();
+        // No producer id: a plain, non-idempotent append.
         let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            // No producer id: a plain, non-idempotent append.
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: plain.timestamp_ms,
-            key: plain.key.map(Bytes::copy_from_slice),
-            value: plain.value.map(Bytes::copy_from_slice),
             headers,
+            ..record_batch::plain_record(
+                0,
+                plain.timestamp_ms,
+                plain.key.map(Bytes::copy_from_slice),
+                plain.value.map(Bytes::copy_from_slice),
+            )
         };
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut batch, [record].iter(), &options)
-            .map_err(|encode| EventLogError(format!("cannot encode the record: {encode}")))?;
-        let (log, topic) = (self.log.clone(), plain.topic.to_string());
-        tokio::task::spawn_blocking(move || log.append(&topic, partition, &mut batch))
-            .await
-            .map_err(|join| EventLogError(join.to_string()))?
-            .map_err(error)?;
-        Ok(())
+        self.append_record(plain.topic, partition, record).await
     }
 }

@@ -5,13 +5,12 @@
 //! topic's tail what it already published. Partitions are chosen as Kafka's Java client does
 //! (murmur2 of the key), so one aggregate's events stay in order on one partition.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use commerce_broker::record_batch;
 use commerce_broker::{Broker, LocalLog};
 use commerce_services::platform::{EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,26 @@ pub struct BrokerEventLog {
 }
 
 impl BrokerEventLog {
+    /// Appends one record as its own batch. The append may fsync: it runs off the async
+    /// workers.
+    pub(crate) async fn append_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: Record,
+    ) -> Result<(), EventLogError> {
+        let mut batch =
+            record_batch::encode_uncompressed(std::slice::from_ref(&record)).map_err(|encode| {
+                EventLogError(format!("cannot encode a record for {topic}: {encode}"))
+            })?;
+        let (log, topic) = (self.log.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || log.append(&topic, partition, &mut batch))
+            .await
+            .map_err(|join| EventLogError(join.to_string()))?
+            .map_err(error)?;
+        Ok(())
+    }
+
     pub fn new(broker: Arc<Broker>) -> BrokerEventLog {
         BrokerEventLog {
             log: LocalLog::new(broker.clone()),
@@ -69,34 +88,18 @@ impl EventLog for BrokerEventLog {
             );
         }
         let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
             producer_id: event.producer_id,
             producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
             sequence: event.sequence,
-            timestamp: event.timestamp_ms,
-            key: Some(Bytes::from(event.key.to_string())),
-            value: Some(Bytes::copy_from_slice(event.value)),
             headers,
+            ..record_batch::plain_record(
+                0,
+                event.timestamp_ms,
+                Some(Bytes::from(event.key.to_string())),
+                Some(Bytes::copy_from_slice(event.value)),
+            )
         };
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut batch, [record].iter(), &options)
-            .map_err(|encode| EventLogError(format!("cannot encode the event: {encode}")))?;
-        let (log, topic) = (self.log.clone(), event.topic.to_string());
-        // The append may fsync: keep it off the async workers.
-        tokio::task::spawn_blocking(move || log.append(&topic, partition, &mut batch))
-            .await
-            .map_err(|join| EventLogError(join.to_string()))?
-            .map_err(error)?;
-        Ok(())
+        self.append_record(event.topic, partition, record).await
     }
 
     async fn last_published(
