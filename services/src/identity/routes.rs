@@ -142,16 +142,7 @@ pub async fn login(
         expires_at_ms: now + REFRESH_TTL_MS,
     };
     answer(service.engine.submit(command, context.command()).await)?;
-    let access_token = service
-        .signer
-        .issue(&user.id, &session_id, &user.roles, now)
-        .map_err(internal)?;
-    Ok(axum::Json(TokenResponse {
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL_SECS,
-    }))
+    token_response(&service, &user, &session_id, refresh_token, now)
 }
 
 /// Exchange a refresh token for new tokens; the presented refresh token stops working.
@@ -185,16 +176,7 @@ pub async fn refresh(
             Rejection::unauthenticated("invalid_refresh_token", "the account is gone").into(),
         );
     };
-    let access_token = service
-        .signer
-        .issue(&user.id, &session_id, &user.roles, now)
-        .map_err(internal)?;
-    Ok(axum::Json(TokenResponse {
-        access_token,
-        refresh_token,
-        token_type: "Bearer",
-        expires_in: ACCESS_TTL_SECS,
-    }))
+    token_response(&service, &user, &session_id, refresh_token, now)
 }
 
 /// Revoke the caller's session and its refresh token.
@@ -332,4 +314,24 @@ pub(crate) fn validate_registration(
     check_password("password", password)?;
     let name = check_name(name)?;
     Ok((email, name))
+}
+
+/// The login/refresh answer: a fresh access token for the session plus its refresh token.
+fn token_response(
+    service: &IdentityService,
+    user: &User,
+    session_id: &str,
+    refresh_token: String,
+    now: i64,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let access_token = service
+        .signer
+        .issue(&user.id, session_id, &user.roles, now)
+        .map_err(internal)?;
+    Ok(axum::Json(TokenResponse {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+    }))
 }
