@@ -35,7 +35,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
 
     let broker = open_broker(&settings, kafka_addr)?;
-    let services = crate::services::open(&settings.data_dir)?;
+    let mut services = crate::services::open(&settings.data_dir)?;
     if let Some((email, password)) = &settings.admin {
         crate::services::ensure_admin(&services.identity, email, password).await?;
     }
@@ -47,7 +47,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         idempotency_dir: Some(settings.data_dir.join("gateway").join("idempotency")),
         ..commerce_gateway::GatewayConfig::default()
     };
-    let app = commerce_gateway::router(&gateway, services.clone(), readiness(&broker), metrics)
+    let app = commerce_gateway::router(&gateway, services.gateway(), readiness(&broker), metrics)
         .context("cannot build the HTTP gateway")?;
     let (stop, stopped) = watch::channel(false);
 
@@ -62,8 +62,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let relays = crate::services::spawn_relays(&services, broker.clone(), stopped.clone());
-    let consumers = crate::services::spawn_consumers(&services, broker.clone(), stopped.clone());
+    let service_tasks = services.spawn(broker.clone(), stopped.clone());
 
     println!(
         "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
@@ -75,14 +74,13 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let _ = stop.send(true);
     for task in [kafka, http, maintenance, group_timers]
         .into_iter()
-        .chain(relays)
-        .chain(consumers)
+        .chain(service_tasks)
     {
         if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
         }
     }
-    crate::services::close(&services);
+    services.close();
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     println!("commerce node {} stopped", settings.node_id);

@@ -22,7 +22,6 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use commerce_services::catalog::CatalogService;
 use commerce_services::identity::IdentityService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,11 +57,24 @@ impl Default for GatewayConfig {
     }
 }
 
-/// The services behind the gateway.
+/// The services behind the gateway: identity, which the gateway also asks about tokens and
+/// sessions, and every other service as a mount.
 #[derive(Clone)]
 pub struct Services {
     pub identity: Arc<IdentityService>,
-    pub catalog: Arc<CatalogService>,
+    pub mounts: Vec<ServiceMount>,
+}
+
+/// A service's HTTP surface, as the composition root hands it to the gateway.
+#[derive(Clone)]
+pub struct ServiceMount {
+    /// Where its routes live, e.g. `/api/orders`.
+    pub path: &'static str,
+    pub router: Router,
+    /// Its part of the OpenAPI document.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// False once the service's store has failed (readiness).
+    pub healthy: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 #[derive(Clone)]
@@ -107,9 +119,11 @@ pub fn router(
     // Order matters: the layer added last runs first. A request meets CORS, correlation,
     // the size limit and timeout, then authentication (which names the client), then the
     // rate limit and idempotency (both per client), then the route.
-    let api = Router::new()
-        .nest("/api/identity", services.identity.router())
-        .nest("/api/catalog", services.catalog.router())
+    let mut api = Router::new().nest("/api/identity", services.identity.router());
+    for mount in &services.mounts {
+        api = api.nest(mount.path, mount.router.clone());
+    }
+    let api = api
         .layer(from_fn_with_state(idempotency, idempotency::layer))
         .layer(from_fn_with_state(limiter, rate_limit::layer))
         .layer(from_fn_with_state(
@@ -132,7 +146,7 @@ pub fn router(
     Ok(Router::new()
         .merge(api)
         .merge(health)
-        .merge(openapi::router())
+        .merge(openapi::router(&services.mounts))
         .route(
             "/.well-known/jwks.json",
             get(move || async move { axum::Json(jwks) }),
@@ -186,7 +200,7 @@ async fn live() -> impl IntoResponse {
 
 async fn ready_handler(State(state): State<HealthState>) -> impl IntoResponse {
     let services_ok = state.services.identity.engine.store().is_healthy()
-        && state.services.catalog.engine.store().is_healthy();
+        && state.services.mounts.iter().all(|mount| (mount.healthy)());
     let result = (state.ready)().and_then(|()| {
         if services_ok {
             Ok(())

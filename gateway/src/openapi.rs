@@ -2,9 +2,10 @@
 //! annotations, and a browsable UI at `/api/docs` (Scalar; its page loads no build-time
 //! assets).
 
+use crate::ServiceMount;
 use axum::Router;
 use axum::routing::get;
-use commerce_services::{catalog, identity};
+use commerce_services::identity;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::{Scalar, Servable};
@@ -21,17 +22,9 @@ use utoipa_scalar::{Scalar, Servable};
         identity::routes::change_password,
         identity::routes::list_users,
         identity::routes::set_roles,
-        catalog::routes::create_product,
-        catalog::routes::list_products,
-        catalog::routes::get_product,
-        catalog::routes::update_product,
-        catalog::routes::change_price,
-        catalog::routes::delete_product,
-        catalog::routes::list_categories,
-        catalog::routes::get_author,
     ),
     modifiers(&BearerAuth),
-    tags((name = "identity"), (name = "catalog"))
+    tags((name = "identity"))
 )]
 struct ApiDoc;
 
@@ -52,12 +45,17 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// Identity's paths plus every mounted service's.
+pub fn document(mounts: &[ServiceMount]) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    for mount in mounts {
+        document.merge(mount.openapi.clone());
+    }
+    document
 }
 
-pub fn router() -> Router {
-    let document = document();
+pub fn router(mounts: &[ServiceMount]) -> Router {
+    let document = document(mounts);
     let json = document.clone();
     Router::new()
         .route(

@@ -290,3 +290,20 @@ impl CatalogService {
         })
     }
 }
+
+/// Catalog's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        create_product,
+        list_products,
+        get_product,
+        update_product,
+        change_price,
+        delete_product,
+        list_categories,
+        get_author,
+    ),
+    tags((name = "catalog"))
+)]
+pub struct CatalogApi;
