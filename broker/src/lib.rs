@@ -15,6 +15,7 @@ pub mod api;
 pub mod broker;
 pub mod compaction;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod group;
 pub mod local;

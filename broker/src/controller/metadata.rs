@@ -1,0 +1,233 @@
+//! The cluster metadata and how each command changes it.
+
+use super::command::{ControllerAnswer, ControllerCommand, NodeRecord};
+use crate::topic_config::TopicConfig;
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// One partition's replicas, preferred leader first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReplicas {
+    pub replicas: Vec<u64>,
+}
+
+impl PartitionReplicas {
+    /// The replica that should lead when it is up: the first one, as in Kafka.
+    pub fn preferred_leader(&self) -> Option<u64> {
+        self.replicas.first().copied()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub id: Uuid,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionReplicas>,
+}
+
+/// Everything the controller group agrees on. Ordered maps, so a snapshot of the same state
+/// is the same bytes on every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub nodes: BTreeMap<u64, NodeRecord>,
+    pub topics: BTreeMap<String, TopicMetadata>,
+    /// The Raft index of the last applied command (what a reader has caught up to).
+    pub applied_index: u64,
+}
+
+fn refused(error: ResponseError, message: impl Into<String>) -> ControllerAnswer {
+    ControllerAnswer::Refused {
+        error_code: error.code(),
+        message: message.into(),
+    }
+}
+
+impl ClusterMetadata {
+    /// Applies `command`; a refusal changes nothing.
+    pub fn apply(&mut self, index: u64, command: &ControllerCommand) -> ControllerAnswer {
+        self.applied_index = index;
+        match command {
+            ControllerCommand::RegisterNode(node) => {
+                self.nodes.insert(node.id, node.clone());
+                ControllerAnswer::Applied
+            }
+            ControllerCommand::RemoveNode { id } => self.remove_node(*id),
+            ControllerCommand::CreateTopic {
+                name,
+                id,
+                config,
+                replicas,
+            } => self.create_topic(name, *id, config, replicas),
+            ControllerCommand::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => ControllerAnswer::Applied,
+                None => refused(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("no topic {name}"),
+                ),
+            },
+            ControllerCommand::SetTopicConfig { name, config } => match self.topics.get_mut(name) {
+                Some(topic) => {
+                    topic.config = config.clone();
+                    ControllerAnswer::Applied
+                }
+                None => refused(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("no topic {name}"),
+                ),
+            },
+            ControllerCommand::AddPartitions { name, replicas } => {
+                if let Err(answer) = self.check_replicas(replicas) {
+                    return answer;
+                }
+                match self.topics.get_mut(name) {
+                    Some(topic) => {
+                        topic.partitions.extend(replicas.iter().map(|replicas| {
+                            PartitionReplicas {
+                                replicas: replicas.clone(),
+                            }
+                        }));
+                        ControllerAnswer::Applied
+                    }
+                    None => refused(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("no topic {name}"),
+                    ),
+                }
+            }
+            ControllerCommand::ReassignPartition {
+                name,
+                partition,
+                replicas,
+            } => self.reassign(name, *partition, replicas),
+        }
+    }
+
+    fn remove_node(&mut self, id: u64) -> ControllerAnswer {
+        if !self.nodes.contains_key(&id) {
+            return refused(ResponseError::BrokerNotAvailable, format!("no node {id}"));
+        }
+        let holding: BTreeSet<&str> = self
+            .topics
+            .values()
+            .filter(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .any(|partition| partition.replicas.contains(&id))
+            })
+            .map(|topic| topic.name.as_str())
+            .collect();
+        if !holding.is_empty() {
+            let names: Vec<&str> = holding.into_iter().collect();
+            return refused(
+                ResponseError::InvalidReplicaAssignment,
+                format!(
+                    "node {id} still holds replicas of {}; reassign them first",
+                    names.join(", ")
+                ),
+            );
+        }
+        self.nodes.remove(&id);
+        ControllerAnswer::Applied
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        id: Uuid,
+        config: &TopicConfig,
+        replicas: &[Vec<u64>],
+    ) -> ControllerAnswer {
+        if self.topics.contains_key(name) {
+            return refused(
+                ResponseError::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            );
+        }
+        if self.topics.values().any(|topic| topic.id == id) {
+            return refused(
+                ResponseError::TopicAlreadyExists,
+                format!("topic id {id} is taken"),
+            );
+        }
+        if replicas.is_empty() {
+            return refused(
+                ResponseError::InvalidPartitions,
+                "a topic needs at least one partition",
+            );
+        }
+        if let Err(answer) = self.check_replicas(replicas) {
+            return answer;
+        }
+        self.topics.insert(
+            name.to_string(),
+            TopicMetadata {
+                name: name.to_string(),
+                id,
+                config: config.clone(),
+                partitions: replicas
+                    .iter()
+                    .map(|replicas| PartitionReplicas {
+                        replicas: replicas.clone(),
+                    })
+                    .collect(),
+            },
+        );
+        ControllerAnswer::Applied
+    }
+
+    fn reassign(&mut self, name: &str, partition: i32, replicas: &[u64]) -> ControllerAnswer {
+        if let Err(answer) = self.check_replicas(std::slice::from_ref(&replicas.to_vec())) {
+            return answer;
+        }
+        let slot = self.topics.get_mut(name).and_then(|topic| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|index| topic.partitions.get_mut(index))
+        });
+        match slot {
+            Some(slot) => {
+                slot.replicas = replicas.to_vec();
+                ControllerAnswer::Applied
+            }
+            None => refused(
+                ResponseError::UnknownTopicOrPartition,
+                format!("no partition {name}-{partition}"),
+            ),
+        }
+    }
+
+    /// Every replica set is non-empty, without repeats, on registered nodes.
+    fn check_replicas(&self, replicas: &[Vec<u64>]) -> Result<(), ControllerAnswer> {
+        for set in replicas {
+            let distinct: BTreeSet<u64> = set.iter().copied().collect();
+            if set.is_empty() || distinct.len() != set.len() {
+                return Err(refused(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("replica set {set:?} is empty or repeats a node"),
+                ));
+            }
+            if let Some(unknown) = set.iter().find(|id| !self.nodes.contains_key(id)) {
+                return Err(refused(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("node {unknown} is not a member of the cluster"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many partitions each node is the preferred leader of (every node listed).
+    pub fn preferred_leader_counts(&self) -> BTreeMap<u64, usize> {
+        let mut counts: BTreeMap<u64, usize> = self.nodes.keys().map(|id| (*id, 0)).collect();
+        for partition in self.topics.values().flat_map(|topic| &topic.partitions) {
+            if let Some(leader) = partition.preferred_leader() {
+                *counts.entry(leader).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
