@@ -2,6 +2,7 @@
 //! order of precedence, over the embedded defaults. One typed struct comes out
 //! (`NodeSettings`); nothing below the CLI reads the environment.
 
+pub use crate::cluster::peers::ClusterSettings;
 use anyhow::Context;
 use commerce_storage::FlushPolicy;
 use serde::Deserialize;
@@ -57,6 +58,17 @@ pub struct NodeArgs {
     /// Password of that admin account
     #[arg(long, env = "COMMERCE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Raft listener of a cluster node [default: this node's address in --peers]
+    #[arg(long, env = "COMMERCE_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// The cluster's voters, `id=host:port` (Raft addresses), comma-separated, this node
+    /// included; without it the node runs alone
+    #[arg(long, env = "COMMERCE_PEERS")]
+    pub peers: Option<String>,
+    /// Join a running cluster as a new node (added with `commerce cluster add-node`)
+    /// instead of forming it
+    #[arg(long, env = "COMMERCE_JOIN")]
+    pub join: Option<bool>,
 }
 
 /// The same settings as read from the TOML file.
@@ -77,6 +89,9 @@ struct FileConfig {
     cors_origins: Option<Vec<String>>,
     admin_email: Option<String>,
     admin_password: Option<String>,
+    raft_addr: Option<SocketAddr>,
+    peers: Option<String>,
+    join: Option<bool>,
 }
 
 /// Resolved settings for one node.
@@ -96,6 +111,8 @@ pub struct NodeSettings {
     pub cors_origins: Vec<String>,
     /// (email, password) of the admin to create at start.
     pub admin: Option<(String, String)>,
+    /// Set when the node is a member of a cluster.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl NodeSettings {
@@ -129,6 +146,13 @@ impl NodeSettings {
             num_partitions >= 1,
             "num-partitions must be at least 1, got {num_partitions}"
         );
+        let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        let cluster = ClusterSettings::resolve(
+            node_id,
+            args.peers.or(file.peers).as_deref(),
+            args.raft_addr.or(file.raft_addr),
+            args.join.or(file.join).unwrap_or(false),
+        )?;
         Ok(NodeSettings {
             data_dir: args
                 .data_dir
@@ -143,7 +167,7 @@ impl NodeSettings {
                 .http_addr
                 .or(file.http_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             num_partitions,
             auto_create_topics: args
                 .auto_create_topics
@@ -170,6 +194,7 @@ impl NodeSettings {
                 .filter(|origin| !origin.is_empty())
                 .collect(),
             admin,
+            cluster,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! storage, broker, services and gateway together) and it carries the operator tools: Kafka
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
+mod cluster;
 mod config;
 mod event_consume;
 mod event_log;
@@ -48,6 +49,8 @@ enum Command {
     KafkaApis,
     /// Manage accounts in a stopped node's identity store.
     User(user::UserArgs),
+    /// Run a local cluster, or show a cluster's nodes and Raft groups.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::KafkaApis => kafka_apis::run(),
             Command::Group(args) => tools::group::run(args).await,
             Command::User(args) => user::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
         }
     });
     match result {

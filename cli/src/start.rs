@@ -2,8 +2,10 @@
 //! relays, the HTTP gateway and the log maintenance — until SIGTERM or ctrl-c, then stop cleanly (listeners closed, logs flushed
 //! and closed, so the next start skips recovery scans).
 
+use crate::cluster::runtime::ClusterRuntime;
 use crate::config::{NodeArgs, NodeSettings};
 use anyhow::Context;
+use commerce_broker::controller::NodeRecord;
 use commerce_broker::{Broker, BrokerConfig};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,9 +49,27 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         idempotency_dir: Some(settings.data_dir.join("gateway").join("idempotency")),
         ..commerce_gateway::GatewayConfig::default()
     };
-    let app = commerce_gateway::router(&gateway, services.gateway(), readiness(&broker), metrics)
-        .context("cannot build the HTTP gateway")?;
     let (stop, stopped) = watch::channel(false);
+    let cluster = match &settings.cluster {
+        Some(cluster) => {
+            let me = NodeRecord {
+                id: cluster.node_id,
+                kafka_addr: format!("{}:{}", broker.config().advertised_host, kafka_addr.port()),
+                raft_addr: cluster.raft_addr.to_string(),
+                http_addr: http_addr.to_string(),
+            };
+            let runtime =
+                ClusterRuntime::start(cluster, &settings.data_dir, me, stopped.clone()).await?;
+            Some(Arc::new(runtime))
+        }
+        None => None,
+    };
+    let mut app =
+        commerce_gateway::router(&gateway, services.gateway(), readiness(&broker), metrics)
+            .context("cannot build the HTTP gateway")?;
+    if let Some(cluster) = &cluster {
+        app = app.merge(crate::cluster::status::router(cluster.clone()));
+    }
 
     let kafka = tokio::spawn(commerce_broker::server::run(
         kafka_listener,
@@ -64,8 +84,13 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     ));
     let service_tasks = services.spawn(broker.clone(), stopped.clone());
 
+    let raft = settings
+        .cluster
+        .as_ref()
+        .map(|cluster| format!(", raft {}", cluster.raft_addr))
+        .unwrap_or_default();
     println!(
-        "commerce node {} listening: kafka {kafka_addr}, http {http_addr}, data {}",
+        "commerce node {} listening: kafka {kafka_addr}, http {http_addr}{raft}, data {}",
         settings.node_id,
         settings.data_dir.display()
     );
@@ -81,6 +106,12 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         }
     }
     services.close();
+    if let Some(cluster) = cluster {
+        match Arc::try_unwrap(cluster) {
+            Ok(cluster) => cluster.shutdown().await,
+            Err(_) => tracing::warn!("the cluster runtime is still in use; not shut down cleanly"),
+        }
+    }
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await?;
     println!("commerce node {} stopped", settings.node_id);

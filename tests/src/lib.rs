@@ -26,6 +26,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 pub mod cli;
+pub mod cluster;
 pub mod group;
 pub mod http;
 pub mod kafka;

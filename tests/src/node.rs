@@ -29,6 +29,9 @@ pub struct Node {
     starts: u32,
     /// Environment given to every start (settings such as COMMERCE_ADVERTISED_HOST).
     env: Vec<(String, String)>,
+    node_id: u64,
+    /// Extra `commerce start` flags given to every start (a cluster member's `--peers`).
+    args: Vec<String>,
 }
 
 impl Node {
@@ -40,11 +43,24 @@ impl Node {
 
     /// `start` with extra environment variables for the node process (kept for restarts).
     pub fn start_with_env(env: &[(&str, &str)]) -> Node {
+        Node::start_member(1, &[], env)
+    }
+
+    /// A node with id `node_id` and extra `commerce start` flags (kept for restarts).
+    pub fn start_member(node_id: u64, args: &[String], env: &[(&str, &str)]) -> Node {
+        let mut node = Node::prepare(node_id, args, env);
+        node.spawn_on_free_ports();
+        node
+    }
+
+    /// A node that is not started yet (see [`Node::launch`]): a cluster starts all its
+    /// members before waiting for any, since none is ready alone.
+    pub fn prepare(node_id: u64, args: &[String], env: &[(&str, &str)]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("commerce-test-")
             .tempdir()
             .expect("cannot create a temporary directory");
-        let mut node = Node {
+        Node {
             dir,
             kafka_addr: free_local_addr(),
             http_addr: free_local_addr(),
@@ -54,9 +70,34 @@ impl Node {
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
-        };
-        node.spawn_on_free_ports();
-        node
+            node_id,
+            args: args.to_vec(),
+        }
+    }
+
+    /// Starts a prepared node without waiting for its listeners.
+    pub fn launch(&mut self) {
+        self.spawn_process();
+    }
+
+    /// Waits until a launched node accepts Kafka connections.
+    pub fn wait_ready(&mut self) {
+        self.wait_until_accepting();
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Starts the node again on the same ports without waiting (see [`Node::launch`]).
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "relaunch: stop the node first");
+        self.spawn_process();
+    }
+
+    /// The process id, to pause it with SIGSTOP.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The first start: ports come from binding port 0 and releasing it, so another process
@@ -221,7 +262,8 @@ impl Node {
             .arg("--http-addr")
             .arg(self.http_addr.to_string())
             .arg("--node-id")
-            .arg("1")
+            .arg(self.node_id.to_string())
+            .args(&self.args)
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(log)
@@ -276,7 +318,7 @@ impl Drop for Node {
 }
 
 /// A port nobody listens on right now (the OS picks it; we release it for the node).
-fn free_local_addr() -> SocketAddr {
+pub fn free_local_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("cannot find a free local port")

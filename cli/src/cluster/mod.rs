@@ -1,0 +1,32 @@
+//! `commerce cluster …` and a node's cluster side.
+//!
+//! - `peers.rs`: the cluster settings of `commerce start` (`--peers`, `--raft-addr`, `--join`).
+//! - `runtime.rs`: a node's Raft node, controller group and registration.
+//! - `status.rs`: `/cluster/status` on each node, and `commerce cluster status` reading it.
+//! - `up.rs`: `commerce cluster up`, a local cluster of child processes for development.
+
+pub mod peers;
+pub mod runtime;
+pub mod status;
+pub mod up;
+
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClusterCommand {
+    /// Start a local cluster (one child process per node; ctrl-c stops them all).
+    Up(up::UpArgs),
+    /// Show the nodes, their health, and every Raft group's leader, term and lag.
+    Status(status::StatusArgs),
+}
+
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    match args.command {
+        ClusterCommand::Up(args) => up::run(args).await,
+        ClusterCommand::Status(args) => status::run(args).await,
+    }
+}

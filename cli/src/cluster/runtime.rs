@@ -1,0 +1,185 @@
+//! A cluster node's Raft side: its Raft listener and groups, the controller group it forms
+//! (or joins) with its peers, and its registration in the cluster metadata.
+//!
+//! Forming: every initial voter opens the controller group with the same voter map from
+//! `--peers`; openraft lets them all initialize with it, and a node that already holds the
+//! group's state (a restart) ignores it. A node whose data was wiped initializes with that
+//! same first membership entry, which the leader then overwrites with its log; a node added
+//! later starts with `--join` and waits for the leader to bring it in.
+
+use super::peers::ClusterSettings;
+use anyhow::Context;
+use commerce_broker::controller::{
+    CONTROLLER_GROUP, ControllerAnswer, ControllerCommand, ControllerMachine, MetadataView,
+    NodeRecord, decode_answer, encode,
+};
+use commerce_storage::raft::{GroupId, GroupStart, GroupStatus, RaftNode, RaftNodeConfig, Role};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Wait between attempts to register while the controller has no leader yet.
+const REGISTER_RETRY: Duration = Duration::from_millis(500);
+
+pub struct ClusterRuntime {
+    raft: Arc<RaftNode>,
+    metadata: MetadataView,
+    registration: JoinHandle<()>,
+}
+
+pub const fn controller_group() -> GroupId {
+    GroupId(CONTROLLER_GROUP)
+}
+
+impl ClusterRuntime {
+    /// Starts the Raft listener, opens the controller group and registers `me` in the
+    /// background (it succeeds once the controller has a leader).
+    pub async fn start(
+        settings: &ClusterSettings,
+        data_dir: &Path,
+        me: NodeRecord,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<ClusterRuntime> {
+        let listener = TcpListener::bind(settings.raft_addr)
+            .await
+            .with_context(|| format!("cannot listen for Raft on {}", settings.raft_addr))?;
+        let raft = RaftNode::start(
+            RaftNodeConfig::new(settings.node_id, data_dir.join("raft")),
+            listener,
+        )
+        .await
+        .context("cannot start the Raft node")?;
+        let (machine, metadata) = ControllerMachine::new();
+        let start = if settings.join {
+            GroupStart::Join
+        } else {
+            GroupStart::Bootstrap(
+                settings
+                    .peers
+                    .iter()
+                    .map(|(id, addr)| (*id, addr.to_string()))
+                    .collect(),
+            )
+        };
+        raft.open_group(controller_group(), start, Box::new(machine))
+            .await
+            .context("cannot open the controller group")?;
+        let raft = Arc::new(raft);
+        let registration = tokio::spawn(register(raft.clone(), me, stopped));
+        Ok(ClusterRuntime {
+            raft,
+            metadata,
+            registration,
+        })
+    }
+
+    /// This node's view of the cluster, for `/cluster/status`.
+    pub fn status(&self) -> NodeStatus {
+        let groups = self
+            .raft
+            .groups()
+            .into_iter()
+            .filter_map(|group| self.raft.status(group).ok())
+            .map(GroupView::from)
+            .collect();
+        let metadata = self.metadata.current();
+        NodeStatus {
+            node_id: self.raft.node_id(),
+            raft_addr: self.raft.addr().to_string(),
+            groups,
+            nodes: metadata.nodes.into_values().collect(),
+            topics: metadata.topics.len(),
+        }
+    }
+
+    /// Stops registration, every group and the Raft listener.
+    pub async fn shutdown(self) {
+        self.registration.abort();
+        let _ = self.registration.await;
+        match Arc::try_unwrap(self.raft) {
+            Ok(raft) => raft.shutdown().await,
+            Err(_) => tracing::warn!("the Raft node is still in use; not shut down cleanly"),
+        }
+    }
+}
+
+/// Proposes `me` until the controller accepts it (idempotent: a restart re-registers).
+async fn register(raft: Arc<RaftNode>, me: NodeRecord, mut stopped: watch::Receiver<bool>) {
+    let Ok(command) = encode(&ControllerCommand::RegisterNode(me.clone())) else {
+        tracing::error!("cannot encode this node's registration");
+        return;
+    };
+    loop {
+        match raft.submit(controller_group(), command.clone()).await {
+            Ok(answer) => match decode_answer(&answer) {
+                Ok(ControllerAnswer::Applied) => {
+                    tracing::info!(node = me.id, "registered in the cluster");
+                    return;
+                }
+                Ok(ControllerAnswer::Refused { message, .. }) => {
+                    tracing::error!(%message, "the controller refused this node's registration");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "unreadable controller answer"),
+            },
+            Err(error) => tracing::debug!(%error, "registration not accepted yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REGISTER_RETRY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// One node's answer at `/cluster/status`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub raft_addr: String,
+    pub groups: Vec<GroupView>,
+    /// The nodes registered in the cluster metadata, as this node has applied it.
+    pub nodes: Vec<NodeRecord>,
+    pub topics: usize,
+}
+
+/// A Raft group as one node sees it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct GroupView {
+    pub group: u64,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub voters: Vec<u64>,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// On the leader: entries each follower is behind.
+    pub follower_lag: std::collections::BTreeMap<u64, u64>,
+    pub stopped: Option<String>,
+}
+
+impl From<GroupStatus> for GroupView {
+    fn from(status: GroupStatus) -> GroupView {
+        GroupView {
+            group: status.group.0,
+            role: match status.role {
+                Role::Leader => "leader",
+                Role::Follower => "follower",
+                Role::Candidate => "candidate",
+                Role::Learner => "learner",
+                Role::Stopped => "stopped",
+            }
+            .to_string(),
+            term: status.term,
+            leader: status.leader,
+            voters: status.voters,
+            last_log_index: status.last_log_index,
+            last_applied_index: status.last_applied_index,
+            follower_lag: status.follower_lag,
+            stopped: status.stopped,
+        }
+    }
+}

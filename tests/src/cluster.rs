@@ -1,0 +1,136 @@
+//! A cluster of `commerce start` processes formed with `--peers`, and a reader of each
+//! node's `/cluster/status`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::node::{Node, free_local_addr};
+
+pub struct Cluster {
+    nodes: Vec<Node>,
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    /// `size` nodes (ids 1..=size) forming one cluster; returns once each accepts Kafka
+    /// connections (not once the cluster has a leader: see [`Cluster::wait_until`]).
+    pub fn start(size: u64) -> Cluster {
+        let raft: Vec<(u64, SocketAddr)> = (1..=size).map(|id| (id, free_local_addr())).collect();
+        let peers = raft
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = raft
+            .iter()
+            .map(|(id, addr)| {
+                let args = vec![
+                    "--raft-addr".to_string(),
+                    addr.to_string(),
+                    "--peers".to_string(),
+                    peers.clone(),
+                ];
+                Node::prepare(*id, &args, &[])
+            })
+            .collect();
+        for node in &mut nodes {
+            node.launch();
+        }
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster {
+            nodes,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("cannot build an HTTP client"),
+        }
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.node_id() == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(Node::node_id).collect()
+    }
+
+    /// Node `id`'s `/cluster/status`, `None` if it does not answer.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let node = self.nodes.iter().find(|node| node.node_id() == id)?;
+        let response = self
+            .http
+            .get(format!("http://{}/cluster/status", node.http_addr()))
+            .send()
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().ok()
+    }
+
+    /// Polls until `check` holds for the statuses of the nodes in `ids` (None for a node
+    /// that does not answer); panics with the last statuses after `limit`.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        ids: &[u64],
+        limit: Duration,
+        check: impl Fn(&[(u64, Option<Value>)]) -> bool,
+    ) -> Vec<(u64, Option<Value>)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let statuses: Vec<(u64, Option<Value>)> =
+                ids.iter().map(|id| (*id, self.status(*id))).collect();
+            if check(&statuses) {
+                return statuses;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {limit:?}: {what}; statuses: {statuses:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The controller group (id 0) in a node's status.
+pub fn controller(status: &Value) -> Option<&Value> {
+    status["groups"]
+        .as_array()?
+        .iter()
+        .find(|group| group["group"] == 0)
+}
+
+/// The controller leader every given status agrees on, if they all name the same one.
+pub fn agreed_leader(statuses: &[(u64, Option<Value>)]) -> Option<u64> {
+    let mut leaders = statuses.iter().map(|(_, status)| {
+        status
+            .as_ref()
+            .and_then(controller)
+            .and_then(|group| group["leader"].as_u64())
+    });
+    let first = leaders.next()??;
+    leaders.all(|leader| leader == Some(first)).then_some(first)
+}
+
+/// The node ids registered in a status, sorted.
+pub fn registered(status: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = status["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|node| node["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
+}
