@@ -69,6 +69,10 @@ pub struct NodeArgs {
     /// instead of forming it
     #[arg(long, env = "COMMERCE_JOIN")]
     pub join: Option<bool>,
+    /// Dial some peers at other addresses than their Raft addresses, `id=host:port`,
+    /// comma-separated (NAT, or the fault tests' link-cutting proxies)
+    #[arg(long, env = "COMMERCE_RAFT_DIAL")]
+    pub raft_dial: Option<String>,
 }
 
 /// The same settings as read from the TOML file.
@@ -92,6 +96,7 @@ struct FileConfig {
     raft_addr: Option<SocketAddr>,
     peers: Option<String>,
     join: Option<bool>,
+    raft_dial: Option<String>,
 }
 
 /// Resolved settings for one node.
@@ -152,6 +157,7 @@ impl NodeSettings {
             args.peers.or(file.peers).as_deref(),
             args.raft_addr.or(file.raft_addr),
             args.join.or(file.join).unwrap_or(false),
+            args.raft_dial.or(file.raft_dial).as_deref(),
         )?;
         Ok(NodeSettings {
             data_dir: args

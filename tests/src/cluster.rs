@@ -1,21 +1,26 @@
 //! A cluster of `commerce start` processes formed with `--peers`, and a reader of each
 //! node's `/cluster/status`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::link::Link;
 use crate::node::{Node, free_local_addr};
 
 pub struct Cluster {
     nodes: Vec<Node>,
     http: reqwest::blocking::Client,
+    /// `(from, to)` -> the link node `from` dials node `to` through.
+    links: BTreeMap<(u64, u64), Link>,
 }
 
 impl Cluster {
     /// `size` nodes (ids 1..=size) forming one cluster; returns once each accepts Kafka
-    /// connections (not once the cluster has a leader: see [`Cluster::wait_until`]).
+    /// connections (not once the cluster has a leader: see [`Cluster::wait_until`]). Every
+    /// node reaches every other through a [`Link`], so tests can partition one.
     pub fn start(size: u64) -> Cluster {
         let raft: Vec<(u64, SocketAddr)> = (1..=size).map(|id| (id, free_local_addr())).collect();
         let peers = raft
@@ -23,14 +28,30 @@ impl Cluster {
             .map(|(id, addr)| format!("{id}={addr}"))
             .collect::<Vec<_>>()
             .join(",");
+        let mut links = BTreeMap::new();
+        for (from, _) in &raft {
+            for (to, addr) in &raft {
+                if from != to {
+                    links.insert((*from, *to), Link::start(*addr));
+                }
+            }
+        }
         let mut nodes: Vec<Node> = raft
             .iter()
             .map(|(id, addr)| {
+                let dial = links
+                    .iter()
+                    .filter(|((from, _), _)| from == id)
+                    .map(|((_, to), link)| format!("{to}={}", link.addr()))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let args = vec![
                     "--raft-addr".to_string(),
                     addr.to_string(),
                     "--peers".to_string(),
                     peers.clone(),
+                    "--raft-dial".to_string(),
+                    dial,
                 ];
                 Node::prepare(*id, &args, &[])
             })
@@ -47,6 +68,23 @@ impl Cluster {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("cannot build an HTTP client"),
+            links,
+        }
+    }
+
+    /// Cuts every link to and from node `id`: a network partition of that node.
+    pub fn isolate(&self, id: u64) {
+        for ((from, to), link) in &self.links {
+            if *from == id || *to == id {
+                link.cut();
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal(&self) {
+        for link in self.links.values() {
+            link.heal();
         }
     }
 

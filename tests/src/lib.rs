@@ -31,6 +31,7 @@ pub mod group;
 pub mod http;
 pub mod kafka;
 pub mod limit;
+pub mod link;
 pub mod node;
 pub mod proxy;
 pub mod raw;

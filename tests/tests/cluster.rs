@@ -267,3 +267,35 @@ fn cluster_up_runs_three_nodes_until_stopped() {
         );
     }
 }
+
+#[test]
+fn a_partitioned_leader_is_replaced_and_follows_after_healing() {
+    let _limit = TimeLimit::new(
+        "a_partitioned_leader_is_replaced_and_follows_after_healing",
+        Duration::from_secs(180),
+    );
+    let cluster = Cluster::start(3);
+    let all = cluster.ids();
+    let (leader, first_term) = wait_formed(&cluster, &all, &all, "three nodes form a cluster");
+    cluster.isolate(leader);
+    let survivors: Vec<u64> = all.iter().copied().filter(|id| *id != leader).collect();
+    let statuses = cluster.wait_until(
+        "the majority side elects a new leader",
+        &survivors,
+        FORM,
+        |statuses| agreed_leader(statuses).is_some_and(|new| new != leader),
+    );
+    assert!(statuses.iter().all(|(_, status)| term(status) > first_term));
+    // The cut-off node cannot commit anything: its term is stale or it is a candidate.
+    let isolated = cluster
+        .status(leader)
+        .expect("the isolated node still serves HTTP");
+    let group = controller(&isolated).expect("controller group");
+    assert!(
+        group["role"] != "leader" || group["term"].as_u64() == Some(first_term),
+        "the isolated node leads a new term alone: {group}"
+    );
+    cluster.heal();
+    let (now, _) = wait_formed(&cluster, &all, &all, "the healed node follows again");
+    assert_ne!(now, leader);
+}

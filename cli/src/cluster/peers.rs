@@ -12,6 +12,8 @@ pub struct ClusterSettings {
     pub peers: BTreeMap<u64, SocketAddr>,
     /// Join a running cluster instead of forming it.
     pub join: bool,
+    /// Addresses to dial some peers at instead of their Raft addresses (NAT, proxies).
+    pub dial: BTreeMap<u64, SocketAddr>,
 }
 
 impl ClusterSettings {
@@ -22,11 +24,12 @@ impl ClusterSettings {
         peers: Option<&str>,
         raft_addr: Option<SocketAddr>,
         join: bool,
+        dial: Option<&str>,
     ) -> anyhow::Result<Option<ClusterSettings>> {
         let Some(peers) = peers else {
             anyhow::ensure!(
-                raft_addr.is_none() && !join,
-                "--raft-addr and --join need --peers"
+                raft_addr.is_none() && !join && dial.is_none(),
+                "--raft-addr, --raft-dial and --join need --peers"
             );
             return Ok(None);
         };
@@ -48,11 +51,16 @@ impl ClusterSettings {
             join || peers.contains_key(&node_id),
             "node {node_id} is not in --peers: list it, or start it with --join"
         );
+        let dial = match dial {
+            Some(dial) => parse_peers(dial)?,
+            None => BTreeMap::new(),
+        };
         Ok(Some(ClusterSettings {
             node_id,
             raft_addr,
             peers,
             join,
+            dial,
         }))
     }
 }
@@ -96,20 +104,20 @@ pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, SocketAddr>> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     const PEERS: &str = "1=127.0.0.1:9701, 2=127.0.0.1:9702,3=127.0.0.1:9703";
 
     #[test]
     fn a_listed_node_takes_its_address_from_the_peers() {
-        let settings = ClusterSettings::resolve(2, Some(PEERS), None, false)
+        let settings = ClusterSettings::resolve(2, Some(PEERS), None, false, None)
             .unwrap()
             .unwrap();
         assert_eq!(settings.raft_addr, "127.0.0.1:9702".parse().unwrap());
         assert_eq!(settings.peers.len(), 3);
         assert!(
-            ClusterSettings::resolve(2, None, None, false)
+            ClusterSettings::resolve(2, None, None, false, None)
                 .unwrap()
                 .is_none()
         );
@@ -129,12 +137,13 @@ mod tests {
         ] {
             let raft = raft.map(|addr: &str| addr.parse().unwrap());
             assert!(
-                ClusterSettings::resolve(id, Some(peers), raft, false).is_err(),
+                ClusterSettings::resolve(id, Some(peers), raft, false, None).is_err(),
                 "{id} {peers} {raft:?} was accepted"
             );
         }
         assert!(
-            ClusterSettings::resolve(1, None, Some("127.0.0.1:1".parse().unwrap()), false).is_err()
+            ClusterSettings::resolve(1, None, Some("127.0.0.1:1".parse().unwrap()), false, None)
+                .is_err()
         );
     }
 
@@ -145,10 +154,12 @@ mod tests {
             Some(PEERS),
             Some("127.0.0.1:9704".parse().unwrap()),
             true,
+            Some("1=127.0.0.1:19701"),
         )
         .unwrap()
         .unwrap();
         assert!(settings.join);
+        assert_eq!(settings.dial[&1], "127.0.0.1:19701".parse().unwrap());
         assert_eq!(settings.raft_addr, "127.0.0.1:9704".parse().unwrap());
     }
 }

@@ -47,12 +47,15 @@ impl ClusterRuntime {
         let listener = TcpListener::bind(settings.raft_addr)
             .await
             .with_context(|| format!("cannot listen for Raft on {}", settings.raft_addr))?;
-        let raft = RaftNode::start(
-            RaftNodeConfig::new(settings.node_id, data_dir.join("raft")),
-            listener,
-        )
-        .await
-        .context("cannot start the Raft node")?;
+        let mut config = RaftNodeConfig::new(settings.node_id, data_dir.join("raft"));
+        config.dial = settings
+            .dial
+            .iter()
+            .map(|(id, addr)| (*id, addr.to_string()))
+            .collect();
+        let raft = RaftNode::start(config, listener)
+            .await
+            .context("cannot start the Raft node")?;
         let (machine, metadata) = ControllerMachine::new();
         let start = if settings.join {
             GroupStart::Join

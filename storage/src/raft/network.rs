@@ -8,7 +8,7 @@
 //! the same TCP segment) instead of one syscall each. A broken connection fails every call
 //! in flight and is re-dialled by the next call; openraft retries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -240,11 +240,24 @@ impl PeerClient {
 pub struct Peers {
     clients: Mutex<HashMap<NodeId, Arc<PeerClient>>>,
     dialled: Arc<AtomicU64>,
+    /// Addresses this node dials instead of a peer's membership address.
+    dial: BTreeMap<NodeId, String>,
 }
 
 impl Peers {
-    /// The client for `node` at `addr`; a changed address replaces the old connection.
+    /// Peers reached at their membership addresses except those in `dial`: a peer seen
+    /// through NAT or a proxy (the fault tests cut links with proxies this way).
+    pub fn with_dial(dial: BTreeMap<NodeId, String>) -> Peers {
+        Peers {
+            dial,
+            ..Peers::default()
+        }
+    }
+
+    /// The client for `node` at `addr` (or its dial override); a changed address replaces
+    /// the old connection.
     pub fn client(&self, node: NodeId, addr: &str) -> Arc<PeerClient> {
+        let addr = self.dial.get(&node).map_or(addr, String::as_str);
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         match clients.get(&node) {
             Some(client) if client.addr == addr => client.clone(),

@@ -41,6 +41,8 @@ pub struct RaftNodeConfig {
     /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up
     /// from the log rather than by a full snapshot.
     pub keep_logs_after_snapshot: u64,
+    /// Addresses to dial instead of a peer's membership address (NAT, test proxies).
+    pub dial: BTreeMap<NodeId, String>,
 }
 
 impl RaftNodeConfig {
@@ -54,6 +56,7 @@ impl RaftNodeConfig {
             election_timeout_max_ms: 800,
             snapshot_every: 10_000,
             keep_logs_after_snapshot: 1_000,
+            dial: BTreeMap::new(),
         }
     }
 
@@ -139,12 +142,13 @@ impl RaftNode {
         let addr = listener.local_addr()?;
         let router = Arc::new(Router::default());
         let server = tokio::spawn(server::run(listener, router.clone()));
+        let peers = Arc::new(Peers::with_dial(config.dial.clone()));
         Ok(Self {
             config,
             raft_config,
             addr,
             router,
-            peers: Arc::new(Peers::default()),
+            peers,
             server,
         })
     }
