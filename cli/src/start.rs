@@ -64,9 +64,14 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut app =
-        commerce_gateway::router(&gateway, services.gateway(), readiness(&broker), metrics)
-            .context("cannot build the HTTP gateway")?;
+    let mut gateway_services = services.gateway();
+    if let Some(cluster) = &cluster {
+        gateway_services
+            .mounts
+            .push(crate::cluster::admin::mount(cluster.clone()));
+    }
+    let mut app = commerce_gateway::router(&gateway, gateway_services, readiness(&broker), metrics)
+        .context("cannot build the HTTP gateway")?;
     if let Some(cluster) = &cluster {
         app = app.merge(crate::cluster::status::router(cluster.clone()));
     }

@@ -11,6 +11,8 @@ use crate::link::Link;
 use crate::node::{Node, free_local_addr};
 
 pub struct Cluster {
+    /// The `--peers` the cluster was formed with.
+    peers: String,
     nodes: Vec<Node>,
     http: reqwest::blocking::Client,
     /// `(from, to)` -> the link node `from` dials node `to` through.
@@ -22,6 +24,11 @@ impl Cluster {
     /// connections (not once the cluster has a leader: see [`Cluster::wait_until`]). Every
     /// node reaches every other through a [`Link`], so tests can partition one.
     pub fn start(size: u64) -> Cluster {
+        Cluster::start_with_env(size, &[])
+    }
+
+    /// [`Cluster::start`] with environment variables for every node.
+    pub fn start_with_env(size: u64, env: &[(&str, &str)]) -> Cluster {
         let raft: Vec<(u64, SocketAddr)> = (1..=size).map(|id| (id, free_local_addr())).collect();
         let peers = raft
             .iter()
@@ -53,7 +60,7 @@ impl Cluster {
                     "--raft-dial".to_string(),
                     dial,
                 ];
-                Node::prepare(*id, &args, &[])
+                Node::prepare(*id, &args, env)
             })
             .collect();
         for node in &mut nodes {
@@ -63,6 +70,7 @@ impl Cluster {
             node.wait_ready();
         }
         Cluster {
+            peers,
             nodes,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -70,6 +78,25 @@ impl Cluster {
                 .expect("cannot build an HTTP client"),
             links,
         }
+    }
+
+    /// Starts node `id` with `--join` (not yet a member: `commerce cluster add-node` makes it
+    /// one); returns its Raft address.
+    pub fn start_joining(&mut self, id: u64, env: &[(&str, &str)]) -> SocketAddr {
+        let raft = free_local_addr();
+        let args = vec![
+            "--raft-addr".to_string(),
+            raft.to_string(),
+            "--peers".to_string(),
+            self.peers.clone(),
+            "--join".to_string(),
+            "true".to_string(),
+        ];
+        let mut node = Node::prepare(id, &args, env);
+        node.launch();
+        node.wait_ready();
+        self.nodes.push(node);
+        raft
     }
 
     /// Cuts every link to and from node `id`: a network partition of that node.

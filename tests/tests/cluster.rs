@@ -299,3 +299,97 @@ fn a_partitioned_leader_is_replaced_and_follows_after_healing() {
     let (now, _) = wait_formed(&cluster, &all, &all, "the healed node follows again");
     assert_ne!(now, leader);
 }
+
+fn voters(status: &Option<Value>) -> Vec<u64> {
+    status
+        .as_ref()
+        .and_then(controller)
+        .and_then(|group| group["voters"].as_array().cloned())
+        .map(|voters| voters.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_fourth_node_is_added_and_then_removed() {
+    let _limit = TimeLimit::new(
+        "a_fourth_node_is_added_and_then_removed",
+        Duration::from_secs(180),
+    );
+    let admin = [
+        ("COMMERCE_ADMIN_EMAIL", "ops@example.com"),
+        ("COMMERCE_ADMIN_PASSWORD", "cluster-admin-pw"),
+    ];
+    let mut cluster = Cluster::start_with_env(3, &admin);
+    let three = cluster.ids();
+    wait_formed(&cluster, &three, &three, "three nodes form a cluster");
+    let raft = cluster.start_joining(4, &admin);
+    let http = http_of(&mut cluster, 1);
+    let access = [
+        "--http-addr",
+        &http,
+        "--admin-email",
+        "ops@example.com",
+        "--admin-password",
+        "cluster-admin-pw",
+    ];
+
+    let wrong = cli::run(
+        &[
+            "cluster",
+            "add-node",
+            "--http-addr",
+            &http,
+            "--admin-email",
+            "ops@example.com",
+            "--admin-password",
+            "not-the-password",
+            "--node-id",
+            "4",
+            "--raft-addr",
+            &raft.to_string(),
+        ],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(
+        !wrong.status.success(),
+        "a wrong password must not add a node"
+    );
+
+    let mut add = vec!["cluster", "add-node"];
+    add.extend_from_slice(&access);
+    let raft = raft.to_string();
+    add.extend_from_slice(&["--node-id", "4", "--raft-addr", &raft]);
+    cli::run_ok(&add, b"", Duration::from_secs(120));
+    let four = cluster.ids();
+    let statuses = cluster.wait_until(
+        "four voters, four registered nodes",
+        &four,
+        FORM,
+        |statuses| {
+            statuses.iter().all(|(_, status)| {
+                voters(status) == [1, 2, 3, 4]
+                    && status
+                        .as_ref()
+                        .is_some_and(|s| registered(s) == [1, 2, 3, 4])
+            })
+        },
+    );
+    assert!(agreed_leader(&statuses).is_some());
+
+    let mut remove = vec!["cluster", "remove-node"];
+    remove.extend_from_slice(&access);
+    remove.extend_from_slice(&["--node-id", "4"]);
+    cli::run_ok(&remove, b"", Duration::from_secs(60));
+    cluster.wait_until(
+        "three voters, three registered nodes",
+        &three,
+        FORM,
+        |statuses| {
+            statuses.iter().all(|(_, status)| {
+                voters(status) == [1, 2, 3]
+                    && status.as_ref().is_some_and(|s| registered(s) == [1, 2, 3])
+            })
+        },
+    );
+}

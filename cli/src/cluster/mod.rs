@@ -3,8 +3,11 @@
 //! - `peers.rs`: the cluster settings of `commerce start` (`--peers`, `--raft-addr`, `--join`).
 //! - `runtime.rs`: a node's Raft node, controller group and registration.
 //! - `status.rs`: `/cluster/status` on each node, and `commerce cluster status` reading it.
+//! - `admin.rs`: the admin routes that add and remove nodes; `nodes.rs`: the commands.
 //! - `up.rs`: `commerce cluster up`, a local cluster of child processes for development.
 
+pub mod admin;
+pub mod nodes;
 pub mod peers;
 pub mod runtime;
 pub mod status;
@@ -22,11 +25,17 @@ enum ClusterCommand {
     Up(up::UpArgs),
     /// Show the nodes, their health, and every Raft group's leader, term and lag.
     Status(status::StatusArgs),
+    /// Add a node started with `--join` to the cluster.
+    AddNode(nodes::AddNodeArgs),
+    /// Remove a node from the cluster.
+    RemoveNode(nodes::RemoveNodeArgs),
 }
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Up(args) => up::run(args).await,
         ClusterCommand::Status(args) => status::run(args).await,
+        ClusterCommand::AddNode(args) => nodes::add(args).await,
+        ClusterCommand::RemoveNode(args) => nodes::remove(args).await,
     }
 }

@@ -99,6 +99,59 @@ impl ClusterRuntime {
         }
     }
 
+    /// Adds node `id` (Raft listener `raft_addr`, started with `--join`) to the controller
+    /// group: it catches up as a learner, then becomes a voter. Controller leader only.
+    pub async fn add_node(&self, id: u64, raft_addr: String) -> Result<(), MembershipError> {
+        self.leading()?;
+        self.raft
+            .add_member(controller_group(), id, raft_addr)
+            .await
+            .map_err(|error| MembershipError::Raft(error.to_string()))
+    }
+
+    /// Removes node `id` from the cluster metadata (refused while it holds replicas), then
+    /// from the controller group's voters. Controller leader only.
+    pub async fn remove_node(&self, id: u64) -> Result<(), MembershipError> {
+        self.leading()?;
+        let command = encode(&ControllerCommand::RemoveNode { id })
+            .map_err(|error| MembershipError::Raft(error.to_string()))?;
+        let answer = self
+            .raft
+            .propose(controller_group(), command)
+            .await
+            .map_err(|error| MembershipError::Raft(error.to_string()))?;
+        match decode_answer(&answer) {
+            Ok(ControllerAnswer::Applied) => {}
+            Ok(ControllerAnswer::Refused { message, .. }) => {
+                return Err(MembershipError::Refused(message));
+            }
+            Err(error) => return Err(MembershipError::Raft(error.to_string())),
+        }
+        self.raft
+            .remove_member(controller_group(), id)
+            .await
+            .map_err(|error| MembershipError::Raft(error.to_string()))
+    }
+
+    /// Ok on the controller leader; otherwise where the leader's HTTP gateway is.
+    fn leading(&self) -> Result<(), MembershipError> {
+        let leader = self
+            .raft
+            .leader(controller_group())
+            .map_err(|error| MembershipError::Raft(error.to_string()))?;
+        if leader == Some(self.raft.node_id()) {
+            return Ok(());
+        }
+        let http = leader.and_then(|id| {
+            self.metadata
+                .current()
+                .nodes
+                .get(&id)
+                .map(|node| node.http_addr.clone())
+        });
+        Err(MembershipError::NotLeader { leader, http })
+    }
+
     /// Stops registration, every group and the Raft listener.
     pub async fn shutdown(self) {
         self.registration.abort();
@@ -136,6 +189,20 @@ async fn register(raft: Arc<RaftNode>, me: NodeRecord, mut stopped: watch::Recei
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Why a membership change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this node does not lead the controller (leader: node {leader:?} at {http:?})")]
+    NotLeader {
+        leader: Option<u64>,
+        http: Option<String>,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("the controller group failed: {0}")]
+    Raft(String),
 }
 
 /// One node's answer at `/cluster/status`.
