@@ -107,8 +107,9 @@ async fn leader_session(access: &Access) -> anyhow::Result<(reqwest::Client, Str
         .with_context(|| format!("cannot sign in as {} at {base}", access.admin_email))?
         .json()
         .await?;
-    let token = login["access_token"]
-        .as_str()
+    let token = login
+        .pointer("/access_token")
+        .and_then(serde_json::Value::as_str)
         .ok_or_else(|| anyhow::anyhow!("the login answer has no access token"))?
         .to_string();
     Ok((client, base, token))
@@ -120,8 +121,9 @@ async fn check(response: reqwest::Response) -> anyhow::Result<()> {
     }
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let message = body["error"]["message"]
-        .as_str()
+    let message = body
+        .pointer("/error/message")
+        .and_then(serde_json::Value::as_str)
         .unwrap_or("no explanation given");
     anyhow::bail!("the cluster refused ({status}): {message}")
 }
