@@ -10,4 +10,5 @@
 
 pub mod catalog;
 pub mod identity;
+pub mod inventory;
 pub mod platform;
