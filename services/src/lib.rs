@@ -6,9 +6,11 @@
 //! shape: `model.rs` (records, value objects), `commands.rs`, `events.rs`, `apply.rs` (the
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
-//! Services here: [`identity`] (users, sessions, tokens) and [`catalog`] (products).
+//! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
+//! [`inventory`] (stock, reservations) and [`shipping`] (shipments, carrier updates).
 
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
 pub mod platform;
+pub mod shipping;

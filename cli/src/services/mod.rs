@@ -6,6 +6,7 @@
 mod catalog;
 mod identity;
 mod inventory;
+mod shipping;
 
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
@@ -44,9 +45,15 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_shipping, shipping_wired) = shipping::wire(&dir)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired, inventory_wired],
+        wired: vec![
+            identity_wired,
+            catalog_wired,
+            inventory_wired,
+            shipping_wired,
+        ],
     })
 }
 
