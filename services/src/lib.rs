@@ -7,8 +7,10 @@
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
 //! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
-//! [`inventory`] (stock, reservations) and [`shipping`] (shipments, carrier updates).
+//! [`inventory`] (stock, reservations), [`shipping`] (shipments, carrier updates) and
+//! [`analytics`] (aggregates over every domain topic).
 
+pub mod analytics;
 pub mod catalog;
 pub mod identity;
 pub mod inventory;

@@ -3,6 +3,7 @@
 //! and workers reading from it. One file per service says how that service is wired
 //! ([`Wired`]); this file runs them all the same way.
 
+mod analytics;
 mod catalog;
 mod identity;
 mod inventory;
@@ -46,6 +47,7 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
     let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     Ok(NodeServices {
         identity,
         wired: vec![
@@ -53,6 +55,7 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
             catalog_wired,
             inventory_wired,
             shipping_wired,
+            analytics_wired,
         ],
     })
 }
