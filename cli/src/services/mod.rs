@@ -3,8 +3,11 @@
 //! and workers reading from it. One file per service says how that service is wired
 //! ([`Wired`]); this file runs them all the same way.
 
+mod analytics;
 mod catalog;
 mod identity;
+mod inventory;
+mod shipping;
 
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
@@ -42,9 +45,18 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let dir = data_dir.join("services");
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
+    let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired],
+        wired: vec![
+            identity_wired,
+            catalog_wired,
+            inventory_wired,
+            shipping_wired,
+            analytics_wired,
+        ],
     })
 }
 
