@@ -6,8 +6,10 @@
 //! shape: `model.rs` (records, value objects), `commands.rs`, `events.rs`, `apply.rs` (the
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
-//! Services here: [`identity`] (users, sessions, tokens) and [`catalog`] (products).
+//! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products) and [`order`]
+//! (orders and the order saga).
 
 pub mod catalog;
 pub mod identity;
+pub mod order;
 pub mod platform;

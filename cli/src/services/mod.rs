@@ -5,14 +5,15 @@
 
 mod catalog;
 mod identity;
+mod order;
 
+use crate::config::NodeSettings;
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
 use commerce_services::platform::Store;
 use commerce_services::platform::outbox::Relay;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -38,13 +39,14 @@ pub struct NodeServices {
     wired: Vec<Wired>,
 }
 
-pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
-    let dir = data_dir.join("services");
+pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
+    let dir = settings.data_dir.join("services");
     let (identity, identity_wired) = identity::wire(&dir)?;
-    let (_catalog, catalog_wired) = catalog::wire(&dir)?;
+    let (catalog, catalog_wired) = catalog::wire(&dir)?;
+    let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired],
+        wired: vec![identity_wired, catalog_wired, order_wired],
     })
 }
 
