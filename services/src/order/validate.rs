@@ -89,7 +89,7 @@ fn luhn(digits: &str) -> bool {
         .enumerate()
         .map(|(position, byte)| {
             let digit = u32::from(byte - b'0');
-            if position % 2 == 1 {
+            if !position.is_multiple_of(2) {
                 let doubled = digit * 2;
                 if doubled > 9 { doubled - 9 } else { doubled }
             } else {
@@ -97,7 +97,7 @@ fn luhn(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
