@@ -6,10 +6,15 @@
 //! shape: `model.rs` (records, value objects), `commands.rs`, `events.rs`, `apply.rs` (the
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
-//! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products) and [`order`]
-//! (orders and the order saga).
+//! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
+//! [`inventory`] (stock, reservations), [`shipping`] (shipments, carrier updates),
+//! [`analytics`] (aggregates over every domain topic) and [`order`] (orders and the order
+//! saga).
 
+pub mod analytics;
 pub mod catalog;
 pub mod identity;
+pub mod inventory;
 pub mod order;
 pub mod platform;
+pub mod shipping;

@@ -3,9 +3,12 @@
 //! and workers reading from it. One file per service says how that service is wired
 //! ([`Wired`]); this file runs them all the same way.
 
+mod analytics;
 mod catalog;
 mod identity;
+mod inventory;
 mod order;
+mod shipping;
 
 use crate::config::NodeSettings;
 use crate::event_log::BrokerEventLog;
@@ -43,10 +46,20 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let dir = settings.data_dir.join("services");
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (catalog, catalog_wired) = catalog::wire(&dir)?;
+    let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired, order_wired],
+        wired: vec![
+            identity_wired,
+            catalog_wired,
+            inventory_wired,
+            shipping_wired,
+            analytics_wired,
+            order_wired,
+        ],
     })
 }
 
