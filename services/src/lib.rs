@@ -10,4 +10,5 @@
 
 pub mod catalog;
 pub mod identity;
+pub mod payment;
 pub mod platform;

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod identity;
+mod payment;
 
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
@@ -42,9 +43,10 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let dir = data_dir.join("services");
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
+    let (_payment, payment_wired) = payment::wire(&dir)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired],
+        wired: vec![identity_wired, catalog_wired, payment_wired],
     })
 }
 
