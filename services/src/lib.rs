@@ -7,7 +7,7 @@
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
 //! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
-//! [`inventory`] (stock, reservations), [`shipping`] (shipments, carrier updates),
+//! [`inventory`] (stock, reservations), [`payment`] (charges, refunds), [`shipping`] (shipments, carrier updates),
 //! [`analytics`] (aggregates over every domain topic) and [`order`] (orders and the order
 //! saga).
 
@@ -16,5 +16,6 @@ pub mod catalog;
 pub mod identity;
 pub mod inventory;
 pub mod order;
+pub mod payment;
 pub mod platform;
 pub mod shipping;

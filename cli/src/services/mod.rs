@@ -8,6 +8,7 @@ mod catalog;
 mod identity;
 mod inventory;
 mod order;
+mod payment;
 mod shipping;
 
 use crate::config::NodeSettings;
@@ -47,6 +48,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_payment, payment_wired) = payment::wire(&dir)?;
     let (_shipping, shipping_wired) = shipping::wire(&dir)?;
     let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
@@ -56,6 +58,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
             identity_wired,
             catalog_wired,
             inventory_wired,
+            payment_wired,
             shipping_wired,
             analytics_wired,
             order_wired,
