@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, events};
+use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, event_headers, events};
+use commerce_tests::kafka::{flush_all_acked, producer, send};
 use commerce_tests::orders::{
     DECLINED_CARD, GOOD_CARD, create_product, customer, order, order_body, place, start,
     step_names, wait_for_status,
@@ -347,4 +348,49 @@ fn a_customer_cancel_of_a_confirmed_order_refunds_and_releases() {
         &json!({}),
     );
     assert_eq!(again.status, 409);
+}
+
+#[test]
+fn a_poison_reply_is_dead_lettered_and_later_orders_still_complete() {
+    let _limit = TimeLimit::new("a_poison_reply_is_dead_lettered", Duration::from_secs(240));
+    let node = start("30000");
+    let api = Api::new(&node);
+    let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let product_id = create_product(&api, "FLOW-7");
+    set_stock(&api, &admin, &product_id, 3);
+    let (_, token) = customer(&api, "dan@example.com");
+
+    // An InventoryReserved that names no order: the saga cannot match it to anything.
+    let poison = json!({
+        "id": "poison-1", "type": "InventoryReserved", "aggregate_id": "poison",
+        "occurred_at": "2026-01-01T00:00:00.000Z", "correlation_id": "poison",
+        "causation_id": null, "version": 1, "data": {"items": []},
+    });
+    let kafka = producer(&node.bootstrap(), &[]);
+    send(
+        &kafka,
+        "inventory-events",
+        Some("poison"),
+        &poison.to_string(),
+        None,
+        None,
+    );
+    flush_all_acked(&kafka);
+    wait_for(
+        "the order group's dead letter",
+        Duration::from_secs(60),
+        || {
+            commerce_tests::kafka::partitions_of(&node.bootstrap(), "inventory-events.dlq")?;
+            event_headers(&node, "inventory-events.dlq")
+                .into_iter()
+                .find(|(key, headers)| {
+                    key == "poison"
+                        && headers.get("dlq-consumer-group").map(String::as_str) == Some("order")
+                })
+        },
+    );
+
+    let id = place(&api, &token, &order_body(&product_id, 1, GOOD_CARD));
+    wait_for_status(&api, &token, &id, "confirmed");
+    wait_for_stock(&api, &product_id, (2, 1));
 }
