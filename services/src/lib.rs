@@ -10,5 +10,6 @@
 
 pub mod catalog;
 pub mod identity;
+pub mod notification;
 pub mod payment;
 pub mod platform;

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod identity;
+mod notification;
 mod payment;
 
 use crate::event_log::BrokerEventLog;
@@ -44,9 +45,15 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_payment, payment_wired) = payment::wire(&dir)?;
+    let (_notification, notification_wired) = notification::wire(&dir)?;
     Ok(NodeServices {
         identity,
-        wired: vec![identity_wired, catalog_wired, payment_wired],
+        wired: vec![
+            identity_wired,
+            catalog_wired,
+            payment_wired,
+            notification_wired,
+        ],
     })
 }
 
