@@ -7,14 +7,15 @@
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
 //! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
-//! [`inventory`] (stock, reservations), [`payment`] (charges, refunds), [`shipping`] (shipments, carrier updates),
-//! [`analytics`] (aggregates over every domain topic) and [`order`] (orders and the order
-//! saga).
+//! [`inventory`] (stock, reservations), [`payment`] (charges, refunds), [`shipping`]
+//! (shipments, carrier updates), [`notification`] (templates, messages), [`analytics`]
+//! (aggregates over every domain topic) and [`order`] (orders and the order saga).
 
 pub mod analytics;
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
+pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod platform;

@@ -7,6 +7,7 @@ mod analytics;
 mod catalog;
 mod identity;
 mod inventory;
+mod notification;
 mod order;
 mod payment;
 mod shipping;
@@ -50,6 +51,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
     let (_payment, payment_wired) = payment::wire(&dir)?;
     let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_notification, notification_wired) = notification::wire(&dir)?;
     let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
     Ok(NodeServices {
@@ -60,6 +62,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
             inventory_wired,
             payment_wired,
             shipping_wired,
+            notification_wired,
             analytics_wired,
             order_wired,
         ],

@@ -243,6 +243,7 @@ fn unavailable(error: impl std::fmt::Display) -> ProviderError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
