@@ -8,6 +8,7 @@ use commerce_storage::FlushPolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `commerce start` flags. Each is optional so that an unset flag falls through to the
 /// environment (clap's `env`), then the config file, then the default.
@@ -73,6 +74,9 @@ pub struct NodeArgs {
     /// comma-separated (NAT, or the fault tests' link-cutting proxies)
     #[arg(long, env = "COMMERCE_RAFT_DIAL")]
     pub raft_dial: Option<String>,
+    /// How long an order saga step waits for its reply before it fails and compensates [default: 30000]
+    #[arg(long, env = "COMMERCE_SAGA_STEP_TIMEOUT_MS")]
+    pub saga_step_timeout_ms: Option<u64>,
 }
 
 /// The same settings as read from the TOML file.
@@ -97,6 +101,7 @@ struct FileConfig {
     peers: Option<String>,
     join: Option<bool>,
     raft_dial: Option<String>,
+    saga_step_timeout_ms: Option<u64>,
 }
 
 /// Resolved settings for one node.
@@ -118,6 +123,8 @@ pub struct NodeSettings {
     pub admin: Option<(String, String)>,
     /// Set when the node is a member of a cluster.
     pub cluster: Option<ClusterSettings>,
+    /// How long an order saga step waits for its reply.
+    pub saga_step_timeout: Duration,
 }
 
 impl NodeSettings {
@@ -147,6 +154,14 @@ impl NodeSettings {
             (None, None) => None,
             _ => anyhow::bail!("admin-email and admin-password go together"),
         };
+        let saga_step_timeout_ms = args
+            .saga_step_timeout_ms
+            .or(file.saga_step_timeout_ms)
+            .unwrap_or(30_000);
+        anyhow::ensure!(
+            saga_step_timeout_ms >= 1,
+            "saga-step-timeout-ms must be at least 1"
+        );
         anyhow::ensure!(
             num_partitions >= 1,
             "num-partitions must be at least 1, got {num_partitions}"
@@ -201,6 +216,7 @@ impl NodeSettings {
                 .collect(),
             admin,
             cluster,
+            saga_step_timeout: Duration::from_millis(saga_step_timeout_ms),
         })
     }
 }
