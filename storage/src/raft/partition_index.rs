@@ -49,6 +49,10 @@ pub struct IndexState {
     /// Set by a snapshot install: its last index and the offset after it on the leader,
     /// where this replica's log restarts when the snapshot covers more than its log.
     pub snapshot_next: Option<(u64, i64)>,
+    /// The log was purged past its end and the offset where it continues is not known yet:
+    /// openraft may purge before its state machine worker has installed the snapshot that
+    /// says. The log is reset when that arrives (see `PartitionRaftLog::set_snapshot_next`).
+    pub pending_reset: bool,
 }
 
 impl IndexState {
@@ -57,10 +61,15 @@ impl IndexState {
         self.first_index + self.offsets.len() as u64
     }
 
+    /// The durable anchor; offset -1 while a reset is pending.
     pub fn anchor(&self) -> Anchor {
         Anchor {
             index: self.first_index,
-            offset: self.offsets.first().copied().unwrap_or(self.end_offset),
+            offset: match self.offsets.first() {
+                Some(&offset) => offset,
+                None if self.pending_reset => -1,
+                None => self.end_offset,
+            },
         }
     }
 

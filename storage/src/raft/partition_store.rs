@@ -97,6 +97,21 @@ impl PartitionRaftLog {
             index: last_purged.map_or(0, |id| id.index + 1),
             offset: this.log.log_start_offset(),
         });
+        if anchor.offset < 0 {
+            // Purged past the log end before the snapshot said where the log continues;
+            // the state machine adapter's open supplies that from the snapshot file.
+            let state = IndexState {
+                first_index: anchor.index,
+                end_offset: this.log.log_end_offset(),
+                epochs: this.read_meta(EPOCHS)?.unwrap_or_default(),
+                last_purged,
+                committed,
+                pending_reset: true,
+                ..IndexState::default()
+            };
+            *this.state.write().unwrap_or_else(PoisonError::into_inner) = state;
+            return Ok(Arc::new(this));
+        }
         let (start, end) = (this.log.log_start_offset(), this.log.log_end_offset());
         if end < anchor.offset {
             // A reset (snapshot install) was recorded but not done, or the log was lost.
@@ -127,6 +142,7 @@ impl PartitionRaftLog {
             last_purged,
             committed,
             snapshot_next: None,
+            pending_reset: false,
         };
         // Epochs of entries a crash or torn tail took away.
         state.forget_epochs_from(state.end_index());
@@ -174,10 +190,37 @@ impl PartitionRaftLog {
         (state.first_index, state.end_index())
     }
 
-    /// Remembers where the leader's log continues after an installed snapshot (see
-    /// [`IndexState::snapshot_next`]).
-    pub(crate) fn set_snapshot_next(&self, last_index: u64, next_offset: i64) {
-        self.write().snapshot_next = Some((last_index, next_offset));
+    /// Remembers where the leader's log continues after an installed snapshot (its last
+    /// index and the offset after it), and finishes a purge past the log end that was
+    /// waiting for exactly that: the log restarts empty at `next_offset`.
+    pub(crate) fn set_snapshot_next(
+        &self,
+        last_index: u64,
+        next_offset: i64,
+    ) -> Result<(), PartitionStoreError> {
+        let mut state = self.write();
+        state.snapshot_next = Some((last_index, next_offset));
+        if state.pending_reset && state.first_index == last_index + 1 && next_offset >= 0 {
+            self.reset_locked(&mut state, next_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Records the anchor, then empties the log to restart at `offset`.
+    fn reset_locked(&self, state: &mut IndexState, offset: i64) -> Result<(), PartitionStoreError> {
+        let anchor = Anchor {
+            index: state.first_index,
+            offset,
+        };
+        self.write_meta(
+            &[(ANCHOR, serde_json::to_vec(&anchor)?)],
+            Durability::Immediate,
+        )?;
+        self.log.reset_to(offset)?;
+        state.offsets.clear();
+        state.end_offset = offset;
+        state.pending_reset = false;
+        Ok(())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, IndexState> {
@@ -217,6 +260,13 @@ impl PartitionRaftLog {
     /// of an empty log) the anchor are made durable before any batch is written.
     pub(crate) fn append_entries(&self, entries: &[Entry]) -> Result<(), PartitionStoreError> {
         let mut state = self.write();
+        if state.pending_reset {
+            return Err(PartitionStoreError::Inconsistent(format!(
+                "cannot append at {}: the log was purged past its end and the snapshot that \
+                 says where it continues is not installed",
+                state.first_index
+            )));
+        }
         // Appending at an index the log holds replaces it and everything after (openraft
         // truncates first anyway; a log cannot hold two entries at one position).
         if let Some(first) = entries.first()
@@ -384,42 +434,53 @@ impl PartitionRaftLog {
             return Ok(());
         }
         let first = log_id.index + 1;
-        let mut planned = state.clone();
-        planned.last_purged = Some(log_id);
-        let within = first <= state.end_index();
-        if first > state.first_index {
-            let offset = if within {
-                state.offset_after(log_id.index)
-            } else {
-                // Past the log end: only after a snapshot install, which says where the
-                // leader's log continues. Without one (openraft's storage suite), offsets
-                // simply continue from our own end.
-                match state.snapshot_next {
-                    Some((index, offset)) if index == log_id.index => {
-                        if offset < 0 {
-                            return Err(PartitionStoreError::Inconsistent(format!(
-                                "the snapshot up to {index} does not say where the log continues"
-                            )));
-                        }
-                        Some(offset)
-                    }
-                    _ => Some(state.end_offset),
-                }
+        let mut planned = IndexState {
+            first_index: state.first_index,
+            offsets: Vec::new(),
+            end_offset: state.end_offset,
+            epochs: state.epochs.clone(),
+            last_purged: Some(log_id),
+            committed: state.committed,
+            snapshot_next: state.snapshot_next,
+            pending_reset: state.pending_reset,
+        };
+        enum Then {
+            Nothing,
+            AdvanceStart(i64),
+            Reset(i64),
+            AwaitSnapshot,
+        }
+        let then = if first <= state.first_index {
+            Then::Nothing
+        } else if first <= state.end_index() {
+            let offset = state.offset_after(log_id.index).unwrap_or(state.end_offset);
+            planned.offsets = state
+                .offsets
+                .get(usize::try_from(first - state.first_index).unwrap_or(usize::MAX)..)
+                .unwrap_or_default()
+                .to_vec();
+            if planned.offsets.is_empty() {
+                planned.end_offset = offset;
             }
-            .unwrap_or(state.end_offset);
+            Then::AdvanceStart(offset)
+        } else {
+            // Past the log end: only a snapshot install does that, and the snapshot says
+            // where the leader's log continues. openraft may purge before its state machine
+            // worker installed it; the reset then waits for `set_snapshot_next`.
+            planned.pending_reset = true;
+            match state.snapshot_next {
+                Some((index, offset)) if index == log_id.index && offset >= 0 => {
+                    Then::Reset(offset)
+                }
+                _ => Then::AwaitSnapshot,
+            }
+        };
+        if !matches!(then, Then::Nothing) {
             planned.first_index = first;
-            planned.offsets = if within {
-                state
-                    .offsets
-                    .get(usize::try_from(first - state.first_index).unwrap_or(usize::MAX)..)
-                    .unwrap_or_default()
-                    .to_vec()
-            } else {
-                Vec::new()
-            };
-            planned.end_offset = if within { state.end_offset } else { offset };
             planned.forget_epochs_before(first);
-            debug_assert_eq!(planned.anchor().offset, offset);
+        }
+        if matches!(then, Then::Nothing) {
+            planned.offsets = std::mem::take(&mut state.offsets);
         }
         self.write_meta(
             &[
@@ -429,14 +490,22 @@ impl PartitionRaftLog {
             ],
             Durability::Immediate,
         )?;
-        if planned.first_index != state.first_index {
-            if within {
-                self.log.advance_log_start(planned.anchor().offset)?;
-            } else {
-                self.log.reset_to(planned.anchor().offset)?;
+        match then {
+            Then::AdvanceStart(offset) => {
+                self.log.advance_log_start(offset)?;
             }
+            Then::Reset(offset) => {
+                self.log.reset_to(offset)?;
+                planned.end_offset = offset;
+                planned.pending_reset = false;
+            }
+            Then::Nothing | Then::AwaitSnapshot => {}
         }
         *state = planned;
+        if let Then::Reset(offset) = then {
+            // The pending anchor (-1) went to disk with the purge mark; now the real one.
+            self.reset_locked(&mut state, offset)?;
+        }
         Ok(())
     }
 }

@@ -269,9 +269,12 @@ fn a_purge_past_the_log_end_restarts_the_log_where_the_snapshot_says() {
     {
         let log = open(dir.path());
         log.append_entries(&six_entries()).unwrap();
-        // A snapshot up to index 20 from a leader whose log continues at offset 500.
-        log.set_snapshot_next(20, 500);
+        // openraft purges past the log end before its state machine worker installs the
+        // snapshot: until that says where the leader's log continues, nothing can append.
         log.purge_entries(log_id(3, 2, 20)).unwrap();
+        assert!(log.append_entries(&[normal(3, 2, 21, 2)]).is_err());
+        // The snapshot up to index 20 comes from a leader whose log continues at 500.
+        log.set_snapshot_next(20, 500).unwrap();
         assert_eq!(log.log().log_start_offset(), 500);
         assert_eq!(log.log().log_end_offset(), 500);
         assert!(log.read_entries(0, 100).unwrap().is_empty());
@@ -301,4 +304,39 @@ fn a_payload_that_is_not_one_batch_writes_nothing() {
     assert!(log.append_entries(&[normal(1, 1, 1, 1), bad]).is_err());
     assert_eq!(log.index_range(), (0, 1));
     assert_eq!(log.log().log_end_offset(), 1);
+}
+
+#[test]
+fn a_snapshot_installed_before_the_purge_resets_the_log_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append_entries(&six_entries()).unwrap();
+    log.set_snapshot_next(30, 900).unwrap();
+    assert_eq!(
+        log.log().log_end_offset(),
+        16,
+        "a hint alone changes nothing"
+    );
+    log.purge_entries(log_id(3, 2, 30)).unwrap();
+    assert_eq!(log.log().log_start_offset(), 900);
+    log.append_entries(&[normal(3, 2, 31, 2)]).unwrap();
+    assert_eq!(log.offset_of(31), Some(900));
+}
+
+#[test]
+fn a_crash_between_the_purge_and_the_snapshot_install_resets_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.append_entries(&six_entries()).unwrap();
+        log.purge_entries(log_id(3, 2, 20)).unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(log.index_range(), (21, 21));
+    // What the state machine adapter does on open with the snapshot file it finds.
+    log.set_snapshot_next(20, 700).unwrap();
+    log.append_entries(&[normal(3, 2, 21, 2)]).unwrap();
+    assert_eq!(log.offset_of(21), Some(700));
+    drop(log);
+    assert_eq!(open(dir.path()).offset_of(21), Some(700));
 }

@@ -169,7 +169,9 @@ impl GroupStateMachine {
                         let (next_offset, state) = split_partition_snapshot(&snapshot.data)
                             .map_err(|e| sm_read_err(&e))?;
                         if let Some(last) = snapshot.meta.last_log_id {
-                            partition.set_snapshot_next(last.index, next_offset);
+                            partition
+                                .set_snapshot_next(last.index, next_offset)
+                                .map_err(|e| sm_read_err(&e))?;
                         }
                         state
                     }
@@ -298,7 +300,14 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
                 })?;
                 if let Some(last) = meta.last_log_id {
-                    partition.set_snapshot_next(last.index, next_offset);
+                    partition
+                        .set_snapshot_next(last.index, next_offset)
+                        .map_err(|e| {
+                            StorageIOError::write_snapshot(
+                                Some(meta.signature()),
+                                AnyError::new(&e),
+                            )
+                        })?;
                 }
                 state
             }
