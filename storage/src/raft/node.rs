@@ -218,9 +218,9 @@ impl RaftNode {
         let state_machine = GroupStateMachine::open_partition(&dir, machine, shared.clone())
             .map_err(|e| storage_error(group, &e))?;
         let log_store = PartitionLogStore::new(shared.clone());
-        self.router.mark_partition(group);
         self.run_group(group, start, log_store, state_machine)
             .await?;
+        self.router.mark_partition(group);
         Ok(shared)
     }
 

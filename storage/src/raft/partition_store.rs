@@ -163,15 +163,17 @@ impl PartitionRaftLog {
         &self.log
     }
 
-    /// The offset after the last committed batch: consumers read below it.
+    /// The offset after the last committed batch: consumers read below it. While a
+    /// snapshot's log reset is pending it is the log start, so nothing stale is served.
     pub fn high_watermark(&self) -> i64 {
         let state = self.read();
-        match state.committed {
-            Some(committed) => state
-                .offset_after(committed.index)
-                .unwrap_or_else(|| state.anchor().offset.min(state.end_offset)),
-            None => state.anchor().offset,
+        if state.pending_reset {
+            return self.log.log_start_offset();
         }
+        state
+            .committed
+            .and_then(|committed| state.offset_after(committed.index))
+            .unwrap_or_else(|| state.anchor().offset)
     }
 
     /// The offset after entry `index`'s batch (for a committed index: the high watermark).

@@ -69,6 +69,10 @@ impl Router {
     }
 
     pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&group);
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
