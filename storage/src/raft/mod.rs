@@ -35,7 +35,9 @@ mod error;
 mod log_store;
 mod network;
 mod node;
+mod partition_entries;
 mod partition_index;
+mod partition_log_store;
 mod partition_store;
 #[cfg(test)]
 mod partition_suite;

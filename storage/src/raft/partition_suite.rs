@@ -14,7 +14,8 @@
 
 use openraft::testing::{StoreBuilder, Suite};
 
-use super::partition_store::{PartitionLogStore, PartitionRaftLog};
+use super::partition_log_store::PartitionLogStore;
+use super::partition_store::PartitionRaftLog;
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::types::{StorageError, TypeConfig};
 use crate::log::{FlushPolicy, LogConfig};

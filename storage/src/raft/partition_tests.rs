@@ -8,7 +8,8 @@ use openraft::storage::RaftLogStorage;
 use openraft::{CommittedLeaderId, EntryPayload, Membership};
 
 use super::control_batch::{self, LEADER_CHANGE_TYPE, MEMBERSHIP_TYPE};
-use super::partition_store::{PartitionLogStore, PartitionRaftLog};
+use super::partition_log_store::PartitionLogStore;
+use super::partition_store::PartitionRaftLog;
 use super::partition_suite::small_segments;
 use super::types::{Command, Entry, LogId, Vote};
 use crate::log::ReadOptions;
