@@ -30,6 +30,7 @@ const SUPPORTED_MAGIC: i8 = 2;
 pub(crate) struct BatchHeader {
     pub base_offset: i64,
     pub batch_length: i32,
+    pub leader_epoch: i32,
     pub magic: i8,
     pub crc: u32,
     pub last_offset_delta: i32,
@@ -49,6 +50,7 @@ impl BatchHeader {
         Some(BatchHeader {
             base_offset: i64::from_be_bytes(array(buf, BASE_OFFSET_AT)?),
             batch_length: i32::from_be_bytes(array(buf, BATCH_LENGTH_AT)?),
+            leader_epoch: i32::from_be_bytes(array(buf, LEADER_EPOCH_AT)?),
             magic: i8::from_be_bytes(array(buf, MAGIC_AT)?),
             crc: u32::from_be_bytes(array(buf, CRC_AT)?),
             last_offset_delta: i32::from_be_bytes(array(buf, LAST_OFFSET_DELTA_AT)?),

@@ -16,6 +16,8 @@
 //! - `retention` — which sealed segments retention deletes (pure).
 //! - `log_start` — the durable log start (DeleteRecords) and its checkpoint file.
 //! - `rewrite` — crash-safe replacement of a sealed segment's batches (compaction).
+//! - `reset` — restarting the log empty at any offset; a header-only walk of batch offsets
+//!   (both for the Raft log kept in this log).
 //! - `partition_log` — the public type: locking, offset assignment, rolling, flushing.
 //!
 //! Concurrency: appends are serialized by a mutex; reads never take it. A read takes a
@@ -23,19 +25,20 @@
 //! on shared file handles, bounded by each segment's *published* size, which an append only
 //! advances after its bytes are written — so a read never sees half a batch.
 
-mod batch;
+pub(crate) mod batch;
 mod config;
 mod error;
 mod index;
 mod log_start;
 mod partition_log;
 mod recovery;
+mod reset;
 mod retention;
 mod rewrite;
 mod segment;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use config::{FlushPolicy, LogConfig};
 pub use error::LogError;

@@ -19,7 +19,7 @@ use super::segment::{Segment, remove_if_present, sync_dir};
 
 /// Present only between a clean `close` and the next `open`: recovery may then trust the
 /// active segment's index files instead of scanning it.
-const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
+pub(super) const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 
 /// Offsets assigned by an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,22 +73,22 @@ pub struct PartitionLog {
     pub(super) segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     pub(super) log_start: AtomicI64,
     /// Published after the bytes are written: a reader that sees it can read them.
-    log_end: AtomicI64,
+    pub(super) log_end: AtomicI64,
     pub(super) size: AtomicU64,
     /// Set by a failed write or fsync; the log then refuses writes until reopened.
     poisoned: AtomicBool,
     /// Reads hold it shared; truncation exclusively, because it rewrites bytes in place.
-    rewrite: RwLock<()>,
+    pub(super) rewrite: RwLock<()>,
     last_flush: Mutex<Instant>,
     dirty: AtomicBool,
 }
 
 pub(super) struct Writer {
-    active: Arc<Segment>,
+    pub(super) active: Arc<Segment>,
     /// Wall-clock time of the active segment's first append, for `segment_ms`.
-    first_append_ms: Option<i64>,
+    pub(super) first_append_ms: Option<i64>,
     /// The clean-shutdown marker is on disk and must go before the next write.
-    marker_present: bool,
+    pub(super) marker_present: bool,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

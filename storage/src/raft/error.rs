@@ -21,6 +21,10 @@ pub enum RaftGroupError {
         leader: NodeId,
         message: String,
     },
+    /// A proposal the group refuses before replicating it (a partition group takes exactly
+    /// one v2 record batch per command). Nothing was written.
+    #[error("{group} refuses the command: {message}")]
+    BadCommand { group: GroupId, message: String },
     #[error("invalid raft configuration: {0}")]
     Config(String),
     #[error("raft storage of {group}: {message}")]

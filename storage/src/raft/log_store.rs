@@ -4,9 +4,8 @@
 //! segmented file: openraft needs atomic truncation of a suffix, purging of a prefix and a
 //! durable vote ordered with the appends; redb gives all three in one fsynced transaction,
 //! and a group's files are removed by removing its directory. Cost: every append is one
-//! fsynced commit (fine for the controller and for service groups; the partition groups will
-//! store their entries in the partition's own segment log, where an entry's payload is the
-//! Kafka batch — `entry_codec` keeps the payload verbatim with that in mind).
+//! fsynced commit (fine for the controller and for service groups; partition groups use the
+//! other kind, `partition_store`, where the Raft log is the partition's own segment log).
 //!
 //! Writes run on tokio's blocking pool (they fsync); reads are short and run in place.
 

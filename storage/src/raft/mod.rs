@@ -14,6 +14,10 @@
 //! - `types.rs`: the openraft type configuration ([`TypeConfig`]), [`GroupId`], [`Command`].
 //! - `entry_codec.rs`: the on-disk form of one log entry (header + raw command bytes).
 //! - `log_store.rs`: the durable log, vote and committed index of one group (redb).
+//! - `partition_store.rs`: the other log store kind, for partition groups: the Raft log IS
+//!   the partition's Kafka log (one entry = one v2 batch, term = partitionLeaderEpoch);
+//!   `partition_index.rs`: its Raft index <-> offset mapping and epoch cache;
+//!   `control_batch.rs`: blank and membership entries as Kafka control batches.
 //! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots).
 //! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
 //!   and proposals forwarded to a group's leader.
@@ -25,11 +29,20 @@
 //! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
 //! - `error.rs`: [`RaftGroupError`].
 
+mod control_batch;
 mod entry_codec;
 mod error;
 mod log_store;
 mod network;
 mod node;
+mod partition_entries;
+mod partition_index;
+mod partition_log_store;
+mod partition_store;
+#[cfg(test)]
+mod partition_suite;
+#[cfg(test)]
+mod partition_tests;
 mod server;
 mod state_machine;
 mod status;
@@ -38,8 +51,10 @@ mod storage_suite;
 mod types;
 mod wire;
 
+pub use control_batch::{EntryBatchError, LEADER_CHANGE_TYPE, MEMBERSHIP_TYPE};
 pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
+pub use partition_store::{PartitionRaftLog, PartitionStoreError};
 pub use state_machine::StateMachine;
 pub use status::{GroupStatus, Role};
 pub use types::{Command, GroupId, NodeId, TypeConfig};

@@ -16,14 +16,20 @@ use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use openraft::storage::RaftLogStorage;
+
+use super::control_batch;
 use super::error::RaftGroupError;
 use super::log_store::GroupLogStore;
 use super::network::{GroupNetworkFactory, Peers};
+use super::partition_log_store::PartitionLogStore;
+use super::partition_store::PartitionRaftLog;
 use super::server::{self, Router};
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::status::GroupStatus;
-use super::types::{Command, GroupId, NodeId, Raft};
+use super::types::{Command, GroupId, NodeId, Raft, TypeConfig};
 use super::wire::{ForwardRefused, Reply, Rpc};
+use crate::log::LogConfig;
 
 /// How long a forwarded proposal may take, commit included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +105,13 @@ fn write_error(
     }
 }
 
+fn storage_error(group: GroupId, e: &dyn std::fmt::Display) -> RaftGroupError {
+    RaftGroupError::Storage {
+        group,
+        message: e.to_string(),
+    }
+}
+
 /// Connections of a node's Raft transport since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportStats {
@@ -171,6 +184,7 @@ impl RaftNode {
 
     /// Opens `group` on this node, recovering its log and snapshot from disk, with `machine`
     /// as its state machine (restored from the snapshot, then fed the committed entries).
+    /// Its Raft log is a redb file of its own (the controller and service groups).
     pub async fn open_group(
         &self,
         group: GroupId,
@@ -181,12 +195,50 @@ impl RaftNode {
             return Err(RaftGroupError::GroupExists(group));
         }
         let dir = self.group_dir(group);
-        let storage = |e: &dyn std::fmt::Display| RaftGroupError::Storage {
-            group,
-            message: e.to_string(),
-        };
-        let log_store = GroupLogStore::open(&dir).map_err(|e| storage(&e))?;
-        let state_machine = GroupStateMachine::open(&dir, machine).map_err(|e| storage(&e))?;
+        let log_store = GroupLogStore::open(&dir).map_err(|e| storage_error(group, &e))?;
+        let state_machine =
+            GroupStateMachine::open(&dir, machine).map_err(|e| storage_error(group, &e))?;
+        self.run_group(group, start, log_store, state_machine).await
+    }
+
+    /// Opens a partition group: like [`RaftNode::open_group`], but its Raft log IS the
+    /// partition's Kafka log (`<group dir>/log`, configured by `log_config`): every
+    /// proposal must be exactly one v2 record batch, stored once with its term as the
+    /// partitionLeaderEpoch. Returns the shared log, which the broker reads (Fetch) up to
+    /// its high watermark.
+    pub async fn open_partition_group(
+        &self,
+        group: GroupId,
+        start: GroupStart,
+        machine: Box<dyn StateMachine>,
+        log_config: LogConfig,
+    ) -> Result<Arc<PartitionRaftLog>, RaftGroupError> {
+        if self.router.get(group).is_some() {
+            return Err(RaftGroupError::GroupExists(group));
+        }
+        let dir = self.group_dir(group);
+        // Opening scans the batch headers once; like the redb open, done in place.
+        let shared =
+            PartitionRaftLog::open(&dir, log_config).map_err(|e| storage_error(group, &e))?;
+        let state_machine = GroupStateMachine::open_partition(&dir, machine, shared.clone())
+            .map_err(|e| storage_error(group, &e))?;
+        let log_store = PartitionLogStore::new(shared.clone());
+        self.run_group(group, start, log_store, state_machine)
+            .await?;
+        self.router.mark_partition(group);
+        Ok(shared)
+    }
+
+    async fn run_group<LS>(
+        &self,
+        group: GroupId,
+        start: GroupStart,
+        log_store: LS,
+        state_machine: GroupStateMachine,
+    ) -> Result<(), RaftGroupError>
+    where
+        LS: RaftLogStorage<TypeConfig>,
+    {
         let network = GroupNetworkFactory {
             group,
             peers: self.peers.clone(),
@@ -265,6 +317,12 @@ impl RaftNode {
         command: Vec<u8>,
     ) -> Result<Vec<u8>, RaftGroupError> {
         let raft = self.raft(group)?;
+        if self.router.is_partition(group) {
+            control_batch::validate_command(&command).map_err(|e| RaftGroupError::BadCommand {
+                group,
+                message: e.to_string(),
+            })?;
+        }
         raft.client_write(Command(command))
             .await
             .map(|response| response.data.0)

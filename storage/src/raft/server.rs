@@ -5,7 +5,7 @@
 //! concurrently (a snapshot chunk being installed for one group must not hold up another
 //! group's heartbeat), so answers may leave out of order; the caller correlates by id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::control_batch;
 use super::types::{GroupId, Raft};
 use super::wire::{self, ForwardRefused, Reply, RequestFrame, ResponseFrame, Rpc};
 use openraft::error::{ClientWriteError, RaftError};
@@ -23,6 +24,9 @@ use openraft::error::{ClientWriteError, RaftError};
 #[derive(Default)]
 pub struct Router {
     groups: RwLock<HashMap<GroupId, Raft>>,
+    /// Partition groups: their proposals must be one record batch, checked before
+    /// replicating (a bad entry would stop the group on every replica).
+    partitions: RwLock<HashSet<GroupId>>,
     /// Connections accepted since the node started.
     accepted: AtomicU64,
 }
@@ -46,11 +50,29 @@ impl Router {
         true
     }
 
+    pub fn mark_partition(&self, group: GroupId) {
+        self.partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(group);
+    }
+
+    pub fn is_partition(&self, group: GroupId) -> bool {
+        self.partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&group)
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 
     pub fn remove(&self, group: GroupId) -> Option<Raft> {
+        self.partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&group);
         self.groups
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -162,6 +184,12 @@ async fn handle(router: &Router, group: GroupId, rpc: Rpc) -> Reply {
         Rpc::AppendEntries(req) => Reply::AppendEntries(raft.append_entries(req).await),
         Rpc::Vote(req) => Reply::Vote(raft.vote(req).await),
         Rpc::InstallSnapshot(req) => Reply::InstallSnapshot(raft.install_snapshot(req).await),
+        Rpc::Propose(command)
+            if router.is_partition(group)
+                && let Err(e) = control_batch::validate_command(&command.0) =>
+        {
+            Reply::Propose(Err(ForwardRefused::Failed(e.to_string())))
+        }
         Rpc::Propose(command) => Reply::Propose(match raft.client_write(command).await {
             Ok(response) => Ok(response.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {

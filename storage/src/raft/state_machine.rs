@@ -18,6 +18,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::partition_store::PartitionRaftLog;
 use super::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -101,6 +102,23 @@ struct Inner {
     last_membership: StoredMembership,
     current_snapshot: Option<StoredSnapshot>,
     dir: PathBuf,
+    /// Set for a partition group: its snapshots also carry where the log continues.
+    partition: Option<Arc<PartitionRaftLog>>,
+}
+
+/// A partition group's snapshot data: the offset after the snapshot's last entry (8 bytes,
+/// big-endian) and then the caller's state. The log itself is not in the snapshot: a
+/// replica that installs it restarts its log empty at that offset and receives the entries
+/// after it from the leader.
+fn split_partition_snapshot(data: &[u8]) -> Result<(i64, &[u8]), std::io::Error> {
+    data.split_first_chunk::<8>()
+        .map(|(offset, rest)| (i64::from_be_bytes(*offset), rest))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "partition snapshot shorter than its next-offset prefix",
+            )
+        })
 }
 
 /// openraft's view of a caller's [`StateMachine`]; cheap to clone (the snapshot builder is
@@ -122,13 +140,45 @@ impl GroupStateMachine {
     /// Wraps `machine`, restoring it from the snapshot kept in `dir` if there is one.
     // openraft's own error type, returned as its traits return it.
     #[allow(clippy::result_large_err)]
-    pub fn open(dir: &Path, mut machine: Box<dyn StateMachine>) -> Result<Self, StorageError> {
+    pub fn open(dir: &Path, machine: Box<dyn StateMachine>) -> Result<Self, StorageError> {
+        Self::open_with(dir, machine, None)
+    }
+
+    /// Like [`GroupStateMachine::open`] for a partition group whose log is `partition`.
+    #[allow(clippy::result_large_err)]
+    pub fn open_partition(
+        dir: &Path,
+        machine: Box<dyn StateMachine>,
+        partition: Arc<PartitionRaftLog>,
+    ) -> Result<Self, StorageError> {
+        Self::open_with(dir, machine, Some(partition))
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn open_with(
+        dir: &Path,
+        mut machine: Box<dyn StateMachine>,
+        partition: Option<Arc<PartitionRaftLog>>,
+    ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| sm_write_err(&e))?;
         let snapshot = StoredSnapshot::read(dir).map_err(|e| sm_read_err(&e))?;
         let (last_applied, last_membership) = match &snapshot {
             Some(snapshot) => {
+                let state = match &partition {
+                    Some(partition) => {
+                        let (next_offset, state) = split_partition_snapshot(&snapshot.data)
+                            .map_err(|e| sm_read_err(&e))?;
+                        if let Some(last) = snapshot.meta.last_log_id {
+                            partition
+                                .set_snapshot_next(last.index, next_offset)
+                                .map_err(|e| sm_read_err(&e))?;
+                        }
+                        state
+                    }
+                    None => &snapshot.data,
+                };
                 machine
-                    .restore(&snapshot.data)
+                    .restore(state)
                     .map_err(|e| StorageIOError::read_snapshot(None, AnyError::error(e)))?;
                 (
                     snapshot.meta.last_log_id,
@@ -144,6 +194,7 @@ impl GroupStateMachine {
                 last_membership,
                 current_snapshot: snapshot,
                 dir: dir.to_path_buf(),
+                partition,
             })),
         })
     }
@@ -152,7 +203,20 @@ impl GroupStateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let mut inner = self.inner.lock().await;
-        let data = inner.machine.snapshot();
+        let mut data = inner.machine.snapshot();
+        if let Some(partition) = &inner.partition {
+            // -1 when the last applied entry is not in this log (only openraft's storage
+            // suite applies entries the log never held): a replica installing such a
+            // snapshot refuses to guess where its log continues.
+            let next_offset = match inner.last_applied {
+                Some(last) => partition.offset_after(last.index),
+                None => Some(partition.log().log_start_offset()),
+            }
+            .unwrap_or(-1);
+            let mut prefixed = next_offset.to_be_bytes().to_vec();
+            prefixed.append(&mut data);
+            data = prefixed;
+        }
         let snapshot_id = match inner.last_applied {
             Some(id) => format!(
                 "{}-{}-{}",
@@ -229,7 +293,27 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             data: snapshot.into_inner(),
         };
         let mut inner = self.inner.lock().await;
-        inner.machine.restore(&stored.data).map_err(|e| {
+        let partition = inner.partition.clone();
+        let state = match &partition {
+            Some(partition) => {
+                let (next_offset, state) = split_partition_snapshot(&stored.data).map_err(|e| {
+                    StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
+                })?;
+                if let Some(last) = meta.last_log_id {
+                    partition
+                        .set_snapshot_next(last.index, next_offset)
+                        .map_err(|e| {
+                            StorageIOError::write_snapshot(
+                                Some(meta.signature()),
+                                AnyError::new(&e),
+                            )
+                        })?;
+                }
+                state
+            }
+            None => &stored.data,
+        };
+        inner.machine.restore(state).map_err(|e| {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e))
         })?;
         stored.write(&inner.dir).map_err(|e| {

@@ -129,3 +129,39 @@ fn segments_roll_by_age() {
     append_batches(&log, 1, 1, 10);
     assert_eq!(log.segment_count(), 2);
 }
+
+#[test]
+fn reset_empties_the_log_and_restarts_it_at_any_offset_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), config(1000)).unwrap();
+    append_batches(&log, 20, 3, 100);
+    log.advance_log_start(10).unwrap();
+    // Above the log end (a replica brought back by a snapshot).
+    log.reset_to(500).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.size_bytes(), 0);
+    assert!(matches!(
+        log.read(10, everything()),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let mut next = batch(2, 10, 5);
+    assert_eq!(log.append(&mut next, 4).unwrap().base_offset, 500);
+    drop(log);
+    let reopened = PartitionLog::open(dir.path(), config(1000)).unwrap();
+    assert_eq!(
+        reopened.log_start_offset(),
+        500,
+        "no stale start checkpoint"
+    );
+    assert_eq!(offsets(&read_all(&reopened)), vec![(500, 501)]);
+    // Below the current start, after a clean close.
+    reopened.close().unwrap();
+    reopened.reset_to(7).unwrap();
+    drop(reopened);
+    let reopened = PartitionLog::open(dir.path(), config(1000)).unwrap();
+    assert_eq!(
+        (reopened.log_start_offset(), reopened.log_end_offset()),
+        (7, 7)
+    );
+}

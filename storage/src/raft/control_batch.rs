@@ -1,0 +1,286 @@
+//! Raft entries as Kafka v2 record batches, for the partition log store.
+//!
+//! A normal entry's payload IS one record batch (validated before it is proposed and again
+//! before it is stored). The two other entry kinds become *control* batches (attributes bit 5
+//! set), which every Kafka consumer skips, carrying one control record whose key is KRaft's
+//! control record key (`version: int16 = 0`, `type: int16`) and whose value is JSON:
+//! - the blank entry a new leader appends: type 2 (`LEADER_CHANGE`, as KRaft writes when a
+//!   leader is elected); value `{"version":0,"leaderId":<node>}`, the field names of KRaft's
+//!   `LeaderChangeMessage`, but JSON, not its binary encoding;
+//! - a membership entry: the private type [`MEMBERSHIP_TYPE`], value openraft's `Membership`
+//!   as JSON. Not KRaft's `KRAFT_VOTERS` (6): its value is a binary `VotersRecord` with
+//!   fields (directory ids, endpoints, kraft.version) that openraft's joint configurations
+//!   and learners do not map onto, and a tool that knows type 6 would misread our JSON.
+//!
+//! A control batch must be byte-identical on every replica, because each replica builds it
+//! from the entry: no clock, so timestamps are -1 (Kafka's "no timestamp"), no producer.
+
+use openraft::EntryPayload;
+
+use super::types::{Command, Entry, TypeConfig};
+use crate::log::batch::{self, BatchHeader, HEADER_SIZE};
+
+/// KRaft's `ControlRecordType.LEADER_CHANGE`.
+pub const LEADER_CHANGE_TYPE: i16 = 2;
+/// A control record type of our own for openraft membership (Kafka uses 0..=6).
+pub const MEMBERSHIP_TYPE: i16 = 0x7F01;
+/// Attributes bit 5: the batch holds control records.
+pub const CONTROL_BIT: i16 = 0x20;
+const ATTRIBUTES_AT: usize = 21;
+const NO_TIMESTAMP: i64 = -1;
+
+/// Why bytes cannot be (or be read back as) a partition log entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryBatchError {
+    #[error("a partition entry must be exactly one valid v2 record batch: {0}")]
+    NotOneBatch(String),
+    #[error("a produced batch must not carry the control attribute")]
+    ControlFromProducer,
+    #[error("malformed control record: {0}")]
+    BadControl(&'static str),
+    #[error("unknown control record type {0}")]
+    UnknownControl(i16),
+    #[error("bad JSON in a control record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Checks that a proposed command is exactly one well-formed, non-control v2 batch.
+pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
+    let summary =
+        batch::validate_batches(bytes).map_err(|e| EntryBatchError::NotOneBatch(e.to_string()))?;
+    if summary.batch_count != 1 {
+        return Err(EntryBatchError::NotOneBatch(format!(
+            "{} batches",
+            summary.batch_count
+        )));
+    }
+    if attributes(bytes) & CONTROL_BIT != 0 {
+        return Err(EntryBatchError::ControlFromProducer);
+    }
+    Ok(())
+}
+
+fn attributes(batch: &[u8]) -> i16 {
+    batch
+        .get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map_or(0, i16::from_be_bytes)
+}
+
+/// Is this stored batch a control batch?
+pub fn is_control(batch: &[u8]) -> bool {
+    attributes(batch) & CONTROL_BIT != 0
+}
+
+/// The batch an entry is stored as (base offset and leader epoch are assigned by the log).
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, EntryBatchError> {
+    match &entry.payload {
+        EntryPayload::Normal(command) => {
+            validate_command(&command.0)?;
+            Ok(command.0.clone())
+        }
+        EntryPayload::Blank => {
+            let value = serde_json::json!({
+                "version": 0,
+                "leaderId": entry.log_id.leader_id.node_id,
+            });
+            Ok(control_batch(
+                LEADER_CHANGE_TYPE,
+                &serde_json::to_vec(&value)?,
+            ))
+        }
+        EntryPayload::Membership(membership) => Ok(control_batch(
+            MEMBERSHIP_TYPE,
+            &serde_json::to_vec(membership)?,
+        )),
+    }
+}
+
+/// The entry payload a stored batch carries.
+pub fn decode_payload(batch: &[u8]) -> Result<EntryPayload<TypeConfig>, EntryBatchError> {
+    if !is_control(batch) {
+        return Ok(EntryPayload::Normal(Command(batch.to_vec())));
+    }
+    let (control_type, value) = control_record(batch)?;
+    match control_type {
+        LEADER_CHANGE_TYPE => Ok(EntryPayload::Blank),
+        MEMBERSHIP_TYPE => Ok(EntryPayload::Membership(serde_json::from_slice(value)?)),
+        other => Err(EntryBatchError::UnknownControl(other)),
+    }
+}
+
+/// A control batch holding one control record.
+pub fn control_batch(control_type: i16, value: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend(0i16.to_be_bytes());
+    key.extend(control_type.to_be_bytes());
+
+    let mut body = Vec::with_capacity(16 + value.len());
+    body.push(0); // record attributes
+    put_varint(&mut body, 0); // timestampDelta
+    put_varint(&mut body, 0); // offsetDelta
+    put_varint(&mut body, key.len() as i64);
+    body.extend(&key);
+    put_varint(&mut body, value.len() as i64);
+    body.extend(value);
+    put_varint(&mut body, 0); // headers
+    let mut record = Vec::with_capacity(body.len() + 5);
+    put_varint(&mut record, body.len() as i64);
+    record.extend(body);
+
+    let batch_length = (HEADER_SIZE - 12 + record.len()) as i32;
+    let mut out = Vec::with_capacity(HEADER_SIZE + record.len());
+    out.extend(0i64.to_be_bytes()); // baseOffset
+    out.extend(batch_length.to_be_bytes());
+    out.extend((-1i32).to_be_bytes()); // partitionLeaderEpoch
+    out.push(2); // magic
+    out.extend(0u32.to_be_bytes()); // crc, below
+    out.extend(CONTROL_BIT.to_be_bytes()); // attributes
+    out.extend(0i32.to_be_bytes()); // lastOffsetDelta
+    out.extend(NO_TIMESTAMP.to_be_bytes()); // baseTimestamp
+    out.extend(NO_TIMESTAMP.to_be_bytes()); // maxTimestamp
+    out.extend((-1i64).to_be_bytes()); // producerId
+    out.extend((-1i16).to_be_bytes()); // producerEpoch
+    out.extend((-1i32).to_be_bytes()); // baseSequence
+    out.extend(1i32.to_be_bytes()); // recordCount
+    out.extend(record);
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES_AT..).unwrap_or_default());
+    if let Some(field) = out.get_mut(17..21) {
+        field.copy_from_slice(&crc.to_be_bytes());
+    }
+    out
+}
+
+/// The type and value of a control batch's (first) record.
+pub fn control_record(batch: &[u8]) -> Result<(i16, &[u8]), EntryBatchError> {
+    let header = BatchHeader::parse(batch).ok_or(EntryBatchError::BadControl("short header"))?;
+    let end = header.size().min(batch.len());
+    let mut reader = Reader {
+        buf: batch.get(HEADER_SIZE..end).unwrap_or_default(),
+    };
+    let _length = reader.varint()?;
+    let _attributes = reader.take(1)?;
+    let _timestamp_delta = reader.varint()?;
+    let _offset_delta = reader.varint()?;
+    let key_len =
+        usize::try_from(reader.varint()?).map_err(|_| EntryBatchError::BadControl("null key"))?;
+    let key = reader.take(key_len)?;
+    let control_type = key
+        .get(2..4)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(i16::from_be_bytes)
+        .ok_or(EntryBatchError::BadControl(
+            "key shorter than version + type",
+        ))?;
+    let value_len = usize::try_from(reader.varint()?).unwrap_or(0);
+    let value = reader.take(value_len)?;
+    Ok((control_type, value))
+}
+
+/// Zigzag varint, as the v2 record format writes lengths and deltas.
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8 & 0x7f) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EntryBatchError> {
+        let (head, rest) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(EntryBatchError::BadControl(
+                "record shorter than its lengths",
+            ))?;
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<i64, EntryBatchError> {
+        let mut raw = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self
+                .take(1)?
+                .first()
+                .ok_or(EntryBatchError::BadControl("truncated varint"))?;
+            raw |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(EntryBatchError::BadControl("varint too long"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::collections::BTreeSet;
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::raft::types::LogId;
+
+    fn entry(payload: EntryPayload<TypeConfig>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(4, 2), 9),
+            payload,
+        }
+    }
+
+    #[test]
+    fn blank_and_membership_are_valid_control_batches_that_roundtrip() {
+        let members = Membership::new(vec![BTreeSet::from([1, 2, 3])], None);
+        for (payload, control_type) in [
+            (EntryPayload::Blank, LEADER_CHANGE_TYPE),
+            (EntryPayload::Membership(members), MEMBERSHIP_TYPE),
+        ] {
+            let bytes = encode(&entry(payload.clone())).unwrap();
+            // A valid v2 batch with the control attribute: the log accepts it, consumers skip it.
+            assert_eq!(batch::validate_batches(&bytes).unwrap().batch_count, 1);
+            assert!(is_control(&bytes));
+            assert_eq!(i16::from_be_bytes([bytes[21], bytes[22]]) & 0x20, 0x20);
+            assert_eq!(control_record(&bytes).unwrap().0, control_type);
+            assert_eq!(decode_payload(&bytes).unwrap(), payload);
+        }
+        let blank = encode(&entry(EntryPayload::Blank)).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(control_record(&blank).unwrap().1).unwrap();
+        assert_eq!(value["leaderId"], 2);
+    }
+
+    #[test]
+    fn varints_roundtrip_including_negative_and_multibyte() {
+        for value in [0i64, 1, -1, 63, 64, -65, 300, 1 << 40, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(Reader { buf: &out }.varint().unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn commands_must_be_one_non_control_batch() {
+        let one = control_batch(LEADER_CHANGE_TYPE, b"{}");
+        assert!(matches!(
+            validate_command(&one),
+            Err(EntryBatchError::ControlFromProducer)
+        ));
+        assert!(validate_command(b"not a batch").is_err());
+        let mut two = crate::log::tests::support::batch(2, 10, 5);
+        assert!(validate_command(&two).is_ok());
+        two.extend(crate::log::tests::support::batch(1, 10, 5));
+        assert!(matches!(
+            validate_command(&two),
+            Err(EntryBatchError::NotOneBatch(_))
+        ));
+    }
+}
