@@ -3,6 +3,7 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod config;
+mod demo;
 mod event_consume;
 mod event_log;
 mod kafka_apis;
@@ -48,6 +49,8 @@ enum Command {
     KafkaApis,
     /// Manage accounts in a stopped node's identity store.
     User(user::UserArgs),
+    /// Seed a catalog and stock, place orders through the public API, print the flow.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::KafkaApis => kafka_apis::run(),
             Command::Group(args) => tools::group::run(args).await,
             Command::User(args) => user::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {
