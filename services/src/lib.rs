@@ -6,10 +6,15 @@
 //! shape: `model.rs` (records, value objects), `commands.rs`, `events.rs`, `apply.rs` (the
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
-//! Services here: [`identity`] (users, sessions, tokens) and [`catalog`] (products).
+//! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
+//! [`inventory`] (stock, reservations), [`shipping`] (shipments, carrier updates) and
+//! [`analytics`] (aggregates over every domain topic).
 
+pub mod analytics;
 pub mod catalog;
 pub mod identity;
+pub mod inventory;
 pub mod notification;
 pub mod payment;
 pub mod platform;
+pub mod shipping;

@@ -15,6 +15,7 @@
 //! - [`group`]: consumer-group members driven by the test thread, committed offsets.
 //! - [`http`]: a JSON client for the node's REST API (reqwest), with sign-up and login helpers.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
+//! - [`envelopes`]: event and command envelopes produced onto the services' topics.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
 //! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
@@ -26,6 +27,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 pub mod cli;
+pub mod envelopes;
 pub mod group;
 pub mod http;
 pub mod kafka;

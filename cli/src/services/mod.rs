@@ -3,10 +3,13 @@
 //! and workers reading from it. One file per service says how that service is wired
 //! ([`Wired`]); this file runs them all the same way.
 
+mod analytics;
 mod catalog;
 mod identity;
+mod inventory;
 mod notification;
 mod payment;
+mod shipping;
 
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
@@ -46,6 +49,9 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
     let (_catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_payment, payment_wired) = payment::wire(&dir)?;
     let (_notification, notification_wired) = notification::wire(&dir)?;
+    let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     Ok(NodeServices {
         identity,
         wired: vec![
@@ -53,6 +59,9 @@ pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
             catalog_wired,
             payment_wired,
             notification_wired,
+            inventory_wired,
+            shipping_wired,
+            analytics_wired,
         ],
     })
 }

@@ -1,0 +1,41 @@
+//! shipping: shipments for the order saga, status changes by admins and the carrier.
+
+use super::{Task, Wired, mount};
+use anyhow::Context;
+use commerce_services::platform::consumer::Consumer;
+use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
+use commerce_services::shipping::routes::ShippingApi;
+use commerce_services::shipping::{self, ShippingService};
+use std::path::Path;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+pub fn wire(dir: &Path) -> anyhow::Result<(Arc<ShippingService>, Wired)> {
+    let service = ShippingService::open(dir)
+        .with_context(|| format!("cannot open the shipping service in {}", dir.display()))?;
+    let engine = service.engine.clone();
+    let consumer: Task = Box::new(move |log, stopped| {
+        let consumer = Consumer {
+            log,
+            engine,
+            subscriber: shipping::consumers::ShippingSubscriber,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+        };
+        tokio::spawn(consumer.run(stopped))
+    });
+    let store = service.engine.store().clone();
+    let wired = Wired {
+        name: "shipping",
+        mount: Some(mount(
+            "/api/shipping",
+            service.router(),
+            ShippingApi::openapi(),
+            &store,
+        )),
+        store,
+        relay: Some((shipping::PRODUCER_ID, service.engine.outbox_signal())),
+        tasks: vec![consumer],
+    };
+    Ok((service, wired))
+}
