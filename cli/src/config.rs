@@ -7,6 +7,7 @@ use commerce_storage::FlushPolicy;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `commerce start` flags. Each is optional so that an unset flag falls through to the
 /// environment (clap's `env`), then the config file, then the default.
@@ -57,6 +58,9 @@ pub struct NodeArgs {
     /// Password of that admin account
     #[arg(long, env = "COMMERCE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// How long an order saga step waits for its reply before it fails and compensates [default: 30000]
+    #[arg(long, env = "COMMERCE_SAGA_STEP_TIMEOUT_MS")]
+    pub saga_step_timeout_ms: Option<u64>,
 }
 
 /// The same settings as read from the TOML file.
@@ -77,6 +81,7 @@ struct FileConfig {
     cors_origins: Option<Vec<String>>,
     admin_email: Option<String>,
     admin_password: Option<String>,
+    saga_step_timeout_ms: Option<u64>,
 }
 
 /// Resolved settings for one node.
@@ -96,6 +101,8 @@ pub struct NodeSettings {
     pub cors_origins: Vec<String>,
     /// (email, password) of the admin to create at start.
     pub admin: Option<(String, String)>,
+    /// How long an order saga step waits for its reply.
+    pub saga_step_timeout: Duration,
 }
 
 impl NodeSettings {
@@ -125,6 +132,14 @@ impl NodeSettings {
             (None, None) => None,
             _ => anyhow::bail!("admin-email and admin-password go together"),
         };
+        let saga_step_timeout_ms = args
+            .saga_step_timeout_ms
+            .or(file.saga_step_timeout_ms)
+            .unwrap_or(30_000);
+        anyhow::ensure!(
+            saga_step_timeout_ms >= 1,
+            "saga-step-timeout-ms must be at least 1"
+        );
         anyhow::ensure!(
             num_partitions >= 1,
             "num-partitions must be at least 1, got {num_partitions}"
@@ -170,6 +185,7 @@ impl NodeSettings {
                 .filter(|origin| !origin.is_empty())
                 .collect(),
             admin,
+            saga_step_timeout: Duration::from_millis(saga_step_timeout_ms),
         })
     }
 }

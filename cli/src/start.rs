@@ -35,7 +35,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let http_addr = http_listener.local_addr()?;
 
     let broker = open_broker(&settings, kafka_addr)?;
-    let mut services = crate::services::open(&settings.data_dir)?;
+    let mut services = crate::services::open(&settings)?;
     if let Some((email, password)) = &settings.admin {
         crate::services::ensure_admin(&services.identity, email, password).await?;
     }

@@ -7,14 +7,16 @@
 //! state machine), `routes.rs` (HTTP, mounted by the gateway under `/api/<service>`).
 //!
 //! Services here: [`identity`] (users, sessions, tokens), [`catalog`] (products),
-//! [`inventory`] (stock, reservations), [`shipping`] (shipments, carrier updates) and
-//! [`analytics`] (aggregates over every domain topic).
+//! [`inventory`] (stock, reservations), [`payment`] (charges, refunds), [`shipping`]
+//! (shipments, carrier updates), [`notification`] (templates, messages), [`analytics`]
+//! (aggregates over every domain topic) and [`order`] (orders and the order saga).
 
 pub mod analytics;
 pub mod catalog;
 pub mod identity;
 pub mod inventory;
 pub mod notification;
+pub mod order;
 pub mod payment;
 pub mod platform;
 pub mod shipping;

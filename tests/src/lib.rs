@@ -14,6 +14,7 @@
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
 //! - [`group`]: consumer-group members driven by the test thread, committed offsets.
 //! - [`http`]: a JSON client for the node's REST API (reqwest), with sign-up and login helpers.
+//! - [`orders`]: placing and following orders, finding the commands the saga sent.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`envelopes`]: event and command envelopes produced onto the services' topics.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
@@ -33,6 +34,7 @@ pub mod http;
 pub mod kafka;
 pub mod limit;
 pub mod node;
+pub mod orders;
 pub mod proxy;
 pub mod raw;
 pub mod wire;

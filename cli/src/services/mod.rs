@@ -8,16 +8,17 @@ mod catalog;
 mod identity;
 mod inventory;
 mod notification;
+mod order;
 mod payment;
 mod shipping;
 
+use crate::config::NodeSettings;
 use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
 use commerce_services::platform::Store;
 use commerce_services::platform::outbox::Relay;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -43,25 +44,27 @@ pub struct NodeServices {
     wired: Vec<Wired>,
 }
 
-pub fn open(data_dir: &Path) -> anyhow::Result<NodeServices> {
-    let dir = data_dir.join("services");
+pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
+    let dir = settings.data_dir.join("services");
     let (identity, identity_wired) = identity::wire(&dir)?;
-    let (_catalog, catalog_wired) = catalog::wire(&dir)?;
-    let (_payment, payment_wired) = payment::wire(&dir)?;
-    let (_notification, notification_wired) = notification::wire(&dir)?;
+    let (catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
+    let (_payment, payment_wired) = payment::wire(&dir)?;
     let (_shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (_notification, notification_wired) = notification::wire(&dir)?;
     let (_analytics, analytics_wired) = analytics::wire(&dir)?;
+    let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
     Ok(NodeServices {
         identity,
         wired: vec![
             identity_wired,
             catalog_wired,
-            payment_wired,
-            notification_wired,
             inventory_wired,
+            payment_wired,
             shipping_wired,
+            notification_wired,
             analytics_wired,
+            order_wired,
         ],
     })
 }

@@ -47,6 +47,8 @@ pub enum BenchCommand {
     Fetch(super::bench_fetch::BenchFetchArgs),
     /// Load the REST API through the gateway (catalog reads or product writes).
     Http(super::bench_http::BenchHttpArgs),
+    /// Place orders through the gateway and time them from POST to confirmed.
+    Orders(super::bench_orders::BenchOrdersArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +103,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchCommand::Fetch(bench) => super::bench_fetch::run(&args.connection, &bench).await,
         BenchCommand::Http(bench) => super::bench_http::run(bench).await,
+        BenchCommand::Orders(bench) => super::bench_orders::run(bench).await,
         BenchCommand::Consume(bench) => {
             let connection = args.connection;
             tokio::task::spawn_blocking(move || bench_consume(&connection, &bench))

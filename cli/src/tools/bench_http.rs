@@ -198,7 +198,7 @@ fn product(sku: &str) -> Value {
     })
 }
 
-async fn login(
+pub(super) async fn login(
     client: &reqwest::Client,
     base: &str,
     email: &str,

@@ -10,6 +10,7 @@
 pub mod bench;
 mod bench_fetch;
 pub mod bench_http;
+mod bench_orders;
 pub mod connection;
 pub mod consume;
 pub mod group;

@@ -40,6 +40,11 @@ impl CatalogService {
         routes::router(self.clone())
     }
 
+    /// One product as stored now (None if there is none, or it was deleted).
+    pub fn product(&self, id: &str) -> Result<Option<Product>, StoreError> {
+        PRODUCTS.get(self.engine.store().as_ref(), id)
+    }
+
     pub(crate) fn all_products(&self) -> Result<Arc<Vec<Product>>, StoreError> {
         if let Ok(cache) = self.cache.read()
             && let Some(products) = cache.as_ref()

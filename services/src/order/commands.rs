@@ -1,0 +1,30 @@
+//! Order commands; ids, prices and timestamps are fixed before logging.
+
+use super::model::{Address, OrderLine, ShippingMethod};
+use super::saga::Reply;
+use crate::catalog::model::Money;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// A validated, priced order from `POST /api/orders`.
+    Place(NewOrder),
+    /// A participant's reply, from its event topic.
+    Reply { order_id: String, reply: Reply },
+    /// The clock: fail every step whose deadline is at or before `now_ms`.
+    Tick { now_ms: i64 },
+    /// The customer (or an admin) cancels.
+    Cancel { order_id: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub id: String,
+    pub customer_id: String,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    pub shipping_address: Address,
+    pub shipping_method: ShippingMethod,
+    pub card_number: String,
+    pub step_timeout_ms: i64,
+}
