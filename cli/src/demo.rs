@@ -349,9 +349,7 @@ impl Demo {
         }
 
         println!("\n== analytics summary");
-        let summary = self
-            .ok(Method::GET, "/api/analytics/summary", Some(&admin), None)
-            .await?;
+        let summary = self.analytics(&admin, finals.len()).await?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
 
         let confirmed = finals.iter().filter(|o| o["status"] != "cancelled").count();
@@ -520,6 +518,25 @@ impl Demo {
             println!("  shipment: none");
         }
         Ok(())
+    }
+
+    /// The analytics summary once it counts at least `orders` final orders (it is a read model
+    /// fed by events, so it may trail the orders by a moment), or as it is at the bound.
+    async fn analytics(&self, admin: &str, orders: usize) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + self.bound.min(Duration::from_secs(15));
+        loop {
+            let summary = self
+                .ok(Method::GET, "/api/analytics/summary", Some(admin), None)
+                .await?;
+            let counted = ["orders_confirmed", "orders_cancelled"]
+                .iter()
+                .filter_map(|field| summary[*field].as_u64())
+                .sum::<u64>();
+            if counted >= orders as u64 || Instant::now() > deadline {
+                return Ok(summary);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The customer's notifications once the expected ones arrived (or what is there when
