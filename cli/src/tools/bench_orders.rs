@@ -209,9 +209,10 @@ async fn place_and_wait(
         let Ok(order) = response.json::<Value>().await else {
             continue;
         };
-        match order.get("status").and_then(Value::as_str) {
-            Some(status @ ("confirmed" | "cancelled")) => return Some(status.to_string()),
-            _ => {}
+        if let Some(status @ ("confirmed" | "cancelled")) =
+            order.get("status").and_then(Value::as_str)
+        {
+            return Some(status.to_string());
         }
     }
     None

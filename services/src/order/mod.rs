@@ -17,6 +17,8 @@ pub mod saga;
 pub mod validate;
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod saga_tests;
 
 use crate::platform::{Engine, ReadTx, Store, StoreError};
