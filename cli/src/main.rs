@@ -4,6 +4,7 @@
 
 mod cluster;
 mod config;
+mod demo;
 mod event_consume;
 mod event_log;
 mod kafka_apis;
@@ -51,6 +52,8 @@ enum Command {
     User(user::UserArgs),
     /// Run a local cluster, or show a cluster's nodes and Raft groups.
     Cluster(cluster::ClusterArgs),
+    /// Seed a catalog and stock, place orders through the public API, print the flow.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Group(args) => tools::group::run(args).await,
             Command::User(args) => user::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

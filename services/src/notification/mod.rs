@@ -15,6 +15,9 @@ pub mod routes;
 pub mod templates;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use crate::platform::engine::CommandContext;
 use crate::platform::{Engine, ReadTx, Store, StoreError};
 use apply::{Notifications, TEMPLATES};
