@@ -1,11 +1,9 @@
 //! catalog: products, and its read model of identity's users.
 
-use super::{Task, Wired, mount};
+use super::{Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::catalog::routes::CatalogApi;
 use commerce_services::catalog::{self, CatalogService};
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -14,16 +12,7 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<CatalogService>, Wired)> {
     let service = CatalogService::open(dir)
         .with_context(|| format!("cannot open the catalog service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: catalog::consumers::CatalogSubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, catalog::consumers::CatalogSubscriber);
     let store = service.engine.store().clone();
     let wired = Wired {
         name: "catalog",

@@ -1,11 +1,9 @@
 //! inventory: stock, reservations for the order saga, and the reservation expiry worker.
 
-use super::{Task, Wired, mount};
+use super::{Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::inventory::routes::InventoryApi;
 use commerce_services::inventory::{self, InventoryService};
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -14,16 +12,7 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<InventoryService>, Wired)> {
     let service = InventoryService::open(dir)
         .with_context(|| format!("cannot open the inventory service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: inventory::consumers::InventorySubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, inventory::consumers::InventorySubscriber);
     let expiry_service = service.clone();
     let expiry: Task = Box::new(move |_log, stopped| {
         tokio::spawn(inventory::expiry::run(expiry_service, stopped))

@@ -17,8 +17,10 @@ use crate::event_log::BrokerEventLog;
 use commerce_broker::Broker;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
-use commerce_services::platform::Store;
+use commerce_services::platform::consumer::{Consumer, Subscriber};
 use commerce_services::platform::outbox::Relay;
+use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
+use commerce_services::platform::{Engine, Store};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -116,6 +118,21 @@ impl NodeServices {
             }
         }
     }
+}
+
+/// The task that runs `subscriber` for the service behind `engine`, with the platform's
+/// retry and circuit-breaker defaults.
+fn consumer<S: Subscriber>(engine: Arc<Engine<S::Machine>>, subscriber: S) -> Task {
+    Box::new(move |log, stopped| {
+        let consumer = Consumer {
+            log,
+            engine,
+            subscriber,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+        };
+        tokio::spawn(consumer.run(stopped))
+    })
 }
 
 /// A mount whose readiness follows its store's health.

@@ -1,12 +1,10 @@
 //! notification: messages to customers from identity, order, payment and shipping events;
 //! its worker hands them to the recording sink outside the state machine.
 
-use super::{Task, Wired, mount};
+use super::{Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::notification::routes::NotificationApi;
 use commerce_services::notification::{self, NotificationService};
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -15,16 +13,7 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<NotificationService>, Wired)> {
     let service = NotificationService::open(dir)
         .with_context(|| format!("cannot open the notification service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: notification::consumers::NotificationSubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, notification::consumers::NotificationSubscriber);
     let worker = service.worker();
     let worker: Task = Box::new(move |_log, stopped| tokio::spawn(worker.run(stopped)));
     let store = service.engine.store().clone();

@@ -1,13 +1,11 @@
 //! order: orders and the order saga, pricing from the catalog through the order service's
 //! `ProductCatalog` port.
 
-use super::{Task, Wired, mount};
+use super::{Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::catalog::CatalogService;
 use commerce_services::order::routes::OrderApi;
 use commerce_services::order::{self, CatalogError, OrderService, ProductCatalog, ProductInfo};
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,16 +40,7 @@ pub fn wire(
     let service = OrderService::open(dir, Arc::new(CatalogPort(catalog)), step_timeout)
         .with_context(|| format!("cannot open the order service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: order::consumers::OrderSubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, order::consumers::OrderSubscriber);
     let clock_service = service.clone();
     let clock: Task = Box::new(move |_log, stopped| tokio::spawn(clock_service.run_clock(stopped)));
     let store = service.engine.store().clone();

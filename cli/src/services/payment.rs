@@ -1,12 +1,10 @@
 //! payment: charges and refunds through the built-in test provider, answering the saga's
 //! commands; its worker calls the provider outside the state machine.
 
-use super::{Task, Wired, mount};
+use super::{Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::payment::routes::PaymentApi;
 use commerce_services::payment::{self, PaymentService};
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -15,16 +13,7 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<PaymentService>, Wired)> {
     let service = PaymentService::open(dir)
         .with_context(|| format!("cannot open the payment service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: payment::consumers::PaymentSubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, payment::consumers::PaymentSubscriber);
     let worker = service.worker();
     let worker: Task = Box::new(move |_log, stopped| tokio::spawn(worker.run(stopped)));
     let store = service.engine.store().clone();

@@ -1,9 +1,7 @@
 //! shipping: shipments for the order saga, status changes by admins and the carrier.
 
-use super::{Task, Wired, mount};
+use super::{Wired, consumer, mount};
 use anyhow::Context;
-use commerce_services::platform::consumer::Consumer;
-use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use commerce_services::shipping::routes::ShippingApi;
 use commerce_services::shipping::{self, ShippingService};
 use std::path::Path;
@@ -14,16 +12,7 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<ShippingService>, Wired)> {
     let service = ShippingService::open(dir)
         .with_context(|| format!("cannot open the shipping service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer: Task = Box::new(move |log, stopped| {
-        let consumer = Consumer {
-            log,
-            engine,
-            subscriber: shipping::consumers::ShippingSubscriber,
-            retry: RetryPolicy::default(),
-            breaker: BreakerConfig::default(),
-        };
-        tokio::spawn(consumer.run(stopped))
-    });
+    let consumer = consumer(engine, shipping::consumers::ShippingSubscriber);
     let store = service.engine.store().clone();
     let wired = Wired {
         name: "shipping",

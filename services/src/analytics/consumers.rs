@@ -89,17 +89,18 @@ impl Subscriber for AnalyticsSubscriber {
         let command = match (topic, event.event_type.as_str()) {
             ("identity-events", "UserRegistered") => count(
                 Counted::UserRegistered,
-                parse::<UserRegistered>(event)?.user_id,
+                event.data_as::<UserRegistered>()?.user_id,
             ),
-            ("catalog-events", "ProductCreated") => {
-                count(Counted::ProductCreated, parse::<ProductCreated>(event)?.id)
-            }
+            ("catalog-events", "ProductCreated") => count(
+                Counted::ProductCreated,
+                event.data_as::<ProductCreated>()?.id,
+            ),
             ("order-events", "OrderCreated") => Command::OrderCreated {
-                order_id: parse::<OrderOnly>(event)?.order_id,
+                order_id: event.data_as::<OrderOnly>()?.order_id,
                 minute_ms: minute(event)?,
             },
             ("order-events", "OrderConfirmed") => {
-                let data: OrderConfirmed = parse(event)?;
+                let data: OrderConfirmed = event.data_as()?;
                 Command::OrderConfirmed {
                     order_id: data.order_id,
                     minute_ms: minute(event)?,
@@ -118,21 +119,22 @@ impl Subscriber for AnalyticsSubscriber {
                 }
             }
             ("order-events", "OrderCancelled") => Command::OrderCancelled {
-                order_id: parse::<OrderOnly>(event)?.order_id,
+                order_id: event.data_as::<OrderOnly>()?.order_id,
                 minute_ms: minute(event)?,
             },
             ("order-events", "OrderCompleted") => Command::OrderCompleted {
-                order_id: parse::<OrderOnly>(event)?.order_id,
+                order_id: event.data_as::<OrderOnly>()?.order_id,
             },
             ("payment-events", "PaymentProcessed") => count(
                 Counted::PaymentProcessed,
-                parse::<Payment>(event)?.payment_id,
+                event.data_as::<Payment>()?.payment_id,
             ),
-            ("payment-events", "PaymentFailed") => {
-                count(Counted::PaymentFailed, parse::<Payment>(event)?.payment_id)
-            }
+            ("payment-events", "PaymentFailed") => count(
+                Counted::PaymentFailed,
+                event.data_as::<Payment>()?.payment_id,
+            ),
             ("payment-events", "RefundProcessed") => {
-                let data: Refund = parse(event)?;
+                let data: Refund = event.data_as()?;
                 Command::RefundProcessed {
                     payment_id: data.payment_id,
                     minute_ms: minute(event)?,
@@ -144,11 +146,11 @@ impl Subscriber for AnalyticsSubscriber {
             }
             ("shipping-events", "ShipmentCreated") => count(
                 Counted::ShipmentCreated,
-                parse::<Shipment>(event)?.shipment_id,
+                event.data_as::<Shipment>()?.shipment_id,
             ),
             ("shipping-events", "ShipmentDelivered") => count(
                 Counted::ShipmentDelivered,
-                parse::<Shipment>(event)?.shipment_id,
+                event.data_as::<Shipment>()?.shipment_id,
             ),
             _ => return Ok(None),
         };
@@ -160,13 +162,4 @@ fn minute(event: &EventEnvelope) -> Result<i64, Rejection> {
     parse_rfc3339(&event.occurred_at)
         .map(minute_of)
         .ok_or_else(|| Rejection::invalid("occurred_at", "occurred_at is an RFC 3339 timestamp"))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} event {}: {error}", event.event_type, event.id),
-        )
-    })
 }

@@ -3,7 +3,7 @@
 use super::AnalyticsService;
 use super::apply::{MINUTES, PRODUCTS, TOTALS, TOTALS_ID, minute_key};
 use super::model::{MINUTE_MS, ProductSales, conversion_rate, minute_of, rank};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::http::{Admin, ApiError};
 use crate::platform::time::{now_ms, rfc3339};
 use crate::platform::{ReadTx, Rejection, StoreError};

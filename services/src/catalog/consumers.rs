@@ -39,7 +39,7 @@ impl Subscriber for CatalogSubscriber {
     ) -> Result<Option<Command>, Rejection> {
         let command = match event.event_type.as_str() {
             "UserRegistered" => {
-                let data: UserRegistered = parse(event)?;
+                let data: UserRegistered = event.data_as()?;
                 Command::RecordAuthor {
                     user_id: check_id(data.user_id)?,
                     name: Some(data.name),
@@ -47,7 +47,7 @@ impl Subscriber for CatalogSubscriber {
                 }
             }
             "UserRolesChanged" => {
-                let data: UserRolesChanged = parse(event)?;
+                let data: UserRolesChanged = event.data_as()?;
                 Command::RecordAuthor {
                     user_id: check_id(data.user_id)?,
                     name: None,
@@ -59,15 +59,6 @@ impl Subscriber for CatalogSubscriber {
         };
         Ok(Some(command))
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} event {}: {error}", event.event_type, event.id),
-        )
-    })
 }
 
 fn check_id(user_id: String) -> Result<String, Rejection> {

@@ -48,7 +48,7 @@ impl Subscriber for InventorySubscriber {
     ) -> Result<Option<Command>, Rejection> {
         let command = match event.event_type.as_str() {
             "ReserveInventory" => {
-                let data: ReserveInventory = parse(event)?;
+                let data: ReserveInventory = event.data_as()?;
                 if data.items.is_empty() || data.items.len() > MAX_ITEMS {
                     return Err(Rejection::invalid(
                         "items",
@@ -76,20 +76,20 @@ impl Subscriber for InventorySubscriber {
                 }
             }
             "ConfirmReservation" => {
-                let data: OrderOnly = parse(event)?;
+                let data: OrderOnly = event.data_as()?;
                 Command::Confirm {
                     order_id: check_order_id(&data.order_id)?,
                 }
             }
             "ReleaseInventory" => {
-                let data: ReleaseInventory = parse(event)?;
+                let data: ReleaseInventory = event.data_as()?;
                 Command::Release {
                     order_id: check_order_id(&data.order_id)?,
                     reason: data.reason,
                 }
             }
             "CommitInventory" => {
-                let data: OrderOnly = parse(event)?;
+                let data: OrderOnly = event.data_as()?;
                 Command::Commit {
                     order_id: check_order_id(&data.order_id)?,
                 }
@@ -101,13 +101,4 @@ impl Subscriber for InventorySubscriber {
         };
         Ok(Some(command))
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} command {}: {error}", event.event_type, event.id),
-        )
-    })
 }

@@ -7,9 +7,9 @@ use super::apply::Notifications;
 use super::commands::Command;
 use super::model::Contact;
 use crate::platform::consumer::Subscriber;
+use crate::platform::envelope::derived_id;
 use crate::platform::{EventEnvelope, Rejection};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 pub const TOPICS: &[&str] = &[
@@ -81,7 +81,7 @@ impl Subscriber for NotificationSubscriber {
     ) -> Result<Option<Command>, Rejection> {
         let (template, recipient, variables, contact) = match event.event_type.as_str() {
             "UserRegistered" => {
-                let data: UserRegistered = parse(event)?;
+                let data: UserRegistered = event.data_as()?;
                 let user_id = check_id("user_id", data.user_id)?;
                 let variables = vars([
                     ("name", data.name.clone()),
@@ -96,7 +96,7 @@ impl Subscriber for NotificationSubscriber {
                 ("welcome", user_id, variables, Some(contact))
             }
             "OrderConfirmed" => {
-                let data: OrderConfirmed = parse(event)?;
+                let data: OrderConfirmed = event.data_as()?;
                 let variables = vars([
                     ("order_id", data.order_id),
                     ("total", data.total.display()),
@@ -106,7 +106,7 @@ impl Subscriber for NotificationSubscriber {
                 ("order_confirmed", customer, variables, None)
             }
             "PaymentProcessed" => {
-                let data: PaymentProcessed = parse(event)?;
+                let data: PaymentProcessed = event.data_as()?;
                 let variables = vars([
                     ("order_id", data.order_id),
                     ("payment_id", data.payment_id),
@@ -117,7 +117,7 @@ impl Subscriber for NotificationSubscriber {
                 ("payment_received", customer, variables, None)
             }
             "ShipmentDelivered" => {
-                let data: ShipmentDelivered = parse(event)?;
+                let data: ShipmentDelivered = event.data_as()?;
                 let variables = vars([
                     ("order_id", data.order_id),
                     ("shipment_id", data.shipment_id),
@@ -129,7 +129,7 @@ impl Subscriber for NotificationSubscriber {
             _ => return Ok(None),
         };
         Ok(Some(Command::Notify {
-            id_base: derived_id(&event.id, template),
+            id_base: derived_id(&[&event.id, template]),
             template: template.to_string(),
             recipient_id: recipient,
             variables,
@@ -143,31 +143,6 @@ fn vars<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> 
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
         .collect()
-}
-
-/// A UUID derived from the event id: the same event names the same messages.
-fn derived_id(event_id: &str, template: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(event_id.as_bytes())
-        .chain_update([0])
-        .chain_update(template.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    for (out, byte) in bytes.iter_mut().zip(digest.iter()) {
-        *out = *byte;
-    }
-    uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string()
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} event {}: {error}", event.event_type, event.id),
-        )
-    })
 }
 
 fn check_id(field: &str, id: String) -> Result<String, Rejection> {

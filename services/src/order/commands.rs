@@ -2,7 +2,7 @@
 
 use super::model::{Address, OrderLine, ShippingMethod};
 use super::saga::Reply;
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,26 +50,26 @@ impl Subscriber for OrderSubscriber {
         let reply = match event.event_type.as_str() {
             "InventoryReserved" => Reply::InventoryReserved,
             "InventoryReservationFailed" => Reply::InventoryReservationFailed {
-                reason: parse::<WithReason>(event)?.reason,
+                reason: event.data_as::<WithReason>()?.reason,
             },
             "InventoryReleased" => Reply::InventoryReleased,
             "InventoryCommitted" => Reply::InventoryCommitted,
             "PaymentProcessed" => Reply::PaymentProcessed {
-                payment_id: parse::<Payment>(event)?.payment_id,
+                payment_id: event.data_as::<Payment>()?.payment_id,
             },
             "PaymentFailed" => Reply::PaymentFailed {
-                reason: parse::<WithReason>(event)?.reason,
+                reason: event.data_as::<WithReason>()?.reason,
             },
             "RefundProcessed" => Reply::RefundProcessed,
             "ShipmentCreated" => {
-                let shipment: Shipment = parse(event)?;
+                let shipment: Shipment = event.data_as()?;
                 Reply::ShipmentCreated {
                     shipment_id: shipment.shipment_id,
                     tracking_number: shipment.tracking_number,
                 }
             }
             "ShipmentFailed" => Reply::ShipmentFailed {
-                reason: parse::<WithReason>(event)?.reason,
+                reason: event.data_as::<WithReason>()?.reason,
             },
             "ShipmentCancelled" => Reply::ShipmentCancelled,
             "ShipmentDispatched" => Reply::ShipmentDispatched,
@@ -77,7 +77,7 @@ impl Subscriber for OrderSubscriber {
             // Stock levels, alerts, initiated payments, tracking notes: not the saga's.
             _ => return Ok(None),
         };
-        let AboutOrder { order_id } = parse(event)?;
+        let AboutOrder { order_id } = event.data_as()?;
         if order_id.is_empty() || order_id.len() > 128 {
             return Err(Rejection::invalid(
                 "order_id",
@@ -86,13 +86,4 @@ impl Subscriber for OrderSubscriber {
         }
         Ok(Some(Command::Reply { order_id, reply }))
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} event {}: {error}", event.event_type, event.id),
-        )
-    })
 }

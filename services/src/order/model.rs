@@ -2,7 +2,7 @@
 //! state ([`super::saga::Saga`]), kept in one record so one apply changes both atomically.
 
 use super::saga::Saga;
-pub use crate::catalog::model::Money;
+pub use crate::platform::Money;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -2,7 +2,7 @@
 //! come in as commands too (`RecordCharge`, `RecordRefund`), so apply never calls out.
 
 use super::model::{ChargeOutcome, RefundOutcome};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,11 +6,11 @@
 use super::apply::Payments;
 use super::commands::Command;
 use super::model::normalize_card;
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::consumer::Subscriber;
+use crate::platform::envelope::derived_id;
 use crate::platform::{EventEnvelope, Rejection};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 pub const PAYMENT_COMMANDS: &str = "payment-commands";
 
@@ -44,7 +44,7 @@ impl Subscriber for PaymentSubscriber {
     ) -> Result<Option<Command>, Rejection> {
         let command = match event.event_type.as_str() {
             "ProcessPayment" => {
-                let data: ProcessPayment = parse(event)?;
+                let data: ProcessPayment = event.data_as()?;
                 let amount = data.amount.validate("amount")?;
                 if amount.amount == 0 {
                     return Err(Rejection::invalid("amount", "a payment is for more than 0"));
@@ -59,7 +59,7 @@ impl Subscriber for PaymentSubscriber {
                 }
                 let idempotency_key = check("idempotency_key", data.idempotency_key, 256)?;
                 Command::Process {
-                    payment_id: derived_id("payment", &idempotency_key),
+                    payment_id: derived_id(&["payment", &idempotency_key]),
                     order_id: check("order_id", data.order_id, 128)?,
                     customer_id: check("customer_id", data.customer_id, 128)?,
                     amount,
@@ -68,11 +68,11 @@ impl Subscriber for PaymentSubscriber {
                 }
             }
             "RefundPayment" => {
-                let data: RefundPayment = parse(event)?;
+                let data: RefundPayment = event.data_as()?;
                 let idempotency_key = check("idempotency_key", data.idempotency_key, 256)?;
                 Command::Refund {
                     order_id: check("order_id", data.order_id, 128)?,
-                    refund_id: derived_id("refund", &idempotency_key),
+                    refund_id: derived_id(&["refund", &idempotency_key]),
                     reason: check("reason", data.reason, 200)?,
                 }
             }
@@ -81,31 +81,6 @@ impl Subscriber for PaymentSubscriber {
         };
         Ok(Some(command))
     }
-}
-
-/// A UUID derived from a key: the same key names the same record.
-pub fn derived_id(kind: &str, key: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(kind.as_bytes())
-        .chain_update([0])
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    for (out, byte) in bytes.iter_mut().zip(digest.iter()) {
-        *out = *byte;
-    }
-    uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string()
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} command {}: {error}", event.event_type, event.id),
-        )
-    })
 }
 
 fn check(field: &str, value: String, max: usize) -> Result<String, Rejection> {

@@ -1,7 +1,7 @@
 //! Events on `payment-events`, keyed by order id (a reply about an order stays on the order's
 //! partition, docs/order-flow.md).
 
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use serde::Serialize;
 
 pub const TOPIC: &str = "payment-events";

@@ -1,6 +1,6 @@
 //! Payment records and value objects.
 
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -11,7 +11,7 @@
 //! what tests read to prove a payment was charged once.
 
 use super::model::{ChargeOutcome, DeclineReason, RefundOutcome, last4, luhn_valid};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::{Deserialize, Serialize};
 use std::future::Future;

@@ -5,7 +5,7 @@ use super::apply::{BY_ORDER, PAYMENTS};
 use super::commands::Command;
 use super::model::{DeclineReason, Payment, PaymentStatus};
 use super::provider::LedgerCharge;
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::http::{Admin, ApiError, Caller, Principal, RequestContext, answer};
 use crate::platform::{ReadTx, Rejection};
 use axum::Router;
@@ -149,7 +149,7 @@ pub async fn refund_payment(
         order_id: payment.order_id.clone(),
         // One admin refund per payment: the id is the payment's, so it names the same refund
         // however often it is asked for.
-        refund_id: super::consumers::derived_id("admin-refund", &payment_id),
+        refund_id: crate::platform::envelope::derived_id(&["admin-refund", &payment_id]),
         reason: "admin_refund".to_string(),
     };
     let after = answer(service.engine.submit(command, context.command()).await)?;

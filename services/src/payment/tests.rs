@@ -7,17 +7,17 @@
 use super::PaymentService;
 use super::apply::{BY_ORDER, PAYMENTS, PENDING};
 use super::commands::Command;
-use super::consumers::derived_id;
 use super::model::{DeclineReason, Payment, PaymentStatus};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::engine::CommandContext;
+use crate::platform::envelope::derived_id;
 use crate::platform::{ReadTx, StoreError};
 use std::sync::Arc;
 
 fn process(order: &str, card: &str) -> Command {
     let key = format!("order:{order}");
     Command::Process {
-        payment_id: derived_id("payment", &key),
+        payment_id: derived_id(&["payment", &key]),
         order_id: order.to_string(),
         customer_id: "cust-1".to_string(),
         amount: Money {
@@ -32,7 +32,7 @@ fn process(order: &str, card: &str) -> Command {
 fn refund(order: &str, key: &str) -> Command {
     Command::Refund {
         order_id: order.to_string(),
-        refund_id: derived_id("refund", key),
+        refund_id: derived_id(&["refund", key]),
         reason: "shipment_failed".to_string(),
     }
 }

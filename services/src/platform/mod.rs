@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod event_log;
 pub mod http;
+pub mod money;
 pub mod outbox;
 pub mod resilience;
 pub mod store;
@@ -44,4 +45,5 @@ pub use event_log::{
     ConsumedRecord, EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent,
 };
 pub use http::answer;
+pub use money::Money;
 pub use store::{ReadTx, Store, Table, Transaction, UniqueIndex};

@@ -6,7 +6,7 @@ use super::model::{
     Address, FailedShipment, HistoryEntry, Shipment, ShipmentItem, ShipmentStatus, tracking_number,
 };
 use super::rates::{MAX_WEIGHT_GRAMS, Method, cost_cents};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::store::{Table, Transaction, UniqueIndex};
 use crate::platform::time::rfc3339;
 use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};

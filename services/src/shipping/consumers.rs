@@ -55,7 +55,7 @@ impl Subscriber for ShippingSubscriber {
     ) -> Result<Option<Command>, Rejection> {
         let command = match event.event_type.as_str() {
             "CreateShipment" => {
-                let data: CreateShipment = parse(event)?;
+                let data: CreateShipment = event.data_as()?;
                 if data.items.len() > MAX_ITEMS {
                     return Err(Rejection::invalid(
                         "items",
@@ -84,7 +84,7 @@ impl Subscriber for ShippingSubscriber {
                 }
             }
             "CancelShipment" => {
-                let data: CancelShipment = parse(event)?;
+                let data: CancelShipment = event.data_as()?;
                 Command::Cancel {
                     order_id: check_order_id(&data.order_id)?,
                     reason: data.reason,
@@ -97,13 +97,4 @@ impl Subscriber for ShippingSubscriber {
         };
         Ok(Some(command))
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Rejection> {
-    T::deserialize(&event.data).map_err(|error| {
-        Rejection::invalid(
-            "data",
-            format!("{} command {}: {error}", event.event_type, event.id),
-        )
-    })
 }

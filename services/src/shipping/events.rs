@@ -1,7 +1,7 @@
 //! Events on `shipping-events` (docs/order-flow.md), all keyed by order id so that one
 //! order's shipping story stays in order.
 
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use serde::Serialize;
 
 pub const TOPIC: &str = "shipping-events";

@@ -1,7 +1,7 @@
 //! Shipping records and value objects: the address, the shipment and its status history.
 
 use super::rates::{Method, Zone, zone_of};
-use crate::catalog::model::Money;
+use crate::platform::Money;
 use crate::platform::Rejection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
