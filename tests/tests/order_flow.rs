@@ -10,7 +10,7 @@ use std::time::Duration;
 use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, event_headers, events};
 use commerce_tests::kafka::{flush_all_acked, producer, send};
 use commerce_tests::orders::{
-    DECLINED_CARD, GOOD_CARD, create_product, customer, order, order_body, place, start,
+    DECLINED_CARD, GOOD_CARD, count_of, create_product, customer, order, order_body, place, start,
     step_names, wait_for_status,
 };
 use commerce_tests::{TimeLimit, wait_for};
@@ -393,4 +393,59 @@ fn a_poison_reply_is_dead_lettered_and_later_orders_still_complete() {
     let id = place(&api, &token, &order_body(&product_id, 1, GOOD_CARD));
     wait_for_status(&api, &token, &id, "confirmed");
     wait_for_stock(&api, &product_id, (2, 1));
+}
+
+/// The saga's clock for real: poison commands queued ahead of the order's ReserveInventory
+/// keep inventory busy retrying them (about 0.7 s each before the dead letter), so the
+/// reservation step passes its 2 s timeout and the order is cancelled; the reservation that
+/// inventory makes afterwards is a late success the saga releases.
+#[test]
+fn a_step_that_does_not_answer_in_time_cancels_and_a_late_reservation_is_released() {
+    let _limit = TimeLimit::new(
+        "a_step_that_does_not_answer_in_time",
+        Duration::from_secs(240),
+    );
+    let node = start("2000");
+    let api = Api::new(&node);
+    let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let product_id = create_product(&api, "FLOW-8");
+    set_stock(&api, &admin, &product_id, 5);
+    let (_, token) = customer(&api, "eve@example.com");
+
+    let kafka = producer(&node.bootstrap(), &[]);
+    for n in 0..10 {
+        // One partition (the node's default), so these stand in line before the order.
+        send(
+            &kafka,
+            "inventory-commands",
+            Some(&format!("stall-{n}")),
+            "not an envelope",
+            None,
+            None,
+        );
+    }
+    flush_all_acked(&kafka);
+    let id = place(&api, &token, &order_body(&product_id, 2, GOOD_CARD));
+    let cancelled = wait_for_status(&api, &token, &id, "cancelled");
+    assert_eq!(
+        cancelled["cancel_reason"], "timeout:reserve_inventory",
+        "{cancelled}"
+    );
+    assert!(
+        step_names(&cancelled).contains(&"reserve_inventory:timed_out".to_string()),
+        "{cancelled}"
+    );
+    // Inventory reserves once it reaches the command (after the poison is dead-lettered),
+    // and the saga's release undoes that hold: both are on inventory-events.
+    wait_for(
+        "the late reservation to be made and released",
+        Duration::from_secs(60),
+        || {
+            (count_of(&node, "inventory-events", "InventoryReserved", &id) == 1
+                && count_of(&node, "inventory-events", "InventoryReleased", &id) == 1)
+                .then_some(())
+        },
+    );
+    wait_for_stock(&api, &product_id, (5, 0));
+    assert_eq!(order(&api, &token, &id)["status"], "cancelled");
 }
