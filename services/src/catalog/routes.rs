@@ -4,7 +4,7 @@ use super::CatalogService;
 use super::apply::{AUTHORS, PRODUCTS};
 use super::commands::Command;
 use super::model::{Author, Money, Product, check_sku, check_text};
-use crate::platform::http::{Admin, ApiError, Body, RequestContext, answer};
+use crate::platform::http::{Admin, ApiError, Body, Paging, RequestContext, answer};
 use crate::platform::{Rejection, StoreError};
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -15,9 +15,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
-
-const MAX_PAGE_SIZE: usize = 100;
-const DEFAULT_PAGE_SIZE: usize = 20;
 
 pub fn router(service: Arc<CatalogService>) -> Router {
     Router::new()
@@ -117,16 +114,7 @@ pub async fn list_products(
 ) -> Result<axum::Json<ProductPage>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| Rejection::invalid("query", rejection.body_text()))?;
-    let page = query.page.unwrap_or(1);
-    if page == 0 {
-        return Err(Rejection::invalid("page", "pages start at 1").into());
-    }
-    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if page_size == 0 || page_size > MAX_PAGE_SIZE {
-        return Err(
-            Rejection::invalid("page_size", format!("page_size is 1 to {MAX_PAGE_SIZE}")).into(),
-        );
-    }
+    let paging = Paging::parse(query.page, query.page_size)?;
     let needle = query
         .q
         .map(|q| q.trim().to_lowercase())
@@ -149,16 +137,11 @@ pub async fn list_products(
         })
         .collect();
     let total = matching.len();
-    let items = matching
-        .into_iter()
-        .skip((page - 1).saturating_mul(page_size))
-        .take(page_size)
-        .cloned()
-        .collect();
+    let items = paging.slice(matching).cloned().collect();
     Ok(axum::Json(ProductPage {
         items,
-        page,
-        page_size,
+        page: paging.page,
+        page_size: paging.page_size,
         total,
     }))
 }

@@ -6,7 +6,7 @@ use super::commands::{Command, NewOrder};
 use super::model::{Address, Money, Order, OrderLine, OrderStatus, ShippingMethod, Step};
 use super::validate::{self, AddressInput, MAX_QUANTITY};
 use crate::platform::error::RejectionKind;
-use crate::platform::http::{ApiError, Body, Caller, Principal, RequestContext, answer};
+use crate::platform::http::{ApiError, Body, Caller, Paging, Principal, RequestContext, answer};
 use crate::platform::time::rfc3339;
 use crate::platform::{Rejection, StoreError};
 use axum::Router;
@@ -19,8 +19,6 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 const MAX_LINES: usize = 100;
-const MAX_PAGE_SIZE: usize = 100;
-const DEFAULT_PAGE_SIZE: usize = 20;
 
 pub fn router(service: Arc<OrderService>) -> Router {
     Router::new()
@@ -170,16 +168,7 @@ pub async fn list_orders(
 ) -> Result<axum::Json<OrderPage>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| Rejection::invalid("query", rejection.body_text()))?;
-    let page = query.page.unwrap_or(1);
-    if page == 0 {
-        return Err(Rejection::invalid("page", "pages start at 1").into());
-    }
-    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if page_size == 0 || page_size > MAX_PAGE_SIZE {
-        return Err(
-            Rejection::invalid("page_size", format!("page_size is 1 to {MAX_PAGE_SIZE}")).into(),
-        );
-    }
+    let paging = Paging::parse(query.page, query.page_size)?;
     let store = service.engine.store().as_ref();
     let mut orders = if query.all.unwrap_or(false) {
         if !caller.is_admin() {
@@ -201,16 +190,11 @@ pub async fn list_orders(
             .then_with(|| b.id.cmp(&a.id))
     });
     let total = orders.len();
-    let items = orders
-        .into_iter()
-        .skip((page - 1).saturating_mul(page_size))
-        .take(page_size)
-        .map(OrderView::from)
-        .collect();
+    let items = paging.slice(orders).map(OrderView::from).collect();
     Ok(axum::Json(OrderPage {
         items,
-        page,
-        page_size,
+        page: paging.page,
+        page_size: paging.page_size,
         total,
     }))
 }

@@ -198,3 +198,39 @@ pub fn error_response(
 pub fn answer<T>(result: Result<Result<T, Rejection>, StoreError>) -> Result<T, ApiError> {
     Ok(result??)
 }
+
+/// Most items a list route answers per page, and its default page size.
+pub const MAX_PAGE_SIZE: usize = 100;
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
+/// A checked `?page=&page_size=` (1-based pages, 1 to [`MAX_PAGE_SIZE`] items each).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub page: usize,
+    pub page_size: usize,
+}
+
+impl Paging {
+    pub fn parse(page: Option<usize>, page_size: Option<usize>) -> Result<Paging, Rejection> {
+        let page = page.unwrap_or(1);
+        if page == 0 {
+            return Err(Rejection::invalid("page", "pages start at 1"));
+        }
+        let page_size = page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if page_size == 0 || page_size > MAX_PAGE_SIZE {
+            return Err(Rejection::invalid(
+                "page_size",
+                format!("page_size is 1 to {MAX_PAGE_SIZE}"),
+            ));
+        }
+        Ok(Paging { page, page_size })
+    }
+
+    /// This page's share of `items`.
+    pub fn slice<T>(&self, items: impl IntoIterator<Item = T>) -> impl Iterator<Item = T> {
+        items
+            .into_iter()
+            .skip((self.page - 1).saturating_mul(self.page_size))
+            .take(self.page_size)
+    }
+}
