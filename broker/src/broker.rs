@@ -7,6 +7,7 @@ use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, TopicRecord};
 use crate::partition::Partition;
 use crate::producer::TransactionCoordinator;
+use crate::replication::Replication;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::TopicName;
 use commerce_storage::PartitionLog;
@@ -34,10 +35,16 @@ impl Topic {
         }
     }
 
+    /// Partition `index` if this node hosts it (a cluster node may hold only some).
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|index| self.partitions.get(index))
+        let at = usize::try_from(index).ok()?;
+        match self.partitions.get(at) {
+            Some(partition) if partition.index == index => Some(partition),
+            _ => self
+                .partitions
+                .iter()
+                .find(|partition| partition.index == index),
+        }
     }
 }
 
@@ -54,15 +61,34 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// Consumer groups and committed offsets (kept in `__consumer_offsets`).
     groups: GroupCoordinator,
+    /// Set in a cluster: topics come from the controller and partitions are Raft groups.
+    replication: Option<Arc<Replication>>,
 }
 
 impl Broker {
     /// Opens the metadata store and every topic's partition logs (recovering them).
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        Self::open_with(config, None)
+    }
+
+    /// A cluster node's broker: no topic is opened here; the reconciler
+    /// ([`crate::replication::run_reconciler`]) opens the partition groups this node holds
+    /// as the controller's metadata names them.
+    pub fn open_replicated(config: BrokerConfig, replication: Replication) -> Result<Arc<Broker>> {
+        Self::open_with(config, Some(Arc::new(replication)))
+    }
+
+    fn open_with(
+        config: BrokerConfig,
+        replication: Option<Arc<Replication>>,
+    ) -> Result<Arc<Broker>> {
         std::fs::create_dir_all(config.data_dir.join("topics"))?;
         let store = MetadataStore::open(&config.data_dir.join("metadata.redb"))?;
         let cluster_id = store.cluster_id()?;
-        let transactions = TransactionCoordinator::open(&config.data_dir.join("producers.redb"))?;
+        let transactions = TransactionCoordinator::open_for(
+            &config.data_dir.join("producers.redb"),
+            replication.as_ref().map(|replication| replication.node_id),
+        )?;
         let broker = Broker {
             config,
             cluster_id,
@@ -72,8 +98,15 @@ impl Broker {
             cleaner: crate::compaction::Cleaner::default(),
             transactions,
             groups: GroupCoordinator::default(),
+            replication,
         };
-        for record in broker.store.topics()? {
+        // A cluster node's topics are the controller's, never the local store's.
+        let local_topics = if broker.replication.is_some() {
+            Vec::new()
+        } else {
+            broker.store.topics()?
+        };
+        for record in local_topics {
             let topic = broker.open_topic(&record)?;
             broker
                 .write_topics()
@@ -100,6 +133,11 @@ impl Broker {
 
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The cluster this node is part of, if it is.
+    pub fn replication(&self) -> Option<&Arc<Replication>> {
+        self.replication.as_ref()
     }
 
     fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
@@ -190,6 +228,35 @@ impl Broker {
         partitions: i32,
         config: TopicConfig,
     ) -> Result<Arc<Topic>> {
+        self.create_topic_replicated(name, partitions, config, None)
+    }
+
+    /// [`Broker::create_topic`] with a replication factor: in a cluster, `None` means the
+    /// default ([`crate::replication::DEFAULT_REPLICATION_FACTOR`] or every node); one node
+    /// takes only `None` or 1.
+    pub fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: i32,
+        config: TopicConfig,
+        replication_factor: Option<usize>,
+    ) -> Result<Arc<Topic>> {
+        if let Some(replication) = &self.replication {
+            return self.create_through_controller(
+                replication,
+                name,
+                partitions,
+                config,
+                replication_factor,
+            );
+        }
+        if replication_factor.is_some_and(|factor| factor != 1) {
+            return Err(BrokerError::InvalidReplicationFactor(
+                replication_factor
+                    .and_then(|factor| i16::try_from(factor).ok())
+                    .unwrap_or(i16::MAX),
+            ));
+        }
         let _admin = self
             .admin
             .lock()
@@ -224,6 +291,9 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<Topic>> {
+        if let Some(replication) = &self.replication {
+            return self.delete_through_controller(replication, name);
+        }
         let _admin = self
             .admin
             .lock()
@@ -256,6 +326,11 @@ impl Broker {
         self.transactions.tick(self, now_ms);
         for topic in self.topics() {
             for partition in &topic.partitions {
+                if partition.replica().is_some() {
+                    // A partition group fsyncs its own appends; its retention must go
+                    // through Raft (a purge), which is not done yet.
+                    continue;
+                }
                 if let Err(error) = partition.log().flush_if_due() {
                     tracing::error!(topic = %topic.name, partition = partition.index, %error, "flush failed");
                 }

@@ -63,6 +63,11 @@ impl Cleaner {
             }
             let retention = config.delete_retention_ms();
             for partition in &topic.partitions {
+                if partition.replica().is_some() {
+                    // Rewriting a Raft log's segments under it would change entries
+                    // replicas agreed on; compaction of partition groups is not done yet.
+                    continue;
+                }
                 let key = (topic.id, partition.index);
                 let sealed = partition.log().sealed_segments();
                 let previous = self.state().get(&key).cloned().unwrap_or_default();

@@ -32,6 +32,22 @@ pub enum BrokerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Producer(#[from] crate::producer::ProducerError),
+    /// Cluster mode: this node does not lead the partition (or lost its majority); the
+    /// client refreshes its metadata and follows the leader.
+    #[error("not the leader of {0}")]
+    NotLeaderOrFollower(String),
+    /// Cluster mode: the write was not committed in time. It may still commit; a retry of
+    /// an idempotent producer's batch is deduplicated either way.
+    #[error("request timed out: {0}")]
+    RequestTimedOut(String),
+    /// Cluster mode: the controller refused a metadata change, with this Kafka error code.
+    #[error("{message}")]
+    Controller { error_code: i16, message: String },
+    /// Cluster mode: the controller or a partition group could not be reached.
+    #[error("replication: {0}")]
+    Replication(String),
+    #[error("{0} is not supported in cluster mode yet")]
+    NotInClusterMode(&'static str),
 }
 
 impl BrokerError {
@@ -53,6 +69,12 @@ impl BrokerError {
             }
             BrokerError::Log(LogError::OffsetOutOfRange { .. }) => ResponseError::OffsetOutOfRange,
             BrokerError::Producer(error) => error.kafka_error(),
+            BrokerError::NotLeaderOrFollower(_) => ResponseError::NotLeaderOrFollower,
+            BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
+            BrokerError::Controller { error_code, .. } => ResponseError::try_from_code(*error_code)
+                .unwrap_or(ResponseError::UnknownServerError),
+            BrokerError::Replication(_) => ResponseError::NotController,
+            BrokerError::NotInClusterMode(_) => ResponseError::InvalidRequest,
             BrokerError::Log(_) | BrokerError::Metadata(_) | BrokerError::Io(_) => {
                 ResponseError::KafkaStorageError
             }

@@ -6,8 +6,9 @@
 //! (`server`). The `Broker` is also the in-process handle services use without a network hop
 //! (`local::LocalLog`).
 //!
-//! What it is not: replication (a later layer turns a partition into a Raft group whose log is
-//! this log), transactions (later), or anything about orders and products. Consumer groups
+//! In a cluster (`replication`) topics come from the controller and each partition is a Raft
+//! group whose Raft log is its Kafka log. What it is not: anything about orders and
+//! products. Consumer groups
 //! and committed offsets live in `group`.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod partition;
 pub mod producer;
 pub mod protocol;
 pub mod record_batch;
+pub mod replication;
 pub mod server;
 pub mod topic_config;
 pub mod topic_name;

@@ -1,5 +1,10 @@
 //! A partition hosted on this node: its log plus a watch channel announcing the log end, so
 //! that long-polling fetches and in-process subscribers wake when data arrives.
+//!
+//! On a single node the partition appends to its log directly. In a cluster it is a
+//! replica of a Raft group ([`Replica`]): the log is the group's Raft log, appends are
+//! proposals answered after a majority has them, reads stop at the high watermark (the
+//! committed end), and only the leader takes writes and serves fetches.
 
 use crate::error::Result;
 use crate::producer::batch_header::Marker;
@@ -7,26 +12,36 @@ use crate::producer::marker::marker_batch;
 use crate::producer::partition_state::{ProducerState, Verdict};
 use crate::producer::txn_index::AbortedTxn;
 use crate::producer::{ProducerError, batch_header::ProducerBatch};
+use crate::replication::Replica;
 use crate::topic_name::TopicName;
 use commerce_storage::{AppendInfo, LogRead, PartitionLog, ReadOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// A single node is the only leader there is; its epoch never changes. Replication will set
-/// this from the Raft term.
+/// A single node is the only leader there is; its epoch never changes. A replicated
+/// partition's epoch is its Raft term.
 pub const LEADER_EPOCH: i32 = 0;
+
+/// How long an in-process append (services, group offsets) waits for a majority.
+const LOCAL_APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Partition {
     pub topic: TopicName,
     pub index: i32,
-    log: PartitionLog,
-    end_offset: watch::Sender<i64>,
+    log: Arc<PartitionLog>,
+    /// The end of what readers may see: the log end on one node, the high watermark of a
+    /// replica (moved by its state machine as entries commit).
+    end_offset: Arc<watch::Sender<i64>>,
     /// Producer sequences and transactions; held across check + append + record so that a
     /// verdict and the log never disagree (two retries of a batch cannot both get in).
-    producers: Mutex<ProducerState>,
+    /// A replica's is kept by its state machine, on every replica alike.
+    producers: Arc<Mutex<ProducerState>>,
     /// The partition's directory, where the producer-state snapshot goes.
     dir: PathBuf,
+    /// Set in a cluster: the Raft group this partition is a replica of.
+    replica: Option<Replica>,
 }
 
 impl Partition {
@@ -38,11 +53,73 @@ impl Partition {
         Ok(Partition {
             topic,
             index,
-            log,
-            end_offset,
-            producers: Mutex::new(producers),
+            log: Arc::new(log),
+            end_offset: Arc::new(end_offset),
+            producers: Arc::new(Mutex::new(producers)),
             dir: dir.to_path_buf(),
+            replica: None,
         })
+    }
+
+    /// A replica of a partition group. `producers` and `end_offset` are shared with the
+    /// group's state machine, which keeps them as entries are applied.
+    pub fn replicated(
+        topic: TopicName,
+        index: i32,
+        replica: Replica,
+        producers: Arc<Mutex<ProducerState>>,
+        end_offset: Arc<watch::Sender<i64>>,
+        dir: PathBuf,
+    ) -> Partition {
+        Partition {
+            topic,
+            index,
+            log: replica.log().log().clone(),
+            end_offset,
+            producers,
+            dir,
+            replica: Some(replica),
+        }
+    }
+
+    /// The Raft group behind this partition, in a cluster.
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_ref()
+    }
+
+    /// Whether this node takes writes and serves fetches for the partition: always on a
+    /// single node; in a cluster, on the leader with a live majority.
+    pub fn is_leader(&self) -> bool {
+        self.replica.as_ref().is_none_or(Replica::is_leader)
+    }
+
+    /// Kafka's leader epoch: fixed on one node, the Raft term in a cluster.
+    pub fn leader_epoch(&self) -> i32 {
+        self.replica
+            .as_ref()
+            .map_or(LEADER_EPOCH, Replica::leader_epoch)
+    }
+
+    fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+
+    /// Appends a produce request's records and answers once they are durable: on one
+    /// node after the local append, in a cluster once a majority has them (within
+    /// `timeout`). Use this on async paths; [`Partition::append`] blocks.
+    pub async fn append_records(
+        &self,
+        records: &mut [u8],
+        timeout: Duration,
+    ) -> Result<AppendInfo> {
+        match &self.replica {
+            Some(replica) => {
+                replica
+                    .append(&self.name(), &self.producers, records, timeout)
+                    .await
+            }
+            None => self.append(records),
+        }
     }
 
     fn producers(&self) -> MutexGuard<'_, ProducerState> {
@@ -54,6 +131,17 @@ impl Partition {
     /// sequence first: a retry of a stored batch is answered with the stored offsets and
     /// appended again never.
     pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        if let Some(replica) = &self.replica {
+            // In-process writers (services, group offsets) are synchronous; they wait for
+            // the majority on this thread, which tokio lets go of its other tasks.
+            let name = self.name();
+            return crate::replication::wait_blocking(replica.append(
+                &name,
+                &self.producers,
+                batches,
+                LOCAL_APPEND_TIMEOUT,
+            ))?;
+        }
         let mut producers = self.producers();
         let header = match producers.admit(batches)? {
             Verdict::Plain => None,
@@ -87,6 +175,11 @@ impl Partition {
         marker: Marker,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        if self.replica.is_some() {
+            // Markers are control batches, which a partition group does not take from
+            // outside; the transaction coordinator is not replicated yet either.
+            return Err(crate::error::BrokerError::NotInClusterMode("transactions"));
+        }
         let mut batch = marker_batch(producer_id, epoch, marker, now_ms)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
         let header = ProducerBatch::parse(&batch)
@@ -108,6 +201,10 @@ impl Partition {
     /// Saves producer state for a fast next open (clean shutdown). Taken under the append
     /// lock, so the state and the log end it names agree.
     pub fn write_producer_snapshot(&self) -> Result<()> {
+        if self.replica.is_some() {
+            // A replica's producer state is in its group's snapshots and log.
+            return Ok(());
+        }
         let producers = self.producers();
         producers.write_snapshot(&self.dir, self.log.log_end_offset())?;
         Ok(())
@@ -148,9 +245,12 @@ impl Partition {
         producers.aborted_between(from, to)
     }
 
-    /// On one node everything appended is committed. Replication makes this the majority's.
+    /// On one node everything appended is committed; in a cluster, what a majority has.
     pub fn high_watermark(&self) -> i64 {
-        self.log.log_end_offset()
+        match &self.replica {
+            Some(replica) => replica.log().high_watermark(),
+            None => self.log.log_end_offset(),
+        }
     }
 
     pub fn log_start_offset(&self) -> i64 {

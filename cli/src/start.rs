@@ -6,6 +6,7 @@ use crate::cluster::runtime::ClusterRuntime;
 use crate::config::{NodeArgs, NodeSettings};
 use anyhow::Context;
 use commerce_broker::controller::NodeRecord;
+use commerce_broker::replication::Replication;
 use commerce_broker::{Broker, BrokerConfig};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +37,40 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let kafka_addr = kafka_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let broker = open_broker(&settings, kafka_addr)?;
+    let advertised_host = advertised_host(&settings, kafka_addr);
+    let (stop, stopped) = watch::channel(false);
+    let cluster = match &settings.cluster {
+        Some(cluster) => {
+            let me = NodeRecord {
+                id: cluster.node_id,
+                kafka_addr: format!("{advertised_host}:{}", kafka_addr.port()),
+                raft_addr: cluster.raft_addr.to_string(),
+                http_addr: http_addr.to_string(),
+            };
+            let runtime =
+                ClusterRuntime::start(cluster, &settings.data_dir, me, stopped.clone()).await?;
+            Some(Arc::new(runtime))
+        }
+        None => None,
+    };
+    let replication = match (&cluster, &settings.cluster) {
+        (Some(runtime), Some(cluster)) => Some(Replication {
+            raft: runtime.raft(),
+            metadata: runtime.metadata(),
+            node_id: cluster.node_id,
+        }),
+        _ => None,
+    };
+    let broker = open_broker(&settings, kafka_addr, &advertised_host, replication)?;
+    // The services' event log. In a cluster the services are not replicated yet: each node
+    // runs them on a node-local log of its own (not on the Kafka listener), as it did
+    // before partitions replicated, rather than have three nodes' relays and consumers
+    // race on the same replicated topics.
+    let service_broker = if cluster.is_some() {
+        open_service_broker(&settings, kafka_addr)?
+    } else {
+        broker.clone()
+    };
     let mut services = crate::services::open(&settings)?;
     if let Some((email, password)) = &settings.admin {
         crate::services::ensure_admin(&services.identity, email, password).await?;
@@ -48,21 +82,6 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         cors_origins: settings.cors_origins.clone(),
         idempotency_dir: Some(settings.data_dir.join("gateway").join("idempotency")),
         ..commerce_gateway::GatewayConfig::default()
-    };
-    let (stop, stopped) = watch::channel(false);
-    let cluster = match &settings.cluster {
-        Some(cluster) => {
-            let me = NodeRecord {
-                id: cluster.node_id,
-                kafka_addr: format!("{}:{}", broker.config().advertised_host, kafka_addr.port()),
-                raft_addr: cluster.raft_addr.to_string(),
-                http_addr: http_addr.to_string(),
-            };
-            let runtime =
-                ClusterRuntime::start(cluster, &settings.data_dir, me, stopped.clone()).await?;
-            Some(Arc::new(runtime))
-        }
-        None => None,
     };
     let mut gateway_services = services.gateway();
     if let Some(cluster) = &cluster {
@@ -87,7 +106,22 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let service_tasks = services.spawn(broker.clone(), stopped.clone());
+    let reconciler = tokio::spawn(commerce_broker::replication::run_reconciler(
+        broker.clone(),
+        stopped.clone(),
+    ));
+    let mut background = vec![kafka, http, maintenance, group_timers, reconciler];
+    if cluster.is_some() {
+        background.push(tokio::spawn(run_maintenance(
+            service_broker.clone(),
+            stopped.clone(),
+        )));
+        background.push(tokio::spawn(commerce_broker::group::run_timers(
+            service_broker.clone(),
+            stopped.clone(),
+        )));
+    }
+    let service_tasks = services.spawn(service_broker.clone(), stopped.clone());
 
     let raft = settings
         .cluster
@@ -102,10 +136,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     wait_for_stop_signal().await?;
     tracing::info!("stopping");
     let _ = stop.send(true);
-    for task in [kafka, http, maintenance, group_timers]
-        .into_iter()
-        .chain(service_tasks)
-    {
+    for task in background.into_iter().chain(service_tasks) {
         if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
         }
@@ -117,33 +148,74 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("the cluster runtime is still in use; not shut down cleanly"),
         }
     }
-    let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await?;
+    let mut logs = vec![broker.clone()];
+    if !Arc::ptr_eq(&broker, &service_broker) {
+        logs.push(service_broker.clone());
+    }
+    for closing in logs {
+        tokio::task::spawn_blocking(move || closing.close()).await?;
+    }
     println!("commerce node {} stopped", settings.node_id);
     Ok(())
 }
 
-fn open_broker(
+fn advertised_host(settings: &NodeSettings, kafka_addr: std::net::SocketAddr) -> String {
+    match &settings.advertised_host {
+        Some(host) => host.clone(),
+        None if kafka_addr.ip().is_unspecified() => "127.0.0.1".to_string(),
+        None => kafka_addr.ip().to_string(),
+    }
+}
+
+fn broker_config(
     settings: &NodeSettings,
+    data_dir: std::path::PathBuf,
     kafka_addr: std::net::SocketAddr,
-) -> anyhow::Result<Arc<Broker>> {
-    let mut config = BrokerConfig::single_node(settings.data_dir.clone(), kafka_addr);
+    advertised_host: &str,
+) -> BrokerConfig {
+    let mut config = BrokerConfig::single_node(data_dir, kafka_addr);
     config.node_id = settings.node_id;
     config.num_partitions = settings.num_partitions;
     config.auto_create_topics = settings.auto_create_topics;
     config.log_flush = settings.log_flush;
     config.max_request_bytes = settings.max_request_bytes;
-    config.advertised_host = match &settings.advertised_host {
-        Some(host) => host.clone(),
-        None if kafka_addr.ip().is_unspecified() => "127.0.0.1".to_string(),
-        None => kafka_addr.ip().to_string(),
+    config.advertised_host = advertised_host.to_string();
+    config
+}
+
+fn open_broker(
+    settings: &NodeSettings,
+    kafka_addr: std::net::SocketAddr,
+    advertised_host: &str,
+    replication: Option<Replication>,
+) -> anyhow::Result<Arc<Broker>> {
+    let config = broker_config(
+        settings,
+        settings.data_dir.clone(),
+        kafka_addr,
+        advertised_host,
+    );
+    let opened = match replication {
+        Some(replication) => Broker::open_replicated(config, replication),
+        None => Broker::open(config),
     };
-    Broker::open(config).with_context(|| {
+    opened.with_context(|| {
         format!(
             "cannot open the data directory {}",
             settings.data_dir.display()
         )
     })
+}
+
+/// A cluster node's services' own log, in `<data dir>/services-log` (see `run`).
+fn open_service_broker(
+    settings: &NodeSettings,
+    kafka_addr: std::net::SocketAddr,
+) -> anyhow::Result<Arc<Broker>> {
+    let dir = settings.data_dir.join("services-log");
+    let config = broker_config(settings, dir.clone(), kafka_addr, "127.0.0.1");
+    Broker::open(config)
+        .with_context(|| format!("cannot open the services' log in {}", dir.display()))
 }
 
 fn readiness(broker: &Broker) -> commerce_gateway::ReadinessCheck {

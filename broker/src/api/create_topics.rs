@@ -26,11 +26,12 @@ pub fn handle(
         let name = wanted.name.clone();
         let result = match create(broker, &wanted, request.validate_only) {
             Ok((id, partitions, config)) => {
+                let factor = replication_factor(broker, name.0.as_str());
                 let mut result = CreatableTopicResult::default()
                     .with_name(name)
                     .with_topic_id(id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(1);
+                    .with_replication_factor(factor);
                 if version >= 5 {
                     result.configs = Some(config_entries(&config));
                 }
@@ -60,7 +61,12 @@ fn create(
         }
         (count, _) => count,
     };
-    if !matches!(wanted.replication_factor, -1 | 1) {
+    let factor = match wanted.replication_factor {
+        -1 => None,
+        factor if factor >= 1 => usize::try_from(factor).ok(),
+        factor => return Err(BrokerError::InvalidReplicationFactor(factor)),
+    };
+    if broker.replication().is_none() && factor.is_some_and(|factor| factor != 1) {
         return Err(BrokerError::InvalidReplicationFactor(
             wanted.replication_factor,
         ));
@@ -75,8 +81,31 @@ fn create(
         broker.validate_new_topic(wanted.name.0.as_str(), partitions)?;
         return Ok((uuid::Uuid::nil(), partitions, config));
     }
-    let topic = broker.create_topic(wanted.name.0.as_str(), partitions, config.clone())?;
+    let topic = broker.create_topic_replicated(
+        wanted.name.0.as_str(),
+        partitions,
+        config.clone(),
+        factor,
+    )?;
     Ok((topic.id, partitions, config))
+}
+
+/// How many replicas a created topic's partitions got: 1 on a single node.
+fn replication_factor(broker: &Broker, name: &str) -> i16 {
+    broker
+        .replication()
+        .and_then(|replication| {
+            let metadata = replication.metadata.current();
+            let replicas = metadata
+                .topics
+                .get(name)?
+                .partitions
+                .first()?
+                .replicas
+                .len();
+            i16::try_from(replicas).ok()
+        })
+        .unwrap_or(1)
 }
 
 fn config_entries(config: &TopicConfig) -> Vec<CreatableTopicConfigs> {

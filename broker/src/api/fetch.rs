@@ -67,18 +67,20 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
     let read_committed = request.isolation_level == READ_COMMITTED;
+    let replicated = broker.replication().is_some();
 
     loop {
         for waiter in &mut waiters {
             waiter.borrow_and_update();
         }
-        let (response, bytes, had_error) = gather(&wanted, max_bytes, by_id, read_committed);
+        let (response, bytes, had_error) =
+            gather(&wanted, max_bytes, by_id, read_committed, replicated);
         if bytes >= min_bytes || had_error || waiters.is_empty() || Instant::now() >= deadline {
             return response;
         }
         let any_append = futures_any_changed(&mut waiters);
         if tokio::time::timeout_at(deadline, any_append).await.is_err() {
-            let (response, _, _) = gather(&wanted, max_bytes, by_id, read_committed);
+            let (response, _, _) = gather(&wanted, max_bytes, by_id, read_committed, replicated);
             return response;
         }
     }
@@ -115,6 +117,7 @@ fn gather(
     max_bytes: usize,
     by_id: bool,
     read_committed: bool,
+    replicated: bool,
 ) -> (FetchResponse, usize, bool) {
     let mut response = FetchResponse::default();
     let mut total = 0usize;
@@ -133,8 +136,12 @@ fn gather(
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(Bytes::new()));
-            let Some(partition) = partition else {
-                let error = if by_id && topic.is_none() {
+            let Some(partition) = partition.filter(|partition| partition.is_leader()) else {
+                let error = if partition.is_some() || (topic.is_some() && replicated) {
+                    // A follower (or a node without a replica): the client fetches from
+                    // the leader it finds in fresh metadata.
+                    ResponseError::NotLeaderOrFollower
+                } else if by_id && topic.is_none() {
                     ResponseError::UnknownTopicId
                 } else {
                     ResponseError::UnknownTopicOrPartition

@@ -25,19 +25,27 @@ pub fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     // The leader epoch field exists from v4 on; the encoder refuses it set on older versions.
-    let leader_epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let epoch_field = version >= 4;
     let read_committed = request.isolation_level == 1;
     let mut response = ListOffsetsResponse::default();
     for topic in request.topics {
         let mut topic_response = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
         for wanted in topic.partitions {
-            let base = ListOffsetsPartitionResponse::default()
+            let mut base = ListOffsetsPartitionResponse::default()
                 .with_partition_index(wanted.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1)
-                .with_leader_epoch(leader_epoch);
+                .with_leader_epoch(if epoch_field { LEADER_EPOCH } else { -1 });
             let answer = match broker.partition(topic.name.0.as_str(), wanted.partition_index) {
-                Ok(partition) => lookup(&partition, wanted.timestamp, read_committed),
+                // Offsets are the leader's to answer (a follower's high watermark lags).
+                Ok(partition) if !partition.is_leader() => Err(ResponseError::NotLeaderOrFollower),
+                Ok(partition) => {
+                    if epoch_field {
+                        base.leader_epoch = partition.leader_epoch();
+                    }
+                    lookup(&partition, wanted.timestamp, read_committed)
+                }
+                Err(_) if broker.replication().is_some() => Err(ResponseError::NotLeaderOrFollower),
                 Err(error) => Err(error.kafka_error()),
             };
             topic_response.partitions.push(match answer {

@@ -14,10 +14,15 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod cluster;
+
 /// Sent when the client did not ask for authorized operations.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    if let Some(replication) = broker.replication() {
+        return cluster::handle(broker, replication, request, version);
+    }
     let config = broker.config();
     let mut response = MetadataResponse::default();
     response.brokers = vec![

@@ -99,13 +99,9 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
             ResponseKind::Metadata(metadata::handle(broker, body, version))
         }
         RequestKind::Produce(body) => {
-            let produce = || produce::handle(broker, body, version).map(ResponseKind::Produce);
-            return if fsyncs_on_append(broker) {
-                // An fsync per append would stall every connection on this worker thread.
-                tokio::task::block_in_place(produce)
-            } else {
-                produce()
-            };
+            return produce::handle(broker, body, version)
+                .await
+                .map(ResponseKind::Produce);
         }
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, body, version).await),
         RequestKind::ListOffsets(body) => {
@@ -201,7 +197,7 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
 }
 
 /// Whether appends wait for fsync, and the runtime can move other tasks off this thread.
-fn fsyncs_on_append(broker: &Broker) -> bool {
+pub(crate) fn fsyncs_on_append(broker: &Broker) -> bool {
     broker.config().log_flush == commerce_storage::FlushPolicy::EveryAppend
         && tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
             runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread

@@ -2,7 +2,9 @@
 //! was truncated under them. A single node has had one epoch (`LEADER_EPOCH`) since the
 //! start, so it ends at the log end; Kafka's answers for other epochs follow: a newer
 //! current epoch than ours is UNKNOWN_LEADER_EPOCH, an older one FENCED_LEADER_EPOCH, and an
-//! epoch we never had is answered with undefined epoch and offset (-1, -1).
+//! epoch we never had is answered with undefined epoch and offset (-1, -1). In a cluster the
+//! epochs are the partition group's Raft terms, answered by its leader from the epoch
+//! cache.
 
 use crate::broker::Broker;
 use crate::partition::LEADER_EPOCH;
@@ -14,6 +16,16 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use std::sync::Arc;
 
 const UNDEFINED: i32 = -1;
+
+/// A request's current epoch against ours: newer is unknown to us, older is fenced.
+fn fencing(requested: i32, ours: i32) -> Option<ResponseError> {
+    match requested {
+        UNDEFINED => None,
+        current if current > ours => Some(ResponseError::UnknownLeaderEpoch),
+        current if current < ours => Some(ResponseError::FencedLeaderEpoch),
+        _ => None,
+    }
+}
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -36,19 +48,36 @@ pub fn handle(
                     continue;
                 }
             };
-            let fencing = match wanted.current_leader_epoch {
-                UNDEFINED => None,
-                current if current > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
-                current if current < LEADER_EPOCH => Some(ResponseError::FencedLeaderEpoch),
-                _ => None,
-            };
-            result.partitions.push(match fencing {
-                Some(error) => answer.with_error_code(error.code()),
-                None if wanted.leader_epoch == LEADER_EPOCH => answer
-                    .with_leader_epoch(LEADER_EPOCH)
-                    .with_end_offset(partition.high_watermark()),
-                None => answer,
-            });
+            if let Some(replica) = partition.replica() {
+                // A cluster: epochs are Raft terms, and the leader answers.
+                let current = partition.leader_epoch();
+                let answer = if !partition.is_leader() {
+                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                } else if let Some(error) = fencing(wanted.current_leader_epoch, current) {
+                    answer.with_error_code(error.code())
+                } else {
+                    match u64::try_from(wanted.leader_epoch)
+                        .ok()
+                        .and_then(|epoch| replica.log().epoch_end(epoch))
+                    {
+                        Some((term, end)) => answer
+                            .with_leader_epoch(i32::try_from(term).unwrap_or(UNDEFINED))
+                            .with_end_offset(end.min(partition.high_watermark())),
+                        None => answer,
+                    }
+                };
+                result.partitions.push(answer);
+                continue;
+            }
+            result
+                .partitions
+                .push(match fencing(wanted.current_leader_epoch, LEADER_EPOCH) {
+                    Some(error) => answer.with_error_code(error.code()),
+                    None if wanted.leader_epoch == LEADER_EPOCH => answer
+                        .with_leader_epoch(LEADER_EPOCH)
+                        .with_end_offset(partition.high_watermark()),
+                    None => answer,
+                });
         }
         response.topics.push(result);
     }

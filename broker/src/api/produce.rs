@@ -1,6 +1,10 @@
 //! Produce: append each partition's record batches as they came off the wire (the log only
 //! rewrites base offset and leader epoch), answering per partition. acks=0 gets no response;
-//! acks=1 and acks=-1 answer after the append (one node: the leader is the whole ISR).
+//! acks=1 and acks=-1 answer after the append (one node: the leader is the whole ISR). In
+//! a cluster both answer once a majority of the partition's replicas has the batch (acks=1
+//! is thus as strong as acks=all: a Raft leader does not answer before commit); a
+//! non-leader answers NOT_LEADER_OR_FOLLOWER, and no majority within the request's
+//! timeout REQUEST_TIMED_OUT.
 //! Batches from an idempotent producer are checked against its sequence by the partition
 //! (a retry is answered with the stored offsets); transactional ones also against the
 //! coordinator (the partition must be in the producer's open transaction).
@@ -13,12 +17,18 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::sync::Arc;
+use std::time::Duration;
 
-pub fn handle(
+/// The longest a replicated produce waits for a majority, whatever the client asks.
+const MAX_REPLICATION_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn handle(
     broker: &Arc<Broker>,
     mut request: ProduceRequest,
     _version: i16,
 ) -> Option<ProduceResponse> {
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0))
+        .clamp(Duration::from_millis(100), MAX_REPLICATION_WAIT);
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut response = ProduceResponse::default();
@@ -38,7 +48,9 @@ pub fn handle(
                     topic.as_deref(),
                     partition_data.index,
                     partition_data.records.take(),
+                    timeout,
                 )
+                .await
             } else {
                 Err(BrokerError::InvalidRequiredAcks(acks))
             };
@@ -67,11 +79,12 @@ pub fn handle(
 }
 
 /// Appends one partition's batches; returns (base offset, log start offset).
-fn append(
+async fn append(
     broker: &Broker,
     topic: Option<&Topic>,
     index: i32,
     records: Option<Bytes>,
+    timeout: Duration,
 ) -> Result<(i64, i64), BrokerError> {
     let topic =
         topic.ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("partition {index}")))?;
@@ -82,9 +95,21 @@ fn append(
             reason: "clients may not write to an internal topic",
         });
     }
-    let partition = topic
-        .partition(index)
-        .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{}-{index}", topic.name)))?;
+    let partition = topic.partition(index).ok_or_else(|| {
+        if broker.replication().is_some() {
+            // A cluster node may hold no replica of this partition: the client asked the
+            // wrong broker, and finds the leader in fresh metadata.
+            BrokerError::NotLeaderOrFollower(format!("{}-{index}", topic.name))
+        } else {
+            BrokerError::UnknownTopicOrPartition(format!("{}-{index}", topic.name))
+        }
+    })?;
+    if !partition.is_leader() {
+        return Err(BrokerError::NotLeaderOrFollower(format!(
+            "{}-{index}",
+            topic.name
+        )));
+    }
     let records = records.unwrap_or_default();
     let limit = topic.config().max_message_bytes();
     if let Some(size) = batch_sizes(&records).find(|size| *size > limit) {
@@ -106,7 +131,14 @@ fn append(
     let mut batches = records
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(shared.as_ref()));
-    let info = partition.append(&mut batches)?;
+    let info = if partition.replica().is_some() {
+        partition.append_records(&mut batches, timeout).await?
+    } else if super::fsyncs_on_append(broker) {
+        // An fsync per append would stall every connection on this worker thread.
+        tokio::task::block_in_place(|| partition.append(&mut batches))?
+    } else {
+        partition.append(&mut batches)?
+    };
     Ok((info.base_offset, info.log_start_offset))
 }
 

@@ -87,6 +87,11 @@ impl MetadataView {
         }
     }
 
+    /// A receiver of the applied index: it changes after every command applied here.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     /// Waits until this node has applied at least `index`.
     pub async fn wait_applied(&mut self, index: u64) -> bool {
         self.applied

@@ -11,6 +11,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionReplicas {
     pub replicas: Vec<u64>,
+    /// The partition's Raft group id, assigned when the controller applies its creation
+    /// (from `ClusterMetadata::next_group`), so every node opens the same group.
+    #[serde(default)]
+    pub group: u64,
 }
 
 impl PartitionReplicas {
@@ -36,6 +40,10 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// The Raft index of the last applied command (what a reader has caught up to).
     pub applied_index: u64,
+    /// The next partition group id to assign (group 0 is the controller). Ids are never
+    /// reused: a deleted topic's groups stay gone, and a new one cannot meet old data.
+    #[serde(default)]
+    pub next_group: u64,
 }
 
 fn refused(error: ResponseError, message: impl Into<String>) -> ControllerAnswer {
@@ -82,13 +90,16 @@ impl ClusterMetadata {
                 if let Err(answer) = self.check_replicas(replicas) {
                     return answer;
                 }
+                if !self.topics.contains_key(name) {
+                    return refused(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("no topic {name}"),
+                    );
+                }
+                let added = self.assign_groups(replicas);
                 match self.topics.get_mut(name) {
                     Some(topic) => {
-                        topic.partitions.extend(replicas.iter().map(|replicas| {
-                            PartitionReplicas {
-                                replicas: replicas.clone(),
-                            }
-                        }));
+                        topic.partitions.extend(added);
                         ControllerAnswer::Applied
                     }
                     None => refused(
@@ -162,21 +173,32 @@ impl ClusterMetadata {
         if let Err(answer) = self.check_replicas(replicas) {
             return answer;
         }
+        let partitions = self.assign_groups(replicas);
         self.topics.insert(
             name.to_string(),
             TopicMetadata {
                 name: name.to_string(),
                 id,
                 config: config.clone(),
-                partitions: replicas
-                    .iter()
-                    .map(|replicas| PartitionReplicas {
-                        replicas: replicas.clone(),
-                    })
-                    .collect(),
+                partitions,
             },
         );
         ControllerAnswer::Applied
+    }
+
+    /// New partitions with the next group ids, in order.
+    fn assign_groups(&mut self, replicas: &[Vec<u64>]) -> Vec<PartitionReplicas> {
+        replicas
+            .iter()
+            .map(|replicas| {
+                let group = self.next_group.max(1);
+                self.next_group = group + 1;
+                PartitionReplicas {
+                    replicas: replicas.clone(),
+                    group,
+                }
+            })
+            .collect()
     }
 
     fn reassign(&mut self, name: &str, partition: i32, replicas: &[u64]) -> ControllerAnswer {

@@ -42,8 +42,14 @@ pub struct TransactionCoordinator {
 
 impl TransactionCoordinator {
     pub fn open(path: &Path) -> Result<TransactionCoordinator> {
+        Self::open_for(path, None)
+    }
+
+    /// Like [`TransactionCoordinator::open`]; `cluster_node` is this node's id in a cluster,
+    /// whose producer ids then come from that node's own range.
+    pub fn open_for(path: &Path, cluster_node: Option<u64>) -> Result<TransactionCoordinator> {
         let store = ProducerStore::open(path)?;
-        let ids = IdAllocator::open(&store)?;
+        let ids = IdAllocator::open_in_range(&store, cluster_node)?;
         let mut txns = HashMap::new();
         let mut by_producer = HashMap::new();
         for metadata in store.transactions()? {

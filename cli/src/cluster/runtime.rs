@@ -80,6 +80,16 @@ impl ClusterRuntime {
         })
     }
 
+    /// The node's Raft groups (the broker opens its partition groups on it).
+    pub fn raft(&self) -> Arc<RaftNode> {
+        self.raft.clone()
+    }
+
+    /// The controller's metadata as applied on this node.
+    pub fn metadata(&self) -> MetadataView {
+        self.metadata.clone()
+    }
+
     /// This node's view of the cluster, for `/cluster/status`.
     pub fn status(&self) -> NodeStatus {
         let groups = self
@@ -156,10 +166,7 @@ impl ClusterRuntime {
     pub async fn shutdown(self) {
         self.registration.abort();
         let _ = self.registration.await;
-        match Arc::try_unwrap(self.raft) {
-            Ok(raft) => raft.shutdown().await,
-            Err(_) => tracing::warn!("the Raft node is still in use; not shut down cleanly"),
-        }
+        self.raft.shutdown().await;
     }
 }
 

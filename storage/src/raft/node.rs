@@ -141,7 +141,8 @@ pub struct RaftNode {
     addr: SocketAddr,
     router: Arc<Router>,
     peers: Arc<Peers>,
-    server: JoinHandle<()>,
+    /// The listener task; taken by the first shutdown.
+    server: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RaftNode {
@@ -162,7 +163,7 @@ impl RaftNode {
             addr,
             router,
             peers,
-            server,
+            server: std::sync::Mutex::new(Some(server)),
         })
     }
 
@@ -413,6 +414,67 @@ impl RaftNode {
         Ok(())
     }
 
+    /// On `group`'s leader: waits (at most `limit`) until every entry in its log is applied
+    /// here, entries of earlier terms included. A check made against the state machine
+    /// afterwards sees every entry that can still commit, which is what a leader needs
+    /// before it decides a retried request is new (the idempotent producer). `NotLeader`
+    /// when this node does not lead, or stops leading while it waits.
+    pub async fn wait_leader_applied(
+        &self,
+        group: GroupId,
+        limit: Duration,
+    ) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        let me = self.config.node_id;
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(me) {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: metrics.current_leader,
+            });
+        }
+        let target = metrics.last_log_index;
+        if metrics.last_applied.map(|id| id.index) >= target {
+            return Ok(());
+        }
+        let caught_up = raft
+            .wait(Some(limit))
+            .metrics(
+                |m| m.current_leader != Some(me) || m.last_applied.map(|id| id.index) >= target,
+                "leader applied its log",
+            )
+            .await
+            .map_err(|e| RaftGroupError::Raft {
+                group,
+                message: e.to_string(),
+            })?;
+        if caught_up.current_leader != Some(me) {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: caught_up.current_leader,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether this node leads `group` with a majority that acknowledged it within `lease`.
+    /// A leader cut off from its peers keeps its role until it hears a higher term; this is
+    /// false for it, so it is not advertised as the leader and refuses client writes early.
+    pub fn leads(&self, group: GroupId, lease: Duration) -> bool {
+        let Ok(raft) = self.raft(group) else {
+            return false;
+        };
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        let alone = metrics.membership_config.membership().voter_ids().count() <= 1;
+        metrics.current_leader == Some(self.config.node_id)
+            && (alone
+                || metrics
+                    .millis_since_quorum_ack
+                    .is_some_and(|age| age <= lease_ms))
+    }
+
     /// The leader of `group` as this node knows it.
     pub fn leader(&self, group: GroupId) -> Result<Option<NodeId>, RaftGroupError> {
         Ok(self.raft(group)?.metrics().borrow().current_leader)
@@ -448,10 +510,17 @@ impl RaftNode {
 
     /// Stops every group and the listener, and drops the peer connections. The data
     /// directory can be reopened by a new `RaftNode` afterwards.
-    pub async fn shutdown(self) {
-        self.server.abort();
-        // Wait for the listener (and with it every inbound connection) to be gone.
-        let _ = self.server.await;
+    pub async fn shutdown(&self) {
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(server) = server {
+            server.abort();
+            // Wait for the listener (and with it every inbound connection) to be gone.
+            let _ = server.await;
+        }
         for (group, raft) in self.router.drain() {
             if let Err(e) = raft.shutdown().await {
                 tracing::warn!(%group, error = %e, "raft group did not stop cleanly");

@@ -181,6 +181,22 @@ impl PartitionRaftLog {
         self.read().offset_of(index)
     }
 
+    /// Kafka's OffsetForLeaderEpoch over this log: the largest term at or below `epoch` that
+    /// has entries here, and the offset where it ends (the next term's first offset, or the
+    /// log end for the last term). `None` when no term that old is still known.
+    pub fn epoch_end(&self, epoch: u64) -> Option<(u64, i64)> {
+        let state = self.read();
+        let at = state.epochs.partition_point(|e| e.term <= epoch);
+        let found = state.epochs.get(at.checked_sub(1)?)?;
+        let end = match state.epochs.get(at) {
+            Some(next) => state
+                .offset_of(next.first_index)
+                .unwrap_or(state.end_offset),
+            None => state.end_offset,
+        };
+        Some((found.term, end))
+    }
+
     /// The index of the first entry in the log and one past the last.
     pub fn index_range(&self) -> (u64, u64) {
         let state = self.read();

@@ -1,0 +1,215 @@
+//! The reconciler: makes this node's topics and partition groups match the controller's
+//! metadata as applied here. It runs after every applied controller command (and retries
+//! what failed), so a node that was down catches up on start: it opens every partition it
+//! holds a replica of, and the groups' leaders bring each one up to date (or send a
+//! snapshot when the log it needs is gone).
+
+use super::{PartitionMachine, Replica, Replication};
+use crate::broker::{Broker, Topic};
+use crate::controller::{ClusterMetadata, PartitionReplicas, TopicMetadata};
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+use crate::producer::partition_state::ProducerState;
+use crate::topic_name::TopicName;
+use commerce_storage::raft::{GroupId, GroupStart, RaftGroupError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Wait before retrying a reconcile that could not open or close something.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Runs until `stopped` turns true. Does nothing on a single node.
+pub async fn run_reconciler(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let Some(replication) = broker.replication().cloned() else {
+        return;
+    };
+    let mut changes = replication.metadata.changes();
+    loop {
+        changes.borrow_and_update();
+        let settled = reconcile(&broker, &replication).await;
+        let retry = async {
+            if settled {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(RETRY).await;
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = retry => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// One pass; false if something failed and the pass should be retried.
+async fn reconcile(broker: &Broker, replication: &Replication) -> bool {
+    let metadata = replication.metadata.current();
+    let mut settled = true;
+    for topic in broker.topics() {
+        let wanted = metadata.topics.get(topic.name.as_str());
+        if wanted.is_none_or(|wanted| wanted.id != topic.id) {
+            close_topic(broker, replication, &topic).await;
+        }
+    }
+    for wanted in metadata.topics.values() {
+        let result = match broker.topic(&wanted.name) {
+            Some(existing) => update_topic(broker, replication, &metadata, &existing, wanted).await,
+            None => open_topic(broker, replication, &metadata, wanted, Vec::new()).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(topic = %wanted.name, %error, "could not open the topic's partitions; retrying");
+            settled = false;
+        }
+    }
+    settled
+}
+
+/// Opens the partitions of `wanted` this node holds (beyond those in `open` already) and
+/// publishes the topic.
+async fn open_topic(
+    broker: &Broker,
+    replication: &Replication,
+    metadata: &ClusterMetadata,
+    wanted: &TopicMetadata,
+    open: Vec<Arc<Partition>>,
+) -> Result<()> {
+    let name = TopicName::parse(&wanted.name)?;
+    let log_config = wanted.config.log_config(broker.config().log_flush);
+    let mut partitions = open;
+    for (index, replicas) in wanted.partitions.iter().enumerate() {
+        let index = i32::try_from(index).map_err(|_| BrokerError::InvalidPartitions(i32::MAX))?;
+        let hosted = replicas.replicas.contains(&replication.node_id);
+        if !hosted || partitions.iter().any(|p| p.index == index) {
+            continue;
+        }
+        let partition =
+            open_partition(replication, metadata, &name, index, replicas, &log_config).await?;
+        partitions.push(partition);
+    }
+    partitions.sort_by_key(|partition| partition.index);
+    let topic = Topic {
+        name,
+        id: wanted.id,
+        config: RwLock::new(wanted.config.clone()),
+        partitions,
+    };
+    tracing::info!(topic = %topic.name, hosted = topic.partitions.len(), "opened replicated topic");
+    broker
+        .write_topics()
+        .insert(wanted.name.clone(), Arc::new(topic));
+    Ok(())
+}
+
+/// Applies a config change and opens added partitions of a topic this node has open.
+async fn update_topic(
+    broker: &Broker,
+    replication: &Replication,
+    metadata: &ClusterMetadata,
+    existing: &Arc<Topic>,
+    wanted: &TopicMetadata,
+) -> Result<()> {
+    if existing.config() != wanted.config {
+        *existing.config.write().unwrap_or_else(|p| p.into_inner()) = wanted.config.clone();
+    }
+    let hosted = wanted
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&replication.node_id))
+        .count();
+    if hosted == existing.partitions.len() {
+        return Ok(());
+    }
+    open_topic(
+        broker,
+        replication,
+        metadata,
+        wanted,
+        existing.partitions.clone(),
+    )
+    .await
+}
+
+async fn open_partition(
+    replication: &Replication,
+    metadata: &ClusterMetadata,
+    name: &TopicName,
+    index: i32,
+    replicas: &PartitionReplicas,
+    log_config: &commerce_storage::LogConfig,
+) -> Result<Arc<Partition>> {
+    if replicas.group == 0 {
+        return Err(BrokerError::Replication(format!(
+            "{name}-{index} has no partition group id"
+        )));
+    }
+    let group = GroupId(replicas.group);
+    let members: BTreeMap<u64, String> = replicas
+        .replicas
+        .iter()
+        .filter_map(|id| {
+            metadata
+                .nodes
+                .get(id)
+                .map(|node| (*id, node.raft_addr.clone()))
+        })
+        .collect();
+    let producers = Arc::new(Mutex::new(ProducerState::default()));
+    let (end_offset, _) = watch::channel(0);
+    let end_offset = Arc::new(end_offset);
+    let open = |producers: Arc<Mutex<ProducerState>>, end_offset: Arc<watch::Sender<i64>>| {
+        // Every replica bootstraps with the same members; a replica that already has the
+        // group's state (a restart) keeps it, and one whose data was lost starts from the
+        // same first entry and is brought up to date by the leader.
+        replication.raft.open_partition_group(
+            group,
+            GroupStart::Bootstrap(members.clone()),
+            Box::new(PartitionMachine::new(producers, end_offset)),
+            log_config.clone(),
+        )
+    };
+    let log = match open(producers.clone(), end_offset.clone()).await {
+        Err(RaftGroupError::GroupExists(_)) => {
+            // Left open by an earlier pass that failed on another partition.
+            let _ = replication.raft.close_group(group).await;
+            open(producers.clone(), end_offset.clone()).await
+        }
+        other => other,
+    }
+    .map_err(|error| BrokerError::Replication(format!("{name}-{index}: {error}")))?;
+    let committed = log.high_watermark();
+    end_offset.send_if_modified(|end| {
+        let moved = committed > *end;
+        *end = (*end).max(committed);
+        moved
+    });
+    let replica = Replica::new(replication.raft.clone(), group, log);
+    Ok(Arc::new(Partition::replicated(
+        name.clone(),
+        index,
+        replica,
+        producers,
+        end_offset,
+        replication.raft.group_data_dir(group),
+    )))
+}
+
+/// Forgets a deleted topic here: its groups stop and their data goes.
+async fn close_topic(broker: &Broker, replication: &Replication, topic: &Topic) {
+    broker.write_topics().remove(topic.name.as_str());
+    for partition in &topic.partitions {
+        let Some(replica) = partition.replica() else {
+            continue;
+        };
+        let group = replica.group();
+        if let Err(error) = replication.raft.close_group(group).await {
+            tracing::warn!(%group, %error, "closing a deleted partition's group failed");
+        }
+        let dir = replication.raft.group_data_dir(group);
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's data");
+        }
+    }
+    tracing::info!(topic = %topic.name, "closed deleted topic");
+}

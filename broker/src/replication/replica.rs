@@ -1,0 +1,156 @@
+//! One partition as a Raft group on this node: how a produce becomes a committed batch.
+//!
+//! The leader checks an idempotent producer's batch against the producer state, proposes
+//! it, and answers once a majority has it (openraft answers a proposal after commit and
+//! apply). Checks and proposals of one partition take turns: a retry must see the batch it
+//! retries, so the next check waits until the previous proposal is applied. After a
+//! leader change the new leader first applies everything in its log (entries of the old
+//! term that may still commit), so a retry of a batch the old leader had taken is a
+//! duplicate here too.
+
+use super::machine::decode_answer;
+use crate::error::{BrokerError, Result};
+use crate::producer::partition_state::{ProducerState, Verdict, batches};
+use commerce_storage::AppendInfo;
+use commerce_storage::raft::{GroupId, GroupStatus, PartitionRaftLog, RaftGroupError, RaftNode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A leader whose majority has not answered for this long is not advertised as leader and
+/// refuses writes: it is probably cut off, and a new leader is being elected.
+pub const LEADER_LEASE: Duration = Duration::from_millis(1_000);
+/// How long a new leader may take to apply the entries of earlier terms before it checks
+/// a producer's batch.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
+
+pub struct Replica {
+    raft: Arc<RaftNode>,
+    group: GroupId,
+    log: Arc<PartitionRaftLog>,
+    /// Held from a producer check until its proposal is applied (see the module comment).
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Replica {
+    pub fn new(raft: Arc<RaftNode>, group: GroupId, log: Arc<PartitionRaftLog>) -> Replica {
+        Replica {
+            raft,
+            group,
+            log,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn log(&self) -> &Arc<PartitionRaftLog> {
+        &self.log
+    }
+
+    /// Whether this node leads the partition with a live majority behind it.
+    pub fn is_leader(&self) -> bool {
+        self.raft.leads(self.group, LEADER_LEASE)
+    }
+
+    /// The group's role, term and leader on this node.
+    pub fn status(&self) -> Option<GroupStatus> {
+        self.raft.status(self.group).ok()
+    }
+
+    /// The Raft term as Kafka's leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.status()
+            .and_then(|status| i32::try_from(status.term).ok())
+            .unwrap_or(-1)
+    }
+
+    /// Replicates a produce request's records (one producer batch, or plain batches) and
+    /// answers with the offsets they got once a majority has them, or within `timeout`
+    /// with REQUEST_TIMED_OUT.
+    pub async fn append(
+        &self,
+        name: &str,
+        producers: &Mutex<ProducerState>,
+        records: &[u8],
+        timeout: Duration,
+    ) -> Result<AppendInfo> {
+        let framed: usize = batches(records).map(<[u8]>::len).sum();
+        if framed != records.len() || records.is_empty() {
+            // Each batch is checked (CRC included) when proposed; a tail that is not a
+            // whole batch would otherwise be dropped without a word.
+            return Err(BrokerError::Log(commerce_storage::LogError::CorruptBatch {
+                reason: "the records do not frame as whole v2 batches".to_string(),
+            }));
+        }
+        let _turn = self.turn.lock().await;
+        self.raft
+            .wait_leader_applied(self.group, CATCH_UP_LIMIT)
+            .await
+            .map_err(|error| self.error(name, error))?;
+        if !self.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower(name.to_string()));
+        }
+        let verdict = producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(records)?;
+        if let Verdict::Duplicate {
+            base_offset,
+            last_offset,
+        } = verdict
+        {
+            return Ok(self.info(base_offset, last_offset));
+        }
+        // Each Raft entry is one batch: a request with several plain batches proposes each.
+        let mut first: Option<i64> = None;
+        let mut last = -1;
+        for batch in batches(records) {
+            let proposal = self.raft.propose(self.group, batch.to_vec());
+            let answer = match tokio::time::timeout(timeout, proposal).await {
+                Ok(answer) => answer.map_err(|error| self.error(name, error))?,
+                Err(_) => {
+                    return Err(BrokerError::RequestTimedOut(format!(
+                        "{name}: no majority within {timeout:?}"
+                    )));
+                }
+            };
+            let (base, end) = decode_answer(&answer).ok_or_else(|| {
+                BrokerError::Replication(format!("{name}: unreadable answer to a proposal"))
+            })?;
+            first.get_or_insert(base);
+            last = end;
+        }
+        let base = first.ok_or_else(|| {
+            BrokerError::Log(commerce_storage::LogError::CorruptBatch {
+                reason: "no record batch in the request".to_string(),
+            })
+        })?;
+        Ok(self.info(base, last))
+    }
+
+    fn info(&self, base_offset: i64, last_offset: i64) -> AppendInfo {
+        AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: -1,
+            log_start_offset: self.log.log().log_start_offset(),
+        }
+    }
+
+    fn error(&self, name: &str, error: RaftGroupError) -> BrokerError {
+        match error {
+            RaftGroupError::NotLeader { .. }
+            | RaftGroupError::UnknownGroup(_)
+            | RaftGroupError::Stopped { .. } => BrokerError::NotLeaderOrFollower(name.to_string()),
+            RaftGroupError::BadCommand { message, .. } => {
+                BrokerError::Log(commerce_storage::LogError::CorruptBatch { reason: message })
+            }
+            RaftGroupError::Raft { message, .. } => {
+                BrokerError::RequestTimedOut(format!("{name}: {message}"))
+            }
+            other => BrokerError::Replication(format!("{name}: {other}")),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Topic creation and deletion in a cluster: a controller command, then a wait until this
+//! node's reconciler has opened (or closed) the topic, so the caller can use it at once.
+//!
+//! Everything non-deterministic is fixed here, before the proposal: the topic id and the
+//! replica placement (the controller assigns group ids as it applies the command).
+
+use super::{DEFAULT_REPLICATION_FACTOR, Replication, wait_blocking};
+use crate::broker::{Broker, MAX_PARTITIONS, Topic};
+use crate::controller::{
+    ControllerAnswer, ControllerCommand, decode_answer, encode, place_replicas,
+};
+use crate::error::{BrokerError, Result};
+use crate::topic_config::TopicConfig;
+use crate::topic_name::TopicName;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a metadata change may take: the controller's commit plus this node opening or
+/// closing the partition groups.
+const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(10);
+
+impl Broker {
+    pub(crate) fn create_through_controller(
+        &self,
+        replication: &Replication,
+        name: &str,
+        partitions: i32,
+        config: TopicConfig,
+        replication_factor: Option<usize>,
+    ) -> Result<Arc<Topic>> {
+        let name = TopicName::parse(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(BrokerError::InvalidPartitions(partitions));
+        }
+        let metadata = replication.metadata.current();
+        if metadata.topics.contains_key(name.as_str()) {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        let nodes: BTreeSet<u64> = metadata.nodes.keys().copied().collect();
+        let factor =
+            replication_factor.unwrap_or_else(|| DEFAULT_REPLICATION_FACTOR.min(nodes.len()));
+        let count =
+            usize::try_from(partitions).map_err(|_| BrokerError::InvalidPartitions(partitions))?;
+        let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), count, factor)
+            .map_err(|error| BrokerError::InvalidReplicaAssignment(error.to_string()))?;
+        let id = Uuid::new_v4();
+        let command = ControllerCommand::CreateTopic {
+            name: name.to_string(),
+            id,
+            config,
+            replicas,
+        };
+        submit(replication, &command)?;
+        tracing::info!(topic = %name, partitions, replication_factor = factor, "created topic through the controller");
+        wait_until(|| self.topic(name.as_str()).filter(|topic| topic.id == id)).ok_or_else(|| {
+            BrokerError::RequestTimedOut(format!(
+                "topic {name} was created but this node has not opened it yet"
+            ))
+        })
+    }
+
+    pub(crate) fn delete_through_controller(
+        &self,
+        replication: &Replication,
+        name: &str,
+    ) -> Result<Arc<Topic>> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        if topic.name.is_internal() {
+            return Err(BrokerError::InvalidTopic {
+                name: name.to_string(),
+                reason: "internal topics cannot be deleted",
+            });
+        }
+        submit(
+            replication,
+            &ControllerCommand::DeleteTopic {
+                name: name.to_string(),
+            },
+        )?;
+        wait_until(|| {
+            self.topic(name)
+                .filter(|t| t.id == topic.id)
+                .is_none()
+                .then_some(())
+        })
+        .ok_or_else(|| {
+            BrokerError::RequestTimedOut(format!(
+                "topic {name} was deleted but this node still has it open"
+            ))
+        })?;
+        Ok(topic)
+    }
+}
+
+/// Proposes `command` to the controller (forwarded to its leader) and maps a refusal to
+/// its Kafka error.
+fn submit(replication: &Replication, command: &ControllerCommand) -> Result<()> {
+    let bytes = encode(command).map_err(|error| BrokerError::Replication(error.to_string()))?;
+    let proposal = replication
+        .raft
+        .submit(Replication::controller_group(), bytes);
+    let answer = wait_blocking(tokio::time::timeout(CONTROLLER_TIMEOUT, proposal))?
+        .map_err(|_| BrokerError::RequestTimedOut("the controller did not answer".to_string()))?
+        .map_err(|error| BrokerError::Replication(format!("controller: {error}")))?;
+    match decode_answer(&answer) {
+        Ok(ControllerAnswer::Applied) => Ok(()),
+        Ok(ControllerAnswer::Refused {
+            error_code,
+            message,
+        }) => Err(BrokerError::Controller {
+            error_code,
+            message,
+        }),
+        Err(error) => Err(BrokerError::Replication(format!(
+            "unreadable controller answer: {error}"
+        ))),
+    }
+}
+
+/// Polls `check` until it yields, for at most [`CONTROLLER_TIMEOUT`].
+fn wait_until<T>(check: impl Fn() -> Option<T>) -> Option<T> {
+    let wait = async {
+        let deadline = tokio::time::Instant::now() + CONTROLLER_TIMEOUT;
+        loop {
+            if let Some(found) = check() {
+                return Some(found);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    wait_blocking(wait).ok().flatten()
+}
