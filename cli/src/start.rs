@@ -110,7 +110,18 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let mut background = vec![kafka, http, maintenance, group_timers, reconciler];
+    let coordination = tokio::spawn(commerce_broker::group::run_ownership(
+        broker.clone(),
+        stopped.clone(),
+    ));
+    let mut background = vec![
+        kafka,
+        http,
+        maintenance,
+        group_timers,
+        reconciler,
+        coordination,
+    ];
     if cluster.is_some() {
         background.push(tokio::spawn(run_maintenance(
             service_broker.clone(),

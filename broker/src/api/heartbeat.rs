@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
     let error = broker.groups().heartbeat(
+        broker,
         request.group_id.as_str(),
         request.member_id.as_str(),
         request.group_instance_id.as_deref(),

@@ -90,6 +90,45 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
 
 /// Dispatches a decoded request. `None` means no response is owed (produce with acks=0).
 pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
+    if broker.replication().is_some() && waits_under_group_lock(&request.body) {
+        // In a cluster the group coordinator appends offsets through Raft while it holds
+        // its lock (so the log's order is the order commits were accepted in): run these
+        // on a blocking thread, so a handler waiting for that lock never holds one of the
+        // runtime's workers, which the Raft groups need to make progress.
+        let broker = broker.clone();
+        let runtime = tokio::runtime::Handle::current();
+        return tokio::task::spawn_blocking(move || runtime.block_on(dispatch(&broker, request)))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "a group request's handler failed");
+                None
+            });
+    }
+    dispatch(broker, request).await
+}
+
+/// The requests that take the group coordinator's lock.
+fn waits_under_group_lock(body: &RequestKind) -> bool {
+    matches!(
+        body,
+        RequestKind::JoinGroup(_)
+            | RequestKind::SyncGroup(_)
+            | RequestKind::Heartbeat(_)
+            | RequestKind::LeaveGroup(_)
+            | RequestKind::OffsetCommit(_)
+            | RequestKind::OffsetFetch(_)
+            | RequestKind::OffsetDelete(_)
+            | RequestKind::DescribeGroups(_)
+            | RequestKind::ListGroups(_)
+            | RequestKind::DeleteGroups(_)
+            | RequestKind::TxnOffsetCommit(_)
+            | RequestKind::ConsumerGroupHeartbeat(_)
+            | RequestKind::ConsumerGroupDescribe(_)
+            | RequestKind::FindCoordinator(_)
+    )
+}
+
+async fn dispatch(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
     let version = request.header.request_api_version;
     let response = match request.body {
         RequestKind::ApiVersions(body) => {

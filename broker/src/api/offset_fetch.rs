@@ -32,6 +32,11 @@ pub fn handle(
                         .map(|topic| (topic.name.to_string(), topic.partition_indexes))
                         .collect()
                 });
+                if let Err(error) = broker.groups().owns(broker, group.group_id.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id)
+                        .with_error_code(error.code());
+                }
                 let offsets = broker.groups().fetch_offsets(group.group_id.as_str());
                 let topics = answer(&offsets, wanted)
                     .into_iter()
@@ -65,6 +70,10 @@ pub fn handle(
             .map(|topic| (topic.name.to_string(), topic.partition_indexes))
             .collect()
     });
+    if let Err(error) = broker.groups().owns(broker, request.group_id.as_str()) {
+        response.error_code = error.code();
+        return response;
+    }
     let offsets = broker.groups().fetch_offsets(request.group_id.as_str());
     response.topics = answer(&offsets, wanted)
         .into_iter()

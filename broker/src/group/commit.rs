@@ -41,6 +41,9 @@ impl GroupCoordinator {
         if commit.group_id.is_empty() {
             return fail_all(ResponseError::InvalidGroupId);
         }
+        if let Err(error) = self.owns(broker, &commit.group_id) {
+            return fail_all(error);
+        }
         let mut inner = self.lock();
         let consumer_group = inner
             .live_consumer_group(&commit.group_id)

@@ -20,6 +20,7 @@
 
 mod admin;
 pub mod commit;
+mod ownership;
 pub mod consumer;
 pub mod member;
 pub mod offsets;
@@ -38,6 +39,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::persist_if_dirty;
+
+pub use ownership::run_ownership;
 use tokio::sync::watch;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -62,6 +65,9 @@ pub(super) struct Inner {
     /// KIP-848 groups (ConsumerGroupHeartbeat).
     consumer_groups: BTreeMap<String, consumer::ConsumerGroup>,
     offsets: BTreeMap<String, GroupOffsets>,
+    /// In a cluster: the offsets partitions this node leads and has loaded (it
+    /// coordinates their groups; see `ownership`).
+    loaded: std::collections::BTreeSet<i32>,
 }
 
 impl Inner {
@@ -129,6 +135,9 @@ impl GroupCoordinator {
                 &member_id,
             ));
         }
+        if let Err(error) = self.owns(broker, group_id) {
+            return Reply::Now(JoinResult::error(error, &member_id));
+        }
         let mut inner = self.lock();
         if inner.live_consumer_group(group_id).is_some() {
             // The id is taken by a group on the new (KIP-848) protocol.
@@ -165,6 +174,9 @@ impl GroupCoordinator {
         group_id: &str,
         sync: state::SyncGroup,
     ) -> Reply<SyncResult> {
+        if let Err(error) = self.owns(broker, group_id) {
+            return Reply::Now(SyncResult::error(error));
+        }
         let mut inner = self.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Reply::Now(SyncResult::error(ResponseError::UnknownMemberId));
@@ -176,11 +188,15 @@ impl GroupCoordinator {
 
     pub fn heartbeat(
         &self,
+        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
     ) -> Option<ResponseError> {
+        if let Err(error) = self.owns(broker, group_id) {
+            return Some(error);
+        }
         let mut inner = self.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Some(ResponseError::UnknownMemberId);
@@ -195,6 +211,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> std::result::Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.owns(broker, group_id)?;
         let mut inner = self.lock();
         let Some(group) = inner.groups.get_mut(group_id) else {
             return Err(ResponseError::UnknownMemberId);
@@ -239,6 +256,7 @@ impl GroupCoordinator {
             tracing::error!(%error, "cannot create {OFFSETS_TOPIC}");
             return Err(ResponseError::CoordinatorNotAvailable);
         }
+        self.owns(broker, group_id)?;
         let topics = assignable_topics(broker);
         let mut inner = self.lock();
         if inner
@@ -279,6 +297,12 @@ pub async fn run_timers(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        broker.groups().tick(&broker);
+        if broker.replication().is_some() {
+            // Ticks may append offsets through Raft under the lock (see `api::handle`).
+            let ticking = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || ticking.groups().tick(&ticking)).await;
+        } else {
+            broker.groups().tick(&broker);
+        }
     }
 }

@@ -138,7 +138,7 @@ pub(super) fn persist_if_dirty(broker: &Broker, coordinator: &GroupCoordinator, 
 /// Splits stored v2 batches by their headers: (base offset, last offset, batch bytes). The
 /// offsets come from the header, so an empty batch (all its records compacted away) still
 /// moves the reader forward. A truncated tail ends the list.
-fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
+pub(super) fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
     // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1) + crc (4) +
     // attributes (2) + lastOffsetDelta (4).
     const HEADER: usize = 27;
@@ -162,7 +162,7 @@ fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
 }
 
 /// Replays one `__consumer_offsets` record into the coordinator's state.
-fn apply(inner: &mut Inner, key: Key, value: Option<Bytes>) {
+pub(super) fn apply(inner: &mut Inner, key: Key, value: Option<Bytes>) {
     match (key, value) {
         (
             Key::Offset {

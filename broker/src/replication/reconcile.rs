@@ -19,6 +19,9 @@ use tokio::sync::watch;
 
 /// Wait before retrying a reconcile that could not open or close something.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the other replicas of a new partition wait for its preferred replica to
+/// start the group before one of them does.
+const ORPHAN_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs until `stopped` turns true. Does nothing on a single node.
 pub async fn run_reconciler(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
@@ -158,13 +161,19 @@ async fn open_partition(
     let producers = Arc::new(Mutex::new(ProducerState::default()));
     let (end_offset, _) = watch::channel(0);
     let end_offset = Arc::new(end_offset);
+    // The preferred replica bootstraps the group (and so stands for election first, which
+    // spreads leaders as placement meant); the others join and wait for it. A replica that
+    // already has the group's state (a restart) keeps it either way.
+    let preferred = replicas.preferred_leader() == Some(replication.node_id);
+    let start = if preferred {
+        GroupStart::Bootstrap(members.clone())
+    } else {
+        GroupStart::Join
+    };
     let open = |producers: Arc<Mutex<ProducerState>>, end_offset: Arc<watch::Sender<i64>>| {
-        // Every replica bootstraps with the same members; a replica that already has the
-        // group's state (a restart) keeps it, and one whose data was lost starts from the
-        // same first entry and is brought up to date by the leader.
         replication.raft.open_partition_group(
             group,
-            GroupStart::Bootstrap(members.clone()),
+            start.clone(),
             Box::new(PartitionMachine::new(producers, end_offset)),
             log_config.clone(),
         )
@@ -184,6 +193,10 @@ async fn open_partition(
         *end = (*end).max(committed);
         moved
     });
+    let fresh = replication.raft.status(group).is_ok_and(|status| status.term == 0);
+    if fresh && !preferred {
+        tokio::spawn(bootstrap_if_orphaned(replication.raft.clone(), group, members));
+    }
     let replica = Replica::new(replication.raft.clone(), group, log);
     Ok(Arc::new(Partition::replicated(
         name.clone(),
@@ -193,6 +206,26 @@ async fn open_partition(
         end_offset,
         replication.raft.group_data_dir(group),
     )))
+}
+
+/// A joining replica of a new group bootstraps it itself when the preferred replica has
+/// not brought it in within [`ORPHAN_WAIT`] (it is down): every replica bootstraps with the
+/// same members, so whichever does first, they agree.
+async fn bootstrap_if_orphaned(
+    raft: Arc<commerce_storage::raft::RaftNode>,
+    group: GroupId,
+    members: BTreeMap<u64, String>,
+) {
+    tokio::time::sleep(ORPHAN_WAIT).await;
+    let orphaned = raft
+        .status(group)
+        .is_ok_and(|status| status.term == 0 && status.leader.is_none());
+    if orphaned {
+        tracing::info!(%group, "the preferred replica did not start the group; starting it");
+        if let Err(error) = raft.bootstrap(group, members).await {
+            tracing::warn!(%group, %error, "could not start an orphaned partition group");
+        }
+    }
 }
 
 /// Forgets a deleted topic here: its groups stop and their data goes.

@@ -54,6 +54,15 @@ impl Replica {
         self.raft.leads(self.group, LEADER_LEASE)
     }
 
+    /// On the leader: waits until its whole log is applied here (see
+    /// `RaftNode::wait_leader_applied`).
+    pub async fn caught_up(&self) -> Result<()> {
+        self.raft
+            .wait_leader_applied(self.group, CATCH_UP_LIMIT)
+            .await
+            .map_err(|error| BrokerError::NotLeaderOrFollower(error.to_string()))
+    }
+
     /// The group's role, term and leader on this node.
     pub fn status(&self) -> Option<GroupStatus> {
         self.raft.status(self.group).ok()

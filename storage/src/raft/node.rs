@@ -475,6 +475,28 @@ impl RaftNode {
                     .is_some_and(|age| age <= lease_ms))
     }
 
+    /// Initializes `group`, opened with [`GroupStart::Join`], as [`GroupStart::Bootstrap`]
+    /// would have: with these voters, and this node standing for election at once. Nothing
+    /// happens if the group already has state here. For a group whose first member was
+    /// meant to bootstrap it but never did (it was down).
+    pub async fn bootstrap(
+        &self,
+        group: GroupId,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<(), RaftGroupError> {
+        let members: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match self.raft(group)?.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(RaftGroupError::Raft {
+                group,
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// The leader of `group` as this node knows it.
     pub fn leader(&self, group: GroupId) -> Result<Option<NodeId>, RaftGroupError> {
         Ok(self.raft(group)?.metrics().borrow().current_leader)
