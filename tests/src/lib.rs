@@ -13,12 +13,17 @@
 //! - [`kafka`]: rdkafka clients wired for tests: a producer that records every
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
 //! - [`group`]: consumer-group members driven by the test thread, committed offsets.
+//! - [`history`]: the checker of a produce history: acknowledged records against the log
+//!   read back (lost, duplicated, misplaced, out of order).
 //! - [`http`]: a JSON client for the node's REST API (reqwest), with sign-up and login helpers.
 //! - [`orders`]: placing and following orders, finding the commands the saga sent.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`envelopes`]: event and command envelopes produced onto the services' topics.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
+//! - [`replicated`]: a topic replicated on a three-node cluster: each node's Metadata view
+//!   (leader, epoch, replicas, ISR), waiting for agreed leaders, faults (kill, pause, isolate).
+//! - [`workload`]: an idempotent producer of unique values and the check of its history.
 //! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
 //! - [`proxy`]: a TCP proxy that can drop a response and cut the connection, to make
 //!   clients retry requests the node already executed.
@@ -31,6 +36,7 @@ pub mod cli;
 pub mod cluster;
 pub mod envelopes;
 pub mod group;
+pub mod history;
 pub mod http;
 pub mod kafka;
 pub mod limit;
@@ -39,7 +45,9 @@ pub mod node;
 pub mod orders;
 pub mod proxy;
 pub mod raw;
+pub mod replicated;
 pub mod wire;
+pub mod workload;
 
 use std::path::PathBuf;
 

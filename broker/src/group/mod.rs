@@ -20,10 +20,10 @@
 
 mod admin;
 pub mod commit;
-mod ownership;
 pub mod consumer;
 pub mod member;
 pub mod offsets;
+mod ownership;
 pub mod state;
 mod store;
 pub mod subscription;

@@ -91,7 +91,10 @@ impl GroupCoordinator {
             offset = next;
         }
         inner.loaded.insert(index);
-        tracing::info!(partition = index, "took over coordinating the groups of {OFFSETS_TOPIC}");
+        tracing::info!(
+            partition = index,
+            "took over coordinating the groups of {OFFSETS_TOPIC}"
+        );
         Ok(())
     }
 }

@@ -193,9 +193,16 @@ async fn open_partition(
         *end = (*end).max(committed);
         moved
     });
-    let fresh = replication.raft.status(group).is_ok_and(|status| status.term == 0);
+    let fresh = replication
+        .raft
+        .status(group)
+        .is_ok_and(|status| status.term == 0);
     if fresh && !preferred {
-        tokio::spawn(bootstrap_if_orphaned(replication.raft.clone(), group, members));
+        tokio::spawn(bootstrap_if_orphaned(
+            replication.raft.clone(),
+            group,
+            members,
+        ));
     }
     let replica = Replica::new(replication.raft.clone(), group, log);
     Ok(Arc::new(Partition::replicated(
