@@ -54,11 +54,11 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         None => None,
     };
     let replication = match (&cluster, &settings.cluster) {
-        (Some(runtime), Some(cluster)) => Some(Replication {
-            raft: runtime.raft(),
-            metadata: runtime.metadata(),
-            node_id: cluster.node_id,
-        }),
+        (Some(runtime), Some(cluster)) => Some(Replication::new(
+            runtime.raft(),
+            runtime.metadata(),
+            cluster.node_id,
+        )),
         _ => None,
     };
     let broker = open_broker(&settings, kafka_addr, &advertised_host, replication)?;

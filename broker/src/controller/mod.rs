@@ -20,7 +20,7 @@ mod placement;
 pub use command::{ControllerAnswer, ControllerCommand, NodeRecord};
 pub use machine::{ControllerMachine, MetadataView, decode_answer, encode};
 pub use metadata::{ClusterMetadata, PartitionReplicas, TopicMetadata};
-pub use placement::{PlacementError, place_replicas, preferred_leader_moves};
+pub use placement::{PlacementError, moves_off_node, place_replicas, preferred_leader_moves};
 
 /// The controller's Raft group id; partition groups are numbered from 1.
 pub const CONTROLLER_GROUP: u64 = 0;

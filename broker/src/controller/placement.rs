@@ -84,6 +84,61 @@ pub fn preferred_leader_moves(
     moves
 }
 
+/// The reassignments that take every replica off node `leaving`: `(topic, partition, new
+/// replicas)`. Each replica moves to the remaining node that holds the fewest replicas
+/// (lowest id on a tie), appended last so it joins as a follower and the preferred leader
+/// stays a replica that has the data. Fails when a partition has nowhere to go without
+/// shrinking its replication factor.
+pub fn moves_off_node(
+    metadata: &ClusterMetadata,
+    leaving: u64,
+) -> Result<Vec<(String, i32, Vec<u64>)>, PlacementError> {
+    let staying: BTreeSet<u64> = metadata
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leaving)
+        .collect();
+    let mut load: BTreeMap<u64, usize> = staying.iter().map(|id| (*id, 0)).collect();
+    for partition in metadata.topics.values().flat_map(|topic| &topic.partitions) {
+        for replica in &partition.replicas {
+            if let Some(count) = load.get_mut(replica) {
+                *count += 1;
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for topic in metadata.topics.values() {
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            if !partition.replicas.contains(&leaving) {
+                continue;
+            }
+            let Ok(index) = i32::try_from(index) else {
+                continue;
+            };
+            let target = load
+                .iter()
+                .filter(|(id, _)| !partition.replicas.contains(id))
+                .min_by_key(|(id, count)| (**count, **id))
+                .map(|(id, _)| *id)
+                .ok_or(PlacementError::NotEnoughNodes {
+                    wanted: partition.replicas.len(),
+                    nodes: staying.len(),
+                })?;
+            *load.entry(target).or_default() += 1;
+            let mut replicas: Vec<u64> = partition
+                .replicas
+                .iter()
+                .copied()
+                .filter(|id| *id != leaving)
+                .collect();
+            replicas.push(target);
+            moves.push((topic.name.clone(), index, replicas));
+        }
+    }
+    Ok(moves)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -91,6 +146,71 @@ mod tests {
 
     fn nodes(ids: &[u64]) -> BTreeSet<u64> {
         ids.iter().copied().collect()
+    }
+
+    fn cluster(nodes: &[u64], partitions: &[&[u64]]) -> ClusterMetadata {
+        use crate::controller::{NodeRecord, PartitionReplicas, TopicMetadata};
+        let mut metadata = ClusterMetadata::default();
+        for id in nodes {
+            metadata.nodes.insert(
+                *id,
+                NodeRecord {
+                    id: *id,
+                    kafka_addr: String::new(),
+                    raft_addr: String::new(),
+                    http_addr: String::new(),
+                },
+            );
+        }
+        metadata.topics.insert(
+            "t".to_string(),
+            TopicMetadata {
+                name: "t".to_string(),
+                id: uuid::Uuid::nil(),
+                config: Default::default(),
+                partitions: partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(group, replicas)| PartitionReplicas {
+                        replicas: replicas.to_vec(),
+                        group: group as u64 + 1,
+                    })
+                    .collect(),
+            },
+        );
+        metadata
+    }
+
+    #[test]
+    fn a_leaving_node_hands_its_replicas_to_the_least_loaded_node() {
+        let metadata = cluster(
+            &[1, 2, 3, 4],
+            &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2], &[2, 3, 4]],
+        );
+        let moves = moves_off_node(&metadata, 1).unwrap();
+        // Node 4 holds one replica, nodes 2 and 3 hold four: 4 takes the first two moves,
+        // then it has three and still the fewest.
+        assert_eq!(
+            moves,
+            vec![
+                ("t".to_string(), 0, vec![2, 3, 4]),
+                ("t".to_string(), 1, vec![2, 3, 4]),
+                ("t".to_string(), 2, vec![3, 2, 4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_leaving_node_needs_somewhere_to_put_its_replicas() {
+        let metadata = cluster(&[1, 2, 3], &[&[1, 2, 3]]);
+        assert!(matches!(
+            moves_off_node(&metadata, 1),
+            Err(PlacementError::NotEnoughNodes {
+                wanted: 3,
+                nodes: 2
+            })
+        ));
+        assert_eq!(moves_off_node(&metadata, 9).unwrap().len(), 0);
     }
 
     #[test]

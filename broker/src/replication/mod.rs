@@ -12,8 +12,11 @@
 //! - `machine.rs`: the partition state machine (producer state, the committed end).
 //! - `topics.rs`: topic creation and deletion through the controller.
 //! - `reconcile.rs`: the task that makes this node's partitions match the metadata.
+//! - `membership.rs`: a partition leader moving its group's voters to the replicas the
+//!   metadata names (a node added or removed).
 
 mod machine;
+mod membership;
 mod reconcile;
 mod replica;
 mod topics;
@@ -25,8 +28,9 @@ pub use replica::{LEADER_LEASE, Replica};
 use crate::controller::{CONTROLLER_GROUP, MetadataView};
 use crate::error::{BrokerError, Result};
 use commerce_storage::raft::{GroupId, RaftNode};
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Replication factor of a topic created without one: Kafka's usual 3, or every node of a
 /// smaller cluster.
@@ -38,9 +42,20 @@ pub struct Replication {
     pub raft: Arc<RaftNode>,
     pub metadata: MetadataView,
     pub node_id: u64,
+    /// Partition groups whose membership this node (their leader) is changing now.
+    changing: Mutex<BTreeSet<u64>>,
 }
 
 impl Replication {
+    pub fn new(raft: Arc<RaftNode>, metadata: MetadataView, node_id: u64) -> Replication {
+        Replication {
+            raft,
+            metadata,
+            node_id,
+            changing: Mutex::new(BTreeSet::new()),
+        }
+    }
+
     pub fn controller_group() -> GroupId {
         GroupId(CONTROLLER_GROUP)
     }

@@ -12,7 +12,7 @@ use crate::partition::Partition;
 use crate::producer::partition_state::ProducerState;
 use crate::topic_name::TopicName;
 use commerce_storage::raft::{GroupId, GroupStart, RaftGroupError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -47,7 +47,7 @@ pub async fn run_reconciler(broker: Arc<Broker>, mut stopped: watch::Receiver<bo
 }
 
 /// One pass; false if something failed and the pass should be retried.
-async fn reconcile(broker: &Broker, replication: &Replication) -> bool {
+async fn reconcile(broker: &Broker, replication: &Arc<Replication>) -> bool {
     let metadata = replication.metadata.current();
     let mut settled = true;
     for topic in broker.topics() {
@@ -105,10 +105,11 @@ async fn open_topic(
     Ok(())
 }
 
-/// Applies a config change and opens added partitions of a topic this node has open.
+/// Applies a config change, drives replica moves this node leads, and opens added (or
+/// closes no longer hosted) partitions of a topic this node has open.
 async fn update_topic(
     broker: &Broker,
-    replication: &Replication,
+    replication: &Arc<Replication>,
     metadata: &ClusterMetadata,
     existing: &Arc<Topic>,
     wanted: &TopicMetadata,
@@ -116,22 +117,38 @@ async fn update_topic(
     if existing.config() != wanted.config {
         *existing.config.write().unwrap_or_else(|p| p.into_inner()) = wanted.config.clone();
     }
-    let hosted = wanted
+    let me = replication.node_id;
+    let hosted: BTreeSet<i32> = wanted
         .partitions
         .iter()
-        .filter(|p| p.replicas.contains(&replication.node_id))
-        .count();
-    if hosted == existing.partitions.len() {
+        .enumerate()
+        .filter(|(_, p)| p.replicas.contains(&me))
+        .filter_map(|(index, _)| i32::try_from(index).ok())
+        .collect();
+    for partition in &existing.partitions {
+        let placed = usize::try_from(partition.index)
+            .ok()
+            .and_then(|index| wanted.partitions.get(index));
+        if let (Some(replica), Some(placed)) = (partition.replica(), placed) {
+            super::membership::drive(replication, metadata, replica.group(), &placed.replicas);
+        }
+    }
+    let open: BTreeSet<i32> = existing.partitions.iter().map(|p| p.index).collect();
+    if hosted == open {
         return Ok(());
     }
-    open_topic(
-        broker,
-        replication,
-        metadata,
-        wanted,
-        existing.partitions.clone(),
-    )
-    .await
+    let (keep, dropped): (Vec<_>, Vec<_>) = existing
+        .partitions
+        .iter()
+        .cloned()
+        .partition(|partition| hosted.contains(&partition.index));
+    for partition in &dropped {
+        // This node no longer holds a replica (moved off it): the group's leader removes
+        // it from the voters, and the other replicas keep a majority meanwhile.
+        tracing::info!(topic = %existing.name, partition = partition.index, "no longer a replica here; closing");
+        close_partition(replication, partition).await;
+    }
+    open_topic(broker, replication, metadata, wanted, keep).await
 }
 
 async fn open_partition(
@@ -239,17 +256,22 @@ async fn bootstrap_if_orphaned(
 async fn close_topic(broker: &Broker, replication: &Replication, topic: &Topic) {
     broker.write_topics().remove(topic.name.as_str());
     for partition in &topic.partitions {
-        let Some(replica) = partition.replica() else {
-            continue;
-        };
-        let group = replica.group();
-        if let Err(error) = replication.raft.close_group(group).await {
-            tracing::warn!(%group, %error, "closing a deleted partition's group failed");
-        }
-        let dir = replication.raft.group_data_dir(group);
-        if let Err(error) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's data");
-        }
+        close_partition(replication, partition).await;
     }
     tracing::info!(topic = %topic.name, "closed deleted topic");
+}
+
+/// Stops a partition's group here and removes its data.
+async fn close_partition(replication: &Replication, partition: &Partition) {
+    let Some(replica) = partition.replica() else {
+        return;
+    };
+    let group = replica.group();
+    if let Err(error) = replication.raft.close_group(group).await {
+        tracing::warn!(%group, %error, "closing a partition's group failed");
+    }
+    let dir = replication.raft.group_data_dir(group);
+    if let Err(error) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), %error, "could not remove a partition's data");
+    }
 }

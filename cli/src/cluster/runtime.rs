@@ -11,7 +11,7 @@ use super::peers::ClusterSettings;
 use anyhow::Context;
 use commerce_broker::controller::{
     CONTROLLER_GROUP, ControllerAnswer, ControllerCommand, ControllerMachine, MetadataView,
-    NodeRecord, decode_answer, encode,
+    NodeRecord, decode_answer, encode, moves_off_node,
 };
 use commerce_storage::raft::{GroupId, GroupStart, GroupStatus, RaftNode, RaftNodeConfig, Role};
 use serde::Serialize;
@@ -24,6 +24,9 @@ use tokio::task::JoinHandle;
 
 /// Wait between attempts to register while the controller has no leader yet.
 const REGISTER_RETRY: Duration = Duration::from_millis(500);
+/// How long `add_node` waits for the added node to register, and how often it looks.
+const REGISTER_WAIT: Duration = Duration::from_secs(30);
+const REGISTER_POLL: Duration = Duration::from_millis(50);
 
 pub struct ClusterRuntime {
     raft: Arc<RaftNode>,
@@ -110,37 +113,63 @@ impl ClusterRuntime {
     }
 
     /// Adds node `id` (Raft listener `raft_addr`, started with `--join`) to the controller
-    /// group: it catches up as a learner, then becomes a voter. Controller leader only.
+    /// group: it catches up as a learner, then becomes a voter. Returns once the node has
+    /// registered too, so replicas can be placed on it right away. Controller leader only.
     pub async fn add_node(&self, id: u64, raft_addr: String) -> Result<(), MembershipError> {
         self.leading()?;
         self.raft
             .add_member(controller_group(), id, raft_addr)
             .await
+            .map_err(|error| MembershipError::Raft(error.to_string()))?;
+        let deadline = tokio::time::Instant::now() + REGISTER_WAIT;
+        while !self.metadata.current().nodes.contains_key(&id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MembershipError::Raft(format!(
+                    "node {id} joined the controller group but did not register within {REGISTER_WAIT:?}"
+                )));
+            }
+            tokio::time::sleep(REGISTER_POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Removes node `id`: its partition replicas move to the other nodes first (each to
+    /// the node holding fewest; the partitions' leaders bring the new replicas up to date
+    /// in the background), then it leaves the cluster metadata and the controller group.
+    /// Controller leader only.
+    pub async fn remove_node(&self, id: u64) -> Result<(), MembershipError> {
+        self.leading()?;
+        let moves = moves_off_node(&self.metadata.current(), id)
+            .map_err(|error| MembershipError::Refused(error.to_string()))?;
+        for (name, partition, replicas) in moves {
+            tracing::info!(topic = %name, partition, ?replicas, node = id, "moving a replica off a leaving node");
+            self.apply(ControllerCommand::ReassignPartition {
+                name,
+                partition,
+                replicas,
+            })
+            .await?;
+        }
+        self.apply(ControllerCommand::RemoveNode { id }).await?;
+        self.raft
+            .remove_member(controller_group(), id)
+            .await
             .map_err(|error| MembershipError::Raft(error.to_string()))
     }
 
-    /// Removes node `id` from the cluster metadata (refused while it holds replicas), then
-    /// from the controller group's voters. Controller leader only.
-    pub async fn remove_node(&self, id: u64) -> Result<(), MembershipError> {
-        self.leading()?;
-        let command = encode(&ControllerCommand::RemoveNode { id })
-            .map_err(|error| MembershipError::Raft(error.to_string()))?;
+    /// Proposes `command` to the controller group (this node leads it) and maps a refusal.
+    async fn apply(&self, command: ControllerCommand) -> Result<(), MembershipError> {
+        let command = encode(&command).map_err(|error| MembershipError::Raft(error.to_string()))?;
         let answer = self
             .raft
             .propose(controller_group(), command)
             .await
             .map_err(|error| MembershipError::Raft(error.to_string()))?;
         match decode_answer(&answer) {
-            Ok(ControllerAnswer::Applied) => {}
-            Ok(ControllerAnswer::Refused { message, .. }) => {
-                return Err(MembershipError::Refused(message));
-            }
-            Err(error) => return Err(MembershipError::Raft(error.to_string())),
+            Ok(ControllerAnswer::Applied) => Ok(()),
+            Ok(ControllerAnswer::Refused { message, .. }) => Err(MembershipError::Refused(message)),
+            Err(error) => Err(MembershipError::Raft(error.to_string())),
         }
-        self.raft
-            .remove_member(controller_group(), id)
-            .await
-            .map_err(|error| MembershipError::Raft(error.to_string()))
     }
 
     /// Ok on the controller leader; otherwise where the leader's HTTP gateway is.
