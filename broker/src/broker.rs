@@ -327,8 +327,8 @@ impl Broker {
         for topic in self.topics() {
             for partition in &topic.partitions {
                 if partition.replica().is_some() {
-                    // A partition group fsyncs its own appends; its retention must go
-                    // through Raft (a purge), which is not done yet.
+                    // A partition group fsyncs its own appends, and its retention goes
+                    // through Raft (`replication::enforce_retention`).
                     continue;
                 }
                 if let Err(error) = partition.log().flush_if_due() {

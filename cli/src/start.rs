@@ -266,11 +266,13 @@ async fn run_maintenance(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>
             .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         // fsync and file deletion block: keep them off the async workers.
+        let blocking = broker.clone();
         if let Err(error) =
-            tokio::task::spawn_blocking(move || broker.run_maintenance(now_ms)).await
+            tokio::task::spawn_blocking(move || blocking.run_maintenance(now_ms)).await
         {
             tracing::error!(%error, "maintenance task failed");
         }
+        commerce_broker::replication::enforce_retention(&broker, now_ms).await;
     }
 }
 

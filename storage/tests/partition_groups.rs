@@ -198,8 +198,9 @@ impl Cluster {
             config.heartbeat_interval_ms = 50;
             config.election_timeout_min_ms = 300;
             config.election_timeout_max_ms = 600;
-            // Frequent snapshots and a short tail, so leaders purge their log and a wiped
-            // replica must come back through a snapshot and a log reset.
+            // Frequent snapshots and a short tail (which a partition group ignores: only
+            // retention purges its log), so a wiped replica comes back through a snapshot
+            // and a log reset once the leader has purged.
             config.snapshot_every = 100;
             config.keep_logs_after_snapshot = 20;
             cluster.nodes.push(TestNode {
@@ -490,17 +491,42 @@ async fn replicas_hold_identical_batches_with_the_term_as_leader_epoch() {
         }
         assert_epochs_follow_leader_changes(&cluster.assert_identical_logs());
 
-        // A follower loses its disk. The leader has purged its log behind snapshots, so the
-        // follower comes back through a snapshot: its log restarts empty at the leader's
-        // offset for the snapshot's next entry, and the batches after it are replicated.
+        // The Raft log is the Kafka log: snapshots (one per 100 entries here) never purge
+        // it; only retention does, through `purge_through`.
         let leader = cluster.leader().await;
+        for i in 0..3 {
+            assert_eq!(
+                cluster.log(i).log().log_start_offset(),
+                0,
+                "node {} purged its log behind a snapshot",
+                i + 1
+            );
+        }
+        let middle = cluster.log(leader).log().log_end_offset() / 2;
+        let through = cluster.log(leader).last_index_below(middle).unwrap();
+        assert!(cluster.log(leader).offset_after(through).unwrap() <= middle);
         let started = std::time::Instant::now();
         while cluster.log(leader).log().log_start_offset() == 0 {
+            cluster
+                .node(leader)
+                .purge_through(GROUP, through)
+                .await
+                .unwrap();
             if started.elapsed() > Duration::from_secs(10) {
                 cluster.report("the leader has not purged yet");
             }
-            tokio::time::sleep(POLL * 50).await;
+            tokio::time::sleep(POLL * 5).await;
         }
+        let start = cluster.log(leader).log().log_start_offset();
+        assert!(
+            start > 0 && start <= middle,
+            "purged to {start}, asked below {middle}"
+        );
+
+        // A follower loses its disk. The leader has purged the entries it would need, so
+        // the follower comes back through a snapshot: its log restarts empty at the
+        // leader's offset for the snapshot's next entry, and the batches after it are
+        // replicated.
         let wiped = (0..3).find(|&i| i != leader).unwrap();
         let dir = cluster.nodes[wiped].config.data_dir.clone();
         cluster.stop(wiped).await;

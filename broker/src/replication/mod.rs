@@ -66,6 +66,21 @@ impl Replication {
     }
 }
 
+/// Retention of every partition replica on this node (see [`Replica::enforce_retention`]);
+/// the node's maintenance calls it beside `Broker::run_maintenance`.
+pub async fn enforce_retention(broker: &crate::broker::Broker, now_ms: i64) {
+    for topic in broker.topics() {
+        for partition in &topic.partitions {
+            let Some(replica) = partition.replica() else {
+                continue;
+            };
+            if let Err(error) = replica.enforce_retention(now_ms).await {
+                tracing::debug!(topic = %topic.name, partition = partition.index, %error, "retention purge not done yet");
+            }
+        }
+    }
+}
+
 /// Runs `future` to completion from synchronous code on a tokio worker (or blocking)
 /// thread: the worker hands its other tasks to the rest of the pool meanwhile. For the
 /// in-process callers (services, the group coordinator, admin paths) whose APIs are

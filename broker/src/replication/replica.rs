@@ -63,6 +63,22 @@ impl Replica {
             .map_err(|error| BrokerError::NotLeaderOrFollower(error.to_string()))
     }
 
+    /// Retention on this replica: the log is the group's Raft log, so segments retention
+    /// would delete are purged through Raft (up to the last entry wholly below the first
+    /// kept segment) instead of deleted under it. Each replica purges its own log.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<()> {
+        let Some(start) = self.log.log().retention_start(now_ms) else {
+            return Ok(());
+        };
+        let Some(index) = self.log.last_index_below(start) else {
+            return Ok(());
+        };
+        self.raft
+            .purge_through(self.group, index)
+            .await
+            .map_err(|error| BrokerError::Replication(error.to_string()))
+    }
+
     /// The group's role, term and leader on this node.
     pub fn status(&self) -> Option<GroupStatus> {
         self.raft.status(self.group).ok()

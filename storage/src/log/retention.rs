@@ -52,14 +52,9 @@ pub(crate) fn segments_to_delete(
 }
 
 impl PartitionLog {
-    /// Deletes whole sealed segments (never the active one) whose newest timestamp is older
-    /// than `now_ms - retention_ms`, or while the log is bigger than `retention_bytes`.
-    /// Advances the log start. Returns how many segments were deleted.
-    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+    /// How many of the oldest sealed segments retention would delete now.
+    fn expired_segments(&self, segments: &[Arc<super::segment::Segment>], now_ms: i64) -> usize {
         let config = self.config();
-        // Serialize with roll and truncation, which also replace the segment list.
-        let _writer = lock(&self.writer);
-        let segments = self.segments();
         let sealed: Vec<SegmentStats> = segments
             .iter()
             .take(segments.len().saturating_sub(1))
@@ -68,14 +63,36 @@ impl PartitionLog {
                 max_timestamp: s.index().max_timestamp().map(|(ts, _)| ts),
             })
             .collect();
-        let total = self.size_bytes();
-        let count = segments_to_delete(
+        segments_to_delete(
             &sealed,
-            total,
+            self.size_bytes(),
             config.retention_ms,
             config.retention_bytes,
             now_ms,
-        );
+        )
+    }
+
+    /// Where retention would move the log start now (the first kept segment's base
+    /// offset), or `None` when it would delete nothing. For a log whose deletions must go
+    /// through someone else (a Raft group purges its log up to an entry): it deletes
+    /// nothing itself.
+    pub fn retention_start(&self, now_ms: i64) -> Option<i64> {
+        let segments = self.segments();
+        let count = self.expired_segments(&segments, now_ms);
+        if count == 0 {
+            return None;
+        }
+        segments.get(count).map(|segment| segment.base_offset())
+    }
+
+    /// Deletes whole sealed segments (never the active one) whose newest timestamp is older
+    /// than `now_ms - retention_ms`, or while the log is bigger than `retention_bytes`.
+    /// Advances the log start. Returns how many segments were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        // Serialize with roll and truncation, which also replace the segment list.
+        let _writer = lock(&self.writer);
+        let segments = self.segments();
+        let count = self.expired_segments(&segments, now_ms);
         if count == 0 {
             return Ok(0);
         }

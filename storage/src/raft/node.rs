@@ -138,6 +138,9 @@ pub enum GroupStart {
 pub struct RaftNode {
     config: RaftNodeConfig,
     raft_config: Arc<openraft::Config>,
+    /// Partition groups never purge their log after a snapshot: their log is the Kafka
+    /// log, which only retention (through [`RaftNode::purge_through`]) may shorten.
+    partition_config: Arc<openraft::Config>,
     addr: SocketAddr,
     router: Arc<Router>,
     peers: Arc<Peers>,
@@ -152,6 +155,10 @@ impl RaftNode {
         listener: TcpListener,
     ) -> Result<Self, RaftGroupError> {
         let raft_config = config.openraft()?;
+        let partition_config = Arc::new(openraft::Config {
+            max_in_snapshot_log_to_keep: u64::MAX,
+            ..(*raft_config).clone()
+        });
         std::fs::create_dir_all(config.data_dir.join("groups"))?;
         let addr = listener.local_addr()?;
         let router = Arc::new(Router::default());
@@ -160,6 +167,7 @@ impl RaftNode {
         Ok(Self {
             config,
             raft_config,
+            partition_config,
             addr,
             router,
             peers,
@@ -199,7 +207,9 @@ impl RaftNode {
         let log_store = GroupLogStore::open(&dir).map_err(|e| storage_error(group, &e))?;
         let state_machine =
             GroupStateMachine::open(&dir, machine).map_err(|e| storage_error(group, &e))?;
-        self.run_group(group, start, log_store, state_machine).await
+        let config = self.raft_config.clone();
+        self.run_group(group, start, config, log_store, state_machine)
+            .await
     }
 
     /// Opens a partition group: like [`RaftNode::open_group`], but its Raft log IS the
@@ -224,7 +234,8 @@ impl RaftNode {
         let state_machine = GroupStateMachine::open_partition(&dir, machine, shared.clone())
             .map_err(|e| storage_error(group, &e))?;
         let log_store = PartitionLogStore::new(shared.clone());
-        self.run_group(group, start, log_store, state_machine)
+        let config = self.partition_config.clone();
+        self.run_group(group, start, config, log_store, state_machine)
             .await?;
         self.router.mark_partition(group);
         Ok(shared)
@@ -234,6 +245,7 @@ impl RaftNode {
         &self,
         group: GroupId,
         start: GroupStart,
+        raft_config: Arc<openraft::Config>,
         log_store: LS,
         state_machine: GroupStateMachine,
     ) -> Result<(), RaftGroupError>
@@ -246,7 +258,7 @@ impl RaftNode {
         };
         let raft = Raft::new(
             self.config.node_id,
-            self.raft_config.clone(),
+            raft_config,
             network,
             log_store,
             state_machine,
@@ -495,6 +507,23 @@ impl RaftNode {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// Purges `group`'s log on this node through entry `index` (retention of a partition
+    /// group, whose log openraft never purges by itself). openraft purges only entries a
+    /// snapshot covers, so this asks for a snapshot first when the last one is older; the
+    /// purge may then happen a moment later, and calling again is harmless.
+    pub async fn purge_through(&self, group: GroupId, index: u64) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        let snapshot = raft.metrics().borrow().snapshot.map(|id| id.index);
+        let stopped = |e: openraft::error::Fatal<NodeId>| RaftGroupError::Stopped {
+            group,
+            message: e.to_string(),
+        };
+        if snapshot < Some(index) {
+            raft.trigger().snapshot().await.map_err(stopped)?;
+        }
+        raft.trigger().purge_log(index).await.map_err(stopped)
     }
 
     /// The leader of `group` as this node knows it.

@@ -197,6 +197,21 @@ impl PartitionRaftLog {
         Some((found.term, end))
     }
 
+    /// The last entry whose batch lies wholly below `offset`: purging the log through it
+    /// frees everything below `offset` and nothing above. `None` if there is none.
+    pub fn last_index_below(&self, offset: i64) -> Option<u64> {
+        let state = self.read();
+        let starting_at_or_below = state.offsets.partition_point(|base| *base <= offset);
+        let wholly_below =
+            if starting_at_or_below == state.offsets.len() && state.end_offset <= offset {
+                starting_at_or_below
+            } else {
+                starting_at_or_below.checked_sub(1)?
+            };
+        let count = u64::try_from(wholly_below).ok()?;
+        (state.first_index + count).checked_sub(1)
+    }
+
     /// The index of the first entry in the log and one past the last.
     pub fn index_range(&self) -> (u64, u64) {
         let state = self.read();

@@ -14,8 +14,19 @@ fn size_retention_deletes_the_oldest_sealed_segments_and_advances_log_start() {
         retention_bytes: Some(1500),
         ..config(1000)
     });
+    // What retention would do, asked first, deletes nothing and names where it would
+    // restart the log.
+    let planned = log.retention_start(0).unwrap();
+    assert_eq!(log.segment_count(), before);
+    assert_eq!(log.log_start_offset(), 0);
     let deleted = log.enforce_retention(0).unwrap();
     assert!(deleted >= 1);
+    assert_eq!(
+        log.log_start_offset(),
+        planned,
+        "retention_start names the new start"
+    );
+    assert_eq!(log.retention_start(0), None, "nothing more to delete");
     assert_eq!(log.segment_count(), before - deleted);
     assert!(log.size_bytes() <= 1500);
     assert_eq!(log.log_start_offset(), offsets(&read_all(&log))[0].0);
