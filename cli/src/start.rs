@@ -114,6 +114,10 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
+    let balancer = tokio::spawn(commerce_broker::replication::run_leader_balancer(
+        broker.clone(),
+        stopped.clone(),
+    ));
     let mut background = vec![
         kafka,
         http,
@@ -121,6 +125,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         group_timers,
         reconciler,
         coordination,
+        balancer,
     ];
     if cluster.is_some() {
         background.push(tokio::spawn(run_maintenance(

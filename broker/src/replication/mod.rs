@@ -12,15 +12,18 @@
 //! - `machine.rs`: the partition state machine (producer state, the committed end).
 //! - `topics.rs`: topic creation and deletion through the controller.
 //! - `reconcile.rs`: the task that makes this node's partitions match the metadata.
+//! - `balance.rs`: preferred replicas taking their leadership back.
 //! - `membership.rs`: a partition leader moving its group's voters to the replicas the
 //!   metadata names (a node added or removed).
 
+mod balance;
 mod machine;
 mod membership;
 mod reconcile;
 mod replica;
 mod topics;
 
+pub use balance::run_leader_balancer;
 pub use machine::PartitionMachine;
 pub use reconcile::run_reconciler;
 pub use replica::{LEADER_LEASE, Replica};

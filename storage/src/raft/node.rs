@@ -526,6 +526,22 @@ impl RaftNode {
         raft.trigger().purge_log(index).await.map_err(stopped)
     }
 
+    /// Stands for election in `group` now. Peers that heard from a leader within their
+    /// lease refuse; a leader grants it once its own vote is older than its lease, if this
+    /// node's log is as long as its own, and then steps down. That is how a group's
+    /// preferred replica takes its leadership back when it returns (openraft 0.9 has no
+    /// leader transfer).
+    pub async fn campaign(&self, group: GroupId) -> Result<(), RaftGroupError> {
+        self.raft(group)?
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| RaftGroupError::Stopped {
+                group,
+                message: e.to_string(),
+            })
+    }
+
     /// The leader of `group` as this node knows it.
     pub fn leader(&self, group: GroupId) -> Result<Option<NodeId>, RaftGroupError> {
         Ok(self.raft(group)?.metrics().borrow().current_leader)
