@@ -79,10 +79,11 @@ for id in 1 2 3; do
   brokers+="${brokers:+,}127.0.0.1:$(kafka_port "$id")"
 done
 for id in 1 2 3; do wait_for_port "$(kafka_port "$id")"; done
-# The controller group needs a leader before a topic can be created.
+# The controller group needs a leader, and all three nodes must have registered, before a
+# topic with three replicas can be placed.
 for _ in $(seq 1 60); do
   if curl -fsS "http://127.0.0.1:$(http_port 1)/cluster/status" 2>/dev/null |
-    jq -e '.groups[] | select(.group == 0) | .leader != null' >/dev/null 2>&1; then
+    jq -e '(.nodes | length) == 3 and ([.groups[] | select(.group == 0 and .leader != null)] | length) == 1' >/dev/null 2>&1; then
     break
   fi
   sleep 0.5

@@ -16,6 +16,9 @@ pub enum BrokerError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}: this node runs without replication")]
     InvalidReplicationFactor(i16),
+    /// Cluster mode: more replicas asked for than there are registered nodes.
+    #[error("replication factor {wanted} is larger than the {nodes} registered nodes")]
+    ReplicationFactorTooLarge { wanted: usize, nodes: usize },
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
     #[error("invalid config {key}: {reason}")]
@@ -58,7 +61,10 @@ impl BrokerError {
             BrokerError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
             BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
             BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-            BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            BrokerError::InvalidReplicationFactor(_)
+            | BrokerError::ReplicationFactorTooLarge { .. } => {
+                ResponseError::InvalidReplicationFactor
+            }
             BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
             BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,

@@ -3,13 +3,16 @@
 //! The leader checks an idempotent producer's batch against the producer state, proposes
 //! it, and answers once a majority has it (openraft answers a proposal after commit and
 //! apply). Checks and proposals of one partition take turns: a retry must see the batch it
-//! retries, so the next check waits until the previous proposal is applied. After a
+//! retries, so a producer's batch keeps the turn until it is applied. Plain batches (no
+//! producer id) only take the turn to queue in order, so they are replicated several at
+//! a time. After a
 //! leader change the new leader first applies everything in its log (entries of the old
 //! term that may still commit), so a retry of a batch the old leader had taken is a
 //! duplicate here too.
 
 use super::machine::decode_answer;
 use crate::error::{BrokerError, Result};
+use crate::producer::batch_header::ProducerBatch;
 use crate::producer::partition_state::{ProducerState, Verdict, batches};
 use commerce_storage::AppendInfo;
 use commerce_storage::raft::{GroupId, GroupStatus, PartitionRaftLog, RaftGroupError, RaftNode};
@@ -109,11 +112,16 @@ impl Replica {
                 reason: "the records do not frame as whole v2 batches".to_string(),
             }));
         }
-        let _turn = self.turn.lock().await;
-        self.raft
-            .wait_leader_applied(self.group, CATCH_UP_LIMIT)
-            .await
-            .map_err(|error| self.error(name, error))?;
+        let from_producer = batches(records)
+            .filter_map(ProducerBatch::parse)
+            .any(|header| header.has_producer());
+        let turn = self.turn.lock().await;
+        if from_producer {
+            self.raft
+                .wait_leader_applied(self.group, CATCH_UP_LIMIT)
+                .await
+                .map_err(|error| self.error(name, error))?;
+        }
         if !self.is_leader() {
             return Err(BrokerError::NotLeaderOrFollower(name.to_string()));
         }
@@ -128,12 +136,22 @@ impl Replica {
         {
             return Ok(self.info(base_offset, last_offset));
         }
-        // Each Raft entry is one batch: a request with several plain batches proposes each.
+        // Each Raft entry is one batch: a request with several plain batches proposes each,
+        // queued in order while this request has the turn.
+        let mut answers = Vec::new();
+        for batch in batches(records) {
+            let queued = self.raft.propose_queued(self.group, batch.to_vec());
+            answers.push(queued.await.map_err(|error| self.error(name, error))?);
+        }
+        // A producer's batch keeps the turn until it is applied, so the next check sees it.
+        // Plain batches are checked against nothing: the next request queues behind them
+        // at once, and several are replicated together.
+        let turn = matches!(verdict, Verdict::Producer(_)).then_some(turn);
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut first: Option<i64> = None;
         let mut last = -1;
-        for batch in batches(records) {
-            let proposal = self.raft.propose(self.group, batch.to_vec());
-            let answer = match tokio::time::timeout(timeout, proposal).await {
+        for answer in answers {
+            let answer = match tokio::time::timeout_at(deadline, answer).await {
                 Ok(answer) => answer.map_err(|error| self.error(name, error))?,
                 Err(_) => {
                     return Err(BrokerError::RequestTimedOut(format!(
@@ -147,6 +165,7 @@ impl Replica {
             first.get_or_insert(base);
             last = end;
         }
+        drop(turn);
         let base = first.ok_or_else(|| {
             BrokerError::Log(commerce_storage::LogError::CorruptBatch {
                 reason: "no record batch in the request".to_string(),

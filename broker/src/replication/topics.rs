@@ -7,7 +7,7 @@
 use super::{DEFAULT_REPLICATION_FACTOR, Replication, wait_blocking};
 use crate::broker::{Broker, MAX_PARTITIONS, Topic};
 use crate::controller::{
-    ControllerAnswer, ControllerCommand, decode_answer, encode, place_replicas,
+    ControllerAnswer, ControllerCommand, PlacementError, decode_answer, encode, place_replicas,
 };
 use crate::error::{BrokerError, Result};
 use crate::topic_config::TopicConfig;
@@ -45,7 +45,12 @@ impl Broker {
         let count =
             usize::try_from(partitions).map_err(|_| BrokerError::InvalidPartitions(partitions))?;
         let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), count, factor)
-            .map_err(|error| BrokerError::InvalidReplicaAssignment(error.to_string()))?;
+            .map_err(|error| match error {
+            PlacementError::NotEnoughNodes { wanted, nodes } => {
+                BrokerError::ReplicationFactorTooLarge { wanted, nodes }
+            }
+            PlacementError::ZeroReplicationFactor => BrokerError::InvalidReplicationFactor(0),
+        })?;
         let id = Uuid::new_v4();
         let command = ControllerCommand::CreateTopic {
             name: name.to_string(),

@@ -342,6 +342,44 @@ impl RaftNode {
             .map_err(|e| write_error(group, e))
     }
 
+    /// Like [`RaftNode::propose`], but returns as soon as the command has its place in the
+    /// group's log order; the returned future then answers once it is committed and
+    /// applied. Commands queued one after another this way are replicated in that order
+    /// and several at once (a producer pipelining batches).
+    pub async fn propose_queued(
+        &self,
+        group: GroupId,
+        command: Vec<u8>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Vec<u8>, RaftGroupError>> + Send + use<>,
+        RaftGroupError,
+    > {
+        let raft = self.raft(group)?;
+        if self.router.is_partition(group) {
+            control_batch::validate_command(&command).map_err(|e| RaftGroupError::BadCommand {
+                group,
+                message: e.to_string(),
+            })?;
+        }
+        let answer =
+            raft.client_write_ff(Command(command))
+                .await
+                .map_err(|e| RaftGroupError::Stopped {
+                    group,
+                    message: e.to_string(),
+                })?;
+        Ok(async move {
+            match answer.await {
+                Ok(Ok(response)) => Ok(response.data.0),
+                Ok(Err(e)) => Err(write_error(group, RaftError::APIError(e))),
+                Err(_) => Err(RaftGroupError::Stopped {
+                    group,
+                    message: "the group stopped before answering".to_string(),
+                }),
+            }
+        })
+    }
+
     /// Like [`RaftNode::propose`], but from any member: a follower forwards the command to
     /// the leader it knows over the shared peer connection (one hop) and returns the
     /// leader's answer. As with any proposal, an error after the command left (a timeout,
