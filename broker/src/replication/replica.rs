@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A leader whose majority has not answered for this long is not advertised as leader and
-/// refuses writes: it is probably cut off, and a new leader is being elected.
-pub const LEADER_LEASE: Duration = Duration::from_millis(1_000);
+/// refuses writes: it is probably cut off, and a new leader is being elected. Twice the
+/// longest election timeout, so a leader slowed by load (big appends, fsyncs on shared
+/// cores) is not taken for a cut-off one.
+pub const LEADER_LEASE: Duration = Duration::from_millis(1_600);
 /// How long a new leader may take to apply the entries of earlier terms before it checks
 /// a producer's batch.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);

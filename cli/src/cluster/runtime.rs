@@ -95,14 +95,29 @@ impl ClusterRuntime {
 
     /// This node's view of the cluster, for `/cluster/status`.
     pub fn status(&self) -> NodeStatus {
+        let metadata = self.metadata.current();
+        let partitions: std::collections::BTreeMap<u64, String> = metadata
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, placed)| (placed.group, format!("{}-{index}", topic.name)))
+            })
+            .collect();
         let groups = self
             .raft
             .groups()
             .into_iter()
             .filter_map(|group| self.raft.status(group).ok())
-            .map(GroupView::from)
+            .map(|status| {
+                let mut view = GroupView::from(status);
+                view.partition = partitions.get(&view.group).cloned();
+                view
+            })
             .collect();
-        let metadata = self.metadata.current();
         NodeStatus {
             node_id: self.raft.node_id(),
             raft_addr: self.raft.addr().to_string(),
@@ -265,6 +280,10 @@ pub struct GroupView {
     /// On the leader: entries each follower is behind.
     pub follower_lag: std::collections::BTreeMap<u64, u64>,
     pub stopped: Option<String>,
+    /// The topic partition a partition group replicates (`orders-0`); none for the
+    /// controller.
+    #[serde(default)]
+    pub partition: Option<String>,
 }
 
 impl From<GroupStatus> for GroupView {
@@ -286,6 +305,7 @@ impl From<GroupStatus> for GroupView {
             last_applied_index: status.last_applied_index,
             follower_lag: status.follower_lag,
             stopped: status.stopped,
+            partition: None,
         }
     }
 }

@@ -94,7 +94,7 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
     let _ = writeln!(out, "groups");
     let _ = writeln!(
         out,
-        "  {:<12} {:<7} {:<6} {:<11} {:<8} lag (node:entries)",
+        "  {:<26} {:<7} {:<6} {:<11} {:<8} lag (node:entries)",
         "group", "leader", "term", "last index", "voters"
     );
     for group in &first.groups {
@@ -109,10 +109,10 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let name = if reported.group == 0 {
-            "controller".to_string()
-        } else {
-            format!("group-{}", reported.group)
+        let name = match (&reported.partition, reported.group) {
+            (_, 0) => "controller".to_string(),
+            (Some(partition), group) => format!("{partition} (group {group})"),
+            (None, group) => format!("group-{group}"),
         };
         let leader = reported
             .leader
@@ -128,7 +128,7 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
             .join(",");
         let _ = writeln!(
             out,
-            "  {name:<12} {leader:<7} {:<6} {last:<11} {voters:<8} {lag}",
+            "  {name:<26} {leader:<7} {:<6} {last:<11} {voters:<8} {lag}",
             reported.term
         );
     }
