@@ -22,6 +22,9 @@ impl Broker {
     /// Grows `name` to `count` partitions (CreatePartitions). Kafka refuses a count that is
     /// not larger than the current one with INVALID_PARTITIONS; so do we.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        if let Some(replication) = self.replication() {
+            return self.add_partitions_through_controller(replication, name, count, validate_only);
+        }
         let _admin = self.admin_lock();
         let topic = self.existing_topic(name)?;
         let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
@@ -77,6 +80,11 @@ impl Broker {
         if validate_only {
             return Ok(changed);
         }
+        if let Some(replication) = self.replication() {
+            drop(_admin);
+            self.set_config_through_controller(replication, name, &changed)?;
+            return Ok(changed);
+        }
         self.store.put_topic(&TopicRecord {
             name: topic.name.to_string(),
             id: topic.id,
@@ -95,6 +103,10 @@ impl Broker {
     /// Moves a partition's log start to `offset` (DeleteRecords); -1 means the high
     /// watermark. Returns the new low watermark.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        if self.replication().is_some() {
+            // A partition group's log start moves only through Raft, on every replica.
+            return Err(BrokerError::NotInClusterMode("DeleteRecords"));
+        }
         let partition = self.partition(topic, partition)?;
         let target = if offset == -1 {
             partition.high_watermark()

@@ -11,11 +11,13 @@
 //! - `replica.rs`: one partition's group on this node: leader checks and the produce path.
 //! - `machine.rs`: the partition state machine (producer state, the committed end).
 //! - `topics.rs`: topic creation and deletion through the controller.
+//! - `admin.rs`: config changes and added partitions through the controller.
 //! - `reconcile.rs`: the task that makes this node's partitions match the metadata.
 //! - `balance.rs`: preferred replicas taking their leadership back.
 //! - `membership.rs`: a partition leader moving its group's voters to the replicas the
 //!   metadata names (a node added or removed).
 
+mod admin;
 mod balance;
 mod machine;
 mod membership;

@@ -116,6 +116,11 @@ async fn update_topic(
 ) -> Result<()> {
     if existing.config() != wanted.config {
         *existing.config.write().unwrap_or_else(|p| p.into_inner()) = wanted.config.clone();
+        // Retention and segment settings take effect on the logs at once.
+        let log_config = wanted.config.log_config(broker.config().log_flush);
+        for partition in &existing.partitions {
+            partition.log().set_config(log_config.clone());
+        }
     }
     let me = replication.node_id;
     let hosted: BTreeSet<i32> = wanted

@@ -104,7 +104,7 @@ impl Broker {
 
 /// Proposes `command` to the controller (forwarded to its leader) and maps a refusal to
 /// its Kafka error.
-fn submit(replication: &Replication, command: &ControllerCommand) -> Result<()> {
+pub(super) fn submit(replication: &Replication, command: &ControllerCommand) -> Result<()> {
     let bytes = encode(command).map_err(|error| BrokerError::Replication(error.to_string()))?;
     let proposal = replication
         .raft
@@ -128,7 +128,7 @@ fn submit(replication: &Replication, command: &ControllerCommand) -> Result<()> 
 }
 
 /// Polls `check` until it yields, for at most [`CONTROLLER_TIMEOUT`].
-fn wait_until<T>(check: impl Fn() -> Option<T>) -> Option<T> {
+pub(super) fn wait_until<T>(check: impl Fn() -> Option<T>) -> Option<T> {
     let wait = async {
         let deadline = tokio::time::Instant::now() + CONTROLLER_TIMEOUT;
         loop {
