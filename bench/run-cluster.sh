@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 records="${1:-300000}"
 partitions="${2:-3}"
+# The paced runs send this many records at 5000/s (10 s), for latency rather than queueing.
+paced=50000
 if [[ -n "${COMMERCE_BIN:-}" ]]; then
   bin="$COMMERCE_BIN"
 else
@@ -95,6 +97,9 @@ wait_for_leaders "$brokers" bench-cluster
 echo "== produce, 1 KiB records, acks=all, 3-node cluster"
 "$bin" bench produce -b "$brokers" -t bench-cluster --partitions "$partitions" -n "$records" \
   --acks all 2>/dev/null
+echo "== latency: 5000 records/s (1 KiB), acks=all, 3-node cluster"
+"$bin" bench produce -b "$brokers" -t bench-cluster -n "$paced" --rate 5000 --linger-ms 1 \
+  --acks all 2>/dev/null
 
 single=4
 mkdir -p "$work/single"
@@ -110,3 +115,6 @@ wait_for_leaders "$single_broker" bench-single >/dev/null
 echo "== produce, 1 KiB records, acks=1, single node"
 "$bin" bench produce -b "$single_broker" -t bench-single --partitions "$partitions" \
   -n "$records" --acks 1 2>/dev/null
+echo "== latency: 5000 records/s (1 KiB), acks=1, single node"
+"$bin" bench produce -b "$single_broker" -t bench-single -n "$paced" --rate 5000 --linger-ms 1 \
+  --acks 1 2>/dev/null

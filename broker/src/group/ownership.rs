@@ -8,12 +8,10 @@
 //! memory (COORDINATOR_LOAD_IN_PROGRESS meanwhile), replacing whatever it knew of those
 //! groups, so it continues from every offset the previous coordinator acknowledged.
 
-use super::offsets::{self, Key};
-use super::store::{apply, split_batches};
-use super::{GroupCoordinator, LOAD_CHUNK, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+use super::offsets;
+use super::{GroupCoordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::broker::Broker;
 use kafka_protocol::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,34 +60,7 @@ impl GroupCoordinator {
         inner.groups.retain(|group, _| !ours(group));
         inner.consumer_groups.retain(|group, _| !ours(group));
         inner.offsets.retain(|group, _| !ours(group));
-        let mut offset = partition.log_start_offset();
-        let end = partition.high_watermark();
-        while offset < end {
-            let read = partition.read(offset, LOAD_CHUNK, true)?;
-            let mut next = offset;
-            for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
-                next = next.max(last_offset + 1);
-                match RecordBatchDecoder::decode(&mut batch) {
-                    Ok(set) => {
-                        for record in set.records {
-                            if let Some(key) = record.key.and_then(Key::decode) {
-                                apply(&mut inner, key, record.value);
-                            }
-                        }
-                    }
-                    Err(error) => tracing::error!(
-                        partition = index,
-                        base_offset,
-                        %error,
-                        "skipping an undecodable {OFFSETS_TOPIC} batch"
-                    ),
-                }
-            }
-            if next <= offset {
-                break;
-            }
-            offset = next;
-        }
+        super::store::replay(&mut inner, &partition)?;
         inner.loaded.insert(index);
         tracing::info!(
             partition = index,

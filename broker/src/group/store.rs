@@ -7,6 +7,7 @@ use super::state::Group;
 use super::{GroupCoordinator, Inner, LOAD_CHUNK, OFFSETS_PARTITIONS, OFFSETS_TOPIC, now_ms};
 use crate::broker::{Broker, Topic};
 use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
 use crate::record_batch;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
@@ -24,34 +25,7 @@ impl GroupCoordinator {
         let mut inner = self.lock();
         let mut records = 0usize;
         for partition in &topic.partitions {
-            let mut offset = partition.log_start_offset();
-            while offset < partition.high_watermark() {
-                let read = partition.read(offset, LOAD_CHUNK, true)?;
-                let mut next = offset;
-                for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
-                    next = next.max(last_offset + 1);
-                    match RecordBatchDecoder::decode(&mut batch) {
-                        Ok(set) => {
-                            for record in set.records {
-                                if let Some(key) = record.key.and_then(Key::decode) {
-                                    apply(&mut inner, key, record.value);
-                                    records += 1;
-                                }
-                            }
-                        }
-                        Err(error) => tracing::error!(
-                            partition = partition.index,
-                            base_offset,
-                            %error,
-                            "skipping an undecodable {OFFSETS_TOPIC} batch"
-                        ),
-                    }
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
+            records += replay(&mut inner, partition)?;
         }
         tracing::info!(
             groups = inner.groups.len(),
@@ -113,6 +87,42 @@ impl GroupCoordinator {
     }
 }
 
+/// Applies every committed record of one `__consumer_offsets` partition to `inner`, in
+/// log order; returns how many it applied. A batch that does not decode (the topic is
+/// writable by Produce) is logged and skipped.
+pub(super) fn replay(inner: &mut Inner, partition: &Partition) -> Result<usize> {
+    let mut records = 0usize;
+    let mut offset = partition.log_start_offset();
+    while offset < partition.high_watermark() {
+        let read = partition.read(offset, LOAD_CHUNK, true)?;
+        let mut next = offset;
+        for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
+            next = next.max(last_offset + 1);
+            match RecordBatchDecoder::decode(&mut batch) {
+                Ok(set) => {
+                    for record in set.records {
+                        if let Some(key) = record.key.and_then(Key::decode) {
+                            apply(inner, key, record.value);
+                            records += 1;
+                        }
+                    }
+                }
+                Err(error) => tracing::error!(
+                    partition = partition.index,
+                    base_offset,
+                    %error,
+                    "skipping an undecodable {OFFSETS_TOPIC} batch"
+                ),
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(records)
+}
+
 /// Writes a group's metadata record when its generation moved on. A failure is logged, not
 /// returned: the group keeps working and the record is rewritten at the next generation;
 /// only the generation number after a restart would be older.
@@ -138,7 +148,7 @@ pub(super) fn persist_if_dirty(broker: &Broker, coordinator: &GroupCoordinator, 
 /// Splits stored v2 batches by their headers: (base offset, last offset, batch bytes). The
 /// offsets come from the header, so an empty batch (all its records compacted away) still
 /// moves the reader forward. A truncated tail ends the list.
-pub(super) fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
+fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
     // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1) + crc (4) +
     // attributes (2) + lastOffsetDelta (4).
     const HEADER: usize = 27;
@@ -162,7 +172,7 @@ pub(super) fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
 }
 
 /// Replays one `__consumer_offsets` record into the coordinator's state.
-pub(super) fn apply(inner: &mut Inner, key: Key, value: Option<Bytes>) {
+fn apply(inner: &mut Inner, key: Key, value: Option<Bytes>) {
     match (key, value) {
         (
             Key::Offset {

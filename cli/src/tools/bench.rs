@@ -76,6 +76,11 @@ pub struct BenchProduceArgs {
     /// Create the topic with this many partitions first, if it does not exist.
     #[arg(long)]
     pub partitions: Option<i32>,
+    /// Send at most this many records per second (default: as fast as the client takes
+    /// them). At a rate the brokers keep up with, the latency figures are the brokers'
+    /// (replication included) rather than time queued in the client.
+    #[arg(long)]
+    pub rate: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -219,7 +224,18 @@ fn bench_produce(connection: &ConnectionArgs, args: &BenchProduceArgs) -> anyhow
     });
     let started = producer.context().started;
     let mut send_error = None;
-    for _ in 0..args.records {
+    let pace = args
+        .rate
+        .filter(|rate| *rate > 0)
+        .map(|rate| Duration::from_secs(1) / u32::try_from(rate).unwrap_or(u32::MAX));
+    for sent in 0..args.records {
+        if let Some(pace) = pace {
+            // Sleep until this record's slot; a slow client catches up without bursting.
+            let due = pace.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let sent_at = usize::try_from(started.elapsed().as_nanos()).unwrap_or(usize::MAX);
         let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&args.topic, sent_at)
             .payload(payload.as_slice());
