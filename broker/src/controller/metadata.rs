@@ -15,6 +15,10 @@ pub struct PartitionReplicas {
     /// (from `ClusterMetadata::next_group`), so every node opens the same group.
     #[serde(default)]
     pub group: u64,
+    /// Set once the replicas were reassigned: a replica new to the group must join it
+    /// (the leader brings it in), never start it.
+    #[serde(default)]
+    pub reassigned: bool,
 }
 
 impl PartitionReplicas {
@@ -196,6 +200,7 @@ impl ClusterMetadata {
                 PartitionReplicas {
                     replicas: replicas.clone(),
                     group,
+                    reassigned: false,
                 }
             })
             .collect()
@@ -213,6 +218,7 @@ impl ClusterMetadata {
         match slot {
             Some(slot) => {
                 slot.replicas = replicas.to_vec();
+                slot.reassigned = true;
                 ControllerAnswer::Applied
             }
             None => refused(

@@ -174,6 +174,7 @@ mod tests {
                     .map(|(group, replicas)| PartitionReplicas {
                         replicas: replicas.to_vec(),
                         group: group as u64 + 1,
+                        reassigned: false,
                     })
                     .collect(),
             },

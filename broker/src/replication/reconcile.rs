@@ -59,8 +59,13 @@ async fn reconcile(broker: &Broker, replication: &Arc<Replication>) -> bool {
     for wanted in metadata.topics.values() {
         let result = match broker.topic(&wanted.name) {
             Some(existing) => update_topic(broker, replication, &metadata, &existing, wanted).await,
-            None => open_topic(broker, replication, &metadata, wanted, Vec::new()).await,
+            None => open_topic(broker, replication, &metadata, wanted, Vec::new())
+                .await
+                .map(|()| false),
         };
+        if let Ok(true) = result {
+            settled = false;
+        }
         if let Err(error) = result {
             tracing::warn!(topic = %wanted.name, %error, "could not open the topic's partitions; retrying");
             settled = false;
@@ -106,14 +111,15 @@ async fn open_topic(
 }
 
 /// Applies a config change, drives replica moves this node leads, and opens added (or
-/// closes no longer hosted) partitions of a topic this node has open.
+/// closes no longer hosted) partitions of a topic this node has open. `Ok(true)` while a
+/// replica move is still under way (the reconciler then checks again soon).
 async fn update_topic(
     broker: &Broker,
     replication: &Arc<Replication>,
     metadata: &ClusterMetadata,
     existing: &Arc<Topic>,
     wanted: &TopicMetadata,
-) -> Result<()> {
+) -> Result<bool> {
     if existing.config() != wanted.config {
         *existing.config.write().unwrap_or_else(|p| p.into_inner()) = wanted.config.clone();
         // Retention and segment settings take effect on the logs at once.
@@ -130,30 +136,48 @@ async fn update_topic(
         .filter(|(_, p)| p.replicas.contains(&me))
         .filter_map(|(index, _)| i32::try_from(index).ok())
         .collect();
+    let mut moving = false;
+    let mut leading = BTreeSet::new();
     for partition in &existing.partitions {
         let placed = usize::try_from(partition.index)
             .ok()
             .and_then(|index| wanted.partitions.get(index));
         if let (Some(replica), Some(placed)) = (partition.replica(), placed) {
+            let status = replica.status();
+            let voters: BTreeSet<u64> = status
+                .as_ref()
+                .map(|s| s.voters.iter().copied().collect())
+                .unwrap_or_default();
+            let wanted_voters: BTreeSet<u64> = placed.replicas.iter().copied().collect();
+            if voters != wanted_voters {
+                // Until the group's voters match, keep checking: the leader that drives
+                // the change may be a new one by the next pass.
+                moving = true;
+            }
+            if status.is_some_and(|s| s.leader == Some(me)) {
+                leading.insert(partition.index);
+            }
             super::membership::drive(replication, metadata, replica.group(), &placed.replicas);
         }
     }
     let open: BTreeSet<i32> = existing.partitions.iter().map(|p| p.index).collect();
     if hosted == open {
-        return Ok(());
+        return Ok(moving);
     }
-    let (keep, dropped): (Vec<_>, Vec<_>) = existing
-        .partitions
-        .iter()
-        .cloned()
-        .partition(|partition| hosted.contains(&partition.index));
+    // A replica moved off this node closes, unless it leads the group: the leader first
+    // brings the new replica in and removes itself (stepping down), then closes.
+    let (keep, dropped): (Vec<_>, Vec<_>) =
+        existing.partitions.iter().cloned().partition(|partition| {
+            hosted.contains(&partition.index) || leading.contains(&partition.index)
+        });
     for partition in &dropped {
         // This node no longer holds a replica (moved off it): the group's leader removes
         // it from the voters, and the other replicas keep a majority meanwhile.
         tracing::info!(topic = %existing.name, partition = partition.index, "no longer a replica here; closing");
         close_partition(replication, partition).await;
     }
-    open_topic(broker, replication, metadata, wanted, keep).await
+    open_topic(broker, replication, metadata, wanted, keep).await?;
+    Ok(moving || !leading.is_disjoint(&open.difference(&hosted).copied().collect()))
 }
 
 async fn open_partition(
@@ -186,7 +210,9 @@ async fn open_partition(
     // The preferred replica bootstraps the group (and so stands for election first, which
     // spreads leaders as placement meant); the others join and wait for it. A replica that
     // already has the group's state (a restart) keeps it either way.
-    let preferred = replicas.preferred_leader() == Some(replication.node_id);
+    // A moved partition's new replica always joins: its leader adds it.
+    let preferred =
+        !replicas.reassigned && replicas.preferred_leader() == Some(replication.node_id);
     let start = if preferred {
         GroupStart::Bootstrap(members.clone())
     } else {
@@ -219,7 +245,7 @@ async fn open_partition(
         .raft
         .status(group)
         .is_ok_and(|status| status.term == 0);
-    if fresh && !preferred {
+    if fresh && !preferred && !replicas.reassigned {
         tokio::spawn(bootstrap_if_orphaned(
             replication.raft.clone(),
             group,
