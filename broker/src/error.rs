@@ -116,4 +116,16 @@ redb_error!(
     serde_json::Error
 );
 
+impl From<crate::controller::PlacementError> for BrokerError {
+    fn from(error: crate::controller::PlacementError) -> Self {
+        use crate::controller::PlacementError;
+        match error {
+            PlacementError::NotEnoughNodes { wanted, nodes } => {
+                BrokerError::ReplicationFactorTooLarge { wanted, nodes }
+            }
+            PlacementError::ZeroReplicationFactor => BrokerError::InvalidReplicationFactor(0),
+        }
+    }
+}
+
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

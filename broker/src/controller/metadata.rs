@@ -248,6 +248,11 @@ impl ClusterMetadata {
         Ok(())
     }
 
+    /// Where node `id`'s peers reach its Raft listener, if it is registered.
+    pub fn raft_addr(&self, id: u64) -> Option<String> {
+        self.nodes.get(&id).map(|node| node.raft_addr.clone())
+    }
+
     /// How many partitions each node is the preferred leader of (every node listed).
     pub fn preferred_leader_counts(&self) -> BTreeMap<u64, usize> {
         let mut counts: BTreeMap<u64, usize> = self.nodes.keys().map(|id| (*id, 0)).collect();

@@ -6,7 +6,7 @@
 use super::topics::{submit, wait_until};
 use super::{DEFAULT_REPLICATION_FACTOR, Replication};
 use crate::broker::{Broker, MAX_PARTITIONS};
-use crate::controller::{ControllerCommand, PlacementError, place_replicas};
+use crate::controller::{ControllerCommand, place_replicas};
 use crate::error::{BrokerError, Result};
 use crate::topic_config::TopicConfig;
 use std::collections::BTreeSet;
@@ -69,13 +69,7 @@ impl Broker {
             });
         let added =
             usize::try_from(count - current).map_err(|_| BrokerError::InvalidPartitions(count))?;
-        let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), added, factor)
-            .map_err(|error| match error {
-            PlacementError::NotEnoughNodes { wanted, nodes } => {
-                BrokerError::ReplicationFactorTooLarge { wanted, nodes }
-            }
-            PlacementError::ZeroReplicationFactor => BrokerError::InvalidReplicationFactor(0),
-        })?;
+        let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), added, factor)?;
         submit(
             replication,
             &ControllerCommand::AddPartitions {

@@ -32,12 +32,7 @@ pub(super) fn drive(
     }
     let additions: Vec<(u64, String)> = wanted_set
         .difference(&voters)
-        .filter_map(|id| {
-            metadata
-                .nodes
-                .get(id)
-                .map(|node| (*id, node.raft_addr.clone()))
-        })
+        .filter_map(|id| metadata.raft_addr(*id).map(|addr| (*id, addr)))
         .collect();
     let removals: Vec<u64> = voters.difference(&wanted_set).copied().collect();
     {

@@ -197,12 +197,7 @@ async fn open_partition(
     let members: BTreeMap<u64, String> = replicas
         .replicas
         .iter()
-        .filter_map(|id| {
-            metadata
-                .nodes
-                .get(id)
-                .map(|node| (*id, node.raft_addr.clone()))
-        })
+        .filter_map(|id| metadata.raft_addr(*id).map(|addr| (*id, addr)))
         .collect();
     let producers = Arc::new(Mutex::new(ProducerState::default()));
     let (end_offset, _) = watch::channel(0);

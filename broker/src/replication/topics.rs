@@ -7,7 +7,7 @@
 use super::{DEFAULT_REPLICATION_FACTOR, Replication, wait_blocking};
 use crate::broker::{Broker, MAX_PARTITIONS, Topic};
 use crate::controller::{
-    ControllerAnswer, ControllerCommand, PlacementError, decode_answer, encode, place_replicas,
+    ControllerAnswer, ControllerCommand, decode_answer, encode, place_replicas,
 };
 use crate::error::{BrokerError, Result};
 use crate::topic_config::TopicConfig;
@@ -44,13 +44,7 @@ impl Broker {
             replication_factor.unwrap_or_else(|| DEFAULT_REPLICATION_FACTOR.min(nodes.len()));
         let count =
             usize::try_from(partitions).map_err(|_| BrokerError::InvalidPartitions(partitions))?;
-        let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), count, factor)
-            .map_err(|error| match error {
-            PlacementError::NotEnoughNodes { wanted, nodes } => {
-                BrokerError::ReplicationFactorTooLarge { wanted, nodes }
-            }
-            PlacementError::ZeroReplicationFactor => BrokerError::InvalidReplicationFactor(0),
-        })?;
+        let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), count, factor)?;
         let id = Uuid::new_v4();
         let command = ControllerCommand::CreateTopic {
             name: name.to_string(),

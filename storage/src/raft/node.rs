@@ -322,6 +322,18 @@ impl RaftNode {
             .ok_or(RaftGroupError::UnknownGroup(group))
     }
 
+    /// A partition group takes exactly one non-control v2 batch per command; refused
+    /// before anything is written.
+    fn check_command(&self, group: GroupId, command: &[u8]) -> Result<(), RaftGroupError> {
+        if self.router.is_partition(group) {
+            control_batch::validate_command(command).map_err(|e| RaftGroupError::BadCommand {
+                group,
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
     /// Replicates `command` through `group` and returns what the state machine answered once
     /// a majority has it and it is applied here. Only the leader accepts proposals.
     pub async fn propose(
@@ -330,12 +342,7 @@ impl RaftNode {
         command: Vec<u8>,
     ) -> Result<Vec<u8>, RaftGroupError> {
         let raft = self.raft(group)?;
-        if self.router.is_partition(group) {
-            control_batch::validate_command(&command).map_err(|e| RaftGroupError::BadCommand {
-                group,
-                message: e.to_string(),
-            })?;
-        }
+        self.check_command(group, &command)?;
         raft.client_write(Command(command))
             .await
             .map(|response| response.data.0)
@@ -355,12 +362,7 @@ impl RaftNode {
         RaftGroupError,
     > {
         let raft = self.raft(group)?;
-        if self.router.is_partition(group) {
-            control_batch::validate_command(&command).map_err(|e| RaftGroupError::BadCommand {
-                group,
-                message: e.to_string(),
-            })?;
-        }
+        self.check_command(group, &command)?;
         let answer =
             raft.client_write_ff(Command(command))
                 .await
