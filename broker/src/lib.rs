@@ -20,6 +20,7 @@ pub mod controller;
 pub mod error;
 pub mod group;
 pub mod local;
+pub mod log_replay;
 pub mod metadata_store;
 pub mod partition;
 pub mod producer;

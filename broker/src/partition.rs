@@ -167,7 +167,9 @@ impl Partition {
         Ok(info)
     }
 
-    /// Appends a transaction marker for `producer_id` (the coordinator ending a transaction).
+    /// Appends a transaction marker for `producer_id` (the coordinator ending a transaction)
+    /// on one node. In a cluster markers are proposed to the partition's group by
+    /// `Replication::write_marker`, since its leader may be another node.
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -176,9 +178,9 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendInfo> {
         if self.replica.is_some() {
-            // Markers are control batches, which a partition group does not take from
-            // outside; the transaction coordinator is not replicated yet either.
-            return Err(crate::error::BrokerError::NotInClusterMode("transactions"));
+            return Err(crate::error::BrokerError::NotInClusterMode(
+                "markers written to a replica directly",
+            ));
         }
         let mut batch = marker_batch(producer_id, epoch, marker, now_ms)
             .map_err(|error| std::io::Error::other(error.to_string()))?;

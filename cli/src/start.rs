@@ -110,7 +110,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let coordination = tokio::spawn(commerce_broker::group::run_ownership(
+    let coordination = tokio::spawn(commerce_broker::replication::run_ownership(
         broker.clone(),
         stopped.clone(),
     ));

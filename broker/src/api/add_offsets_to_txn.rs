@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let result = broker.transactions.add_offsets(
+        broker,
         request.transactional_id.0.as_str(),
         request.producer_id.0,
         request.producer_epoch,

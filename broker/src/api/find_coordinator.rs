@@ -1,12 +1,15 @@
 //! FindCoordinator: on one node, this node coordinates every group and every transactional
 //! id. In a cluster a group's coordinator is the leader of its `__consumer_offsets`
-//! partition (COORDINATOR_NOT_AVAILABLE while it has none); transactions are not offered
-//! there yet. Asking for a group coordinator creates `__consumer_offsets`, as Kafka does,
-//! so that the first JoinGroup finds it. v4+ asks for several keys at once.
+//! partition, a transactional id's the leader of its `__transaction_state` partition
+//! (COORDINATOR_NOT_AVAILABLE while it has none). Asking creates the topic, as Kafka does,
+//! so that the first JoinGroup or InitProducerId finds it. v4+ asks for several keys at
+//! once.
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::broker::Topic;
+use crate::group::GroupCoordinator;
+use crate::producer::txn_log;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -74,10 +77,14 @@ fn cluster(
 ) -> FindCoordinatorResponse {
     let find = |key: &str| -> Found {
         match request.key_type {
-            GROUP => group_coordinator(broker, key),
-            // The transaction coordinator is not replicated yet: refuse rather than let a
-            // transactional producer start on state a failover would lose.
-            TRANSACTION => Err(ResponseError::CoordinatorNotAvailable),
+            GROUP => {
+                let topic = broker.groups().offsets_topic(broker);
+                partition_leader(broker, topic, GroupCoordinator::partition_of(key))
+            }
+            TRANSACTION => {
+                let topic = txn_log::topic(broker);
+                partition_leader(broker, topic, txn_log::partition_of(key))
+            }
             _ => Err(ResponseError::InvalidRequest),
         }
     };
@@ -110,16 +117,19 @@ fn cluster(
     response
 }
 
-/// The leader of the group's offsets partition, with its Kafka address.
-fn group_coordinator(broker: &Arc<Broker>, group_id: &str) -> Found {
+/// The leader of partition `index` of a coordinator's topic, with its Kafka address.
+fn partition_leader(
+    broker: &Arc<Broker>,
+    topic: crate::error::Result<Arc<Topic>>,
+    index: i32,
+) -> Found {
     let replication = broker
         .replication()
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let topic = broker.groups().offsets_topic(broker).map_err(|error| {
-        tracing::warn!(%error, "cannot create {OFFSETS_TOPIC}");
+    let topic = topic.map_err(|error| {
+        tracing::warn!(%error, "cannot create a coordinator topic");
         ResponseError::CoordinatorNotAvailable
     })?;
-    let index = GroupCoordinator::partition_of(group_id);
     let partition = topic
         .partition(index)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;

@@ -90,11 +90,12 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
 
 /// Dispatches a decoded request. `None` means no response is owed (produce with acks=0).
 pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKind> {
-    if broker.replication().is_some() && waits_under_group_lock(&request.body) {
-        // In a cluster the group coordinator appends offsets through Raft while it holds
-        // its lock (so the log's order is the order commits were accepted in): run these
-        // on a blocking thread, so a handler waiting for that lock never holds one of the
-        // runtime's workers, which the Raft groups need to make progress.
+    if broker.replication().is_some() && waits_under_coordinator_lock(&request.body) {
+        // In a cluster the group and transaction coordinators append their records (and
+        // markers) through Raft while they hold their locks (so the log's order is the
+        // order changes were accepted in): run these on a blocking thread, so a handler
+        // waiting for such a lock never holds one of the runtime's workers, which the Raft
+        // groups need to make progress.
         let broker = broker.clone();
         let runtime = tokio::runtime::Handle::current();
         return tokio::task::spawn_blocking(move || runtime.block_on(dispatch(&broker, request)))
@@ -107,11 +108,15 @@ pub async fn handle(broker: &Arc<Broker>, request: Request) -> Option<ResponseKi
     dispatch(broker, request).await
 }
 
-/// The requests that take the group coordinator's lock.
-fn waits_under_group_lock(body: &RequestKind) -> bool {
+/// The requests that take the group or the transaction coordinator's lock.
+fn waits_under_coordinator_lock(body: &RequestKind) -> bool {
     matches!(
         body,
-        RequestKind::JoinGroup(_)
+        RequestKind::InitProducerId(_)
+            | RequestKind::AddPartitionsToTxn(_)
+            | RequestKind::AddOffsetsToTxn(_)
+            | RequestKind::EndTxn(_)
+            | RequestKind::JoinGroup(_)
             | RequestKind::SyncGroup(_)
             | RequestKind::Heartbeat(_)
             | RequestKind::LeaveGroup(_)

@@ -115,10 +115,13 @@ async fn append(
     if let Some(size) = batch_sizes(&records).find(|size| *size > limit) {
         return Err(BrokerError::MessageTooLarge { size, limit });
     }
-    // A transactional batch may only go to a partition its transaction added.
+    // A transactional batch may only go to a partition its transaction added. In a cluster
+    // the coordinator is generally another node, and the leader takes the batch unchecked,
+    // as Kafka's leaders do without KIP-890's verification.
     if let Some(header) = ProducerBatch::parse(&records)
         && header.has_producer()
         && header.transactional
+        && broker.replication().is_none()
     {
         broker.transactions.check_produce(
             header.producer_id,

@@ -25,6 +25,7 @@ pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest) -> TxnOffse
         })
         .collect();
     let result = broker.transactions.stage_offsets(
+        broker,
         request.transactional_id.0.as_str(),
         request.producer_id.0,
         request.producer_epoch,

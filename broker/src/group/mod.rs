@@ -40,7 +40,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::persist_if_dirty;
 
-pub use ownership::run_ownership;
 use tokio::sync::watch;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -52,8 +51,6 @@ pub const MIN_SESSION_TIMEOUT_MS: i64 = 6_000;
 pub const MAX_SESSION_TIMEOUT_MS: i64 = 1_800_000;
 /// How often sessions and phase deadlines are checked.
 const TICK: Duration = Duration::from_millis(100);
-/// How much of one `__consumer_offsets` partition is read per step while loading.
-const LOAD_CHUNK: usize = 1 << 20;
 
 /// A group's committed offsets: (topic, partition) -> offset.
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;

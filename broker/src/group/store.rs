@@ -4,14 +4,14 @@
 
 use super::offsets::{self, CommittedOffset, GroupRecord, Key};
 use super::state::Group;
-use super::{GroupCoordinator, Inner, LOAD_CHUNK, OFFSETS_PARTITIONS, OFFSETS_TOPIC, now_ms};
+use super::{GroupCoordinator, Inner, OFFSETS_PARTITIONS, OFFSETS_TOPIC, now_ms};
 use crate::broker::{Broker, Topic};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::record_batch;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use std::sync::Arc;
 
 impl GroupCoordinator {
@@ -88,39 +88,16 @@ impl GroupCoordinator {
 }
 
 /// Applies every committed record of one `__consumer_offsets` partition to `inner`, in
-/// log order; returns how many it applied. A batch that does not decode (the topic is
-/// writable by Produce) is logged and skipped.
+/// log order; returns how many it applied.
 pub(super) fn replay(inner: &mut Inner, partition: &Partition) -> Result<usize> {
-    let mut records = 0usize;
-    let mut offset = partition.log_start_offset();
-    while offset < partition.high_watermark() {
-        let read = partition.read(offset, LOAD_CHUNK, true)?;
-        let mut next = offset;
-        for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
-            next = next.max(last_offset + 1);
-            match RecordBatchDecoder::decode(&mut batch) {
-                Ok(set) => {
-                    for record in set.records {
-                        if let Some(key) = record.key.and_then(Key::decode) {
-                            apply(inner, key, record.value);
-                            records += 1;
-                        }
-                    }
-                }
-                Err(error) => tracing::error!(
-                    partition = partition.index,
-                    base_offset,
-                    %error,
-                    "skipping an undecodable {OFFSETS_TOPIC} batch"
-                ),
-            }
+    let mut applied = 0usize;
+    crate::log_replay::replay_records(partition, |record| {
+        if let Some(key) = record.key.and_then(Key::decode) {
+            apply(inner, key, record.value);
+            applied += 1;
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-    Ok(records)
+    })?;
+    Ok(applied)
 }
 
 /// Writes a group's metadata record when its generation moved on. A failure is logged, not
@@ -143,32 +120,6 @@ pub(super) fn persist_if_dirty(broker: &Broker, coordinator: &GroupCoordinator, 
     if let Err(error) = coordinator.append(broker, &group.id, vec![(key, Some(record.encode()))]) {
         tracing::error!(group = %group.id, %error, "cannot persist group metadata");
     }
-}
-
-/// Splits stored v2 batches by their headers: (base offset, last offset, batch bytes). The
-/// offsets come from the header, so an empty batch (all its records compacted away) still
-/// moves the reader forward. A truncated tail ends the list.
-fn split_batches(mut bytes: Bytes) -> Vec<(i64, i64, Bytes)> {
-    // baseOffset (8) + batchLength (4) + partitionLeaderEpoch (4) + magic (1) + crc (4) +
-    // attributes (2) + lastOffsetDelta (4).
-    const HEADER: usize = 27;
-    let mut batches = Vec::new();
-    while bytes.len() >= HEADER {
-        let field = |range: std::ops::Range<usize>| bytes.get(range).unwrap_or_default().to_vec();
-        let base_offset = i64::from_be_bytes(field(0..8).try_into().unwrap_or([0; 8]));
-        let length = i32::from_be_bytes(field(8..12).try_into().unwrap_or([0; 4]));
-        let delta = i32::from_be_bytes(field(23..27).try_into().unwrap_or([0; 4]));
-        let Some(total) = usize::try_from(length)
-            .ok()
-            .and_then(|length| length.checked_add(12))
-            .filter(|total| *total >= HEADER && *total <= bytes.len())
-        else {
-            break;
-        };
-        let batch = bytes.split_to(total);
-        batches.push((base_offset, base_offset + i64::from(delta), batch));
-    }
-    batches
 }
 
 /// Replays one `__consumer_offsets` record into the coordinator's state.

@@ -9,15 +9,25 @@
 //! crash or a failed write in between leaves a Prepare record, which the maintenance tick
 //! finishes by writing the markers again (a second marker for a transaction a partition
 //! already closed changes nothing), so a commit is never half applied.
+//!
+//! In a cluster the records live in `__transaction_state` ([`super::txn_log`]): each
+//! transactional id is coordinated by the leader of its partition, which holds in memory
+//! only the partitions it leads and has loaded (`replication::ownership` follows that), and
+//! the markers are proposed to the partitions' Raft groups wherever they are led. A new
+//! coordinator finishes what its predecessor decided: a Prepare record it loads is
+//! completed by its first tick.
 
 use super::batch_header::Marker;
 use super::error::ProducerError;
 use super::id_allocator::IdAllocator;
+use super::marker::marker_batch;
 use super::sink::{TxnOffset, TxnOffsetSink};
 use super::store::ProducerStore;
+use super::txn_log::{self, TXN_STATE_TOPIC};
 pub use super::txn_metadata::{TxnMetadata, TxnState};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
+use crate::replication::ownership::PartitionCoordinator;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -32,6 +42,9 @@ struct Inner {
     txns: HashMap<String, TxnMetadata>,
     /// producer id -> transactional id, for checking transactional produce requests.
     by_producer: HashMap<i64, String>,
+    /// In a cluster: the `__transaction_state` partitions this node leads and has loaded;
+    /// `txns` holds only their ids.
+    loaded: BTreeSet<i32>,
 }
 
 pub struct TransactionCoordinator {
@@ -52,7 +65,14 @@ impl TransactionCoordinator {
         let ids = IdAllocator::open_in_range(&store, cluster_node)?;
         let mut txns = HashMap::new();
         let mut by_producer = HashMap::new();
-        for metadata in store.transactions()? {
+        // A cluster node's transactions are loaded from `__transaction_state` as it comes to
+        // lead its partitions, never from the local store.
+        let local = if cluster_node.is_some() {
+            Vec::new()
+        } else {
+            store.transactions()?
+        };
+        for metadata in local {
             by_producer.insert(metadata.producer_id, metadata.transactional_id.clone());
             txns.insert(metadata.transactional_id.clone(), metadata);
         }
@@ -62,6 +82,7 @@ impl TransactionCoordinator {
                 ids,
                 txns,
                 by_producer,
+                loaded: BTreeSet::new(),
             }),
             sink: RwLock::new(None),
         })
@@ -78,6 +99,26 @@ impl TransactionCoordinator {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ok when this node coordinates `transactional_id`: always on one node; in a cluster
+    /// when it leads the id's `__transaction_state` partition and has loaded it.
+    fn owns(broker: &Broker, inner: &Inner, transactional_id: &str) -> Result<(), ProducerError> {
+        if broker.replication().is_none() {
+            return Ok(());
+        }
+        let leading =
+            txn_log::local_partition(broker, transactional_id).is_some_and(|p| p.is_leader());
+        if !leading {
+            return Err(ProducerError::NotCoordinator);
+        }
+        if !inner
+            .loaded
+            .contains(&txn_log::partition_of(transactional_id))
+        {
+            return Err(ProducerError::CoordinatorLoadInProgress);
+        }
+        Ok(())
     }
 
     /// InitProducerId without a transactional id: a fresh id at epoch 0, or (KIP-360, the
@@ -107,7 +148,12 @@ impl TransactionCoordinator {
         if !(1..=MAX_TRANSACTION_TIMEOUT_MS).contains(&timeout_ms) {
             return Err(ProducerError::InvalidTransactionTimeout(timeout_ms).into());
         }
+        if broker.replication().is_some() {
+            // Created on first need, so that this id's partition gets a leader.
+            txn_log::topic(broker)?;
+        }
         let mut inner = self.lock();
+        Self::owns(broker, &inner, transactional_id)?;
         let Some(mut metadata) = inner.txns.get(transactional_id).cloned() else {
             let producer_id = inner.ids.allocate(&self.store)?;
             let metadata = TxnMetadata {
@@ -120,7 +166,7 @@ impl TransactionCoordinator {
                 partitions: BTreeSet::new(),
                 offsets: BTreeMap::new(),
             };
-            self.save(&mut inner, metadata)?;
+            self.save(broker, &mut inner, metadata)?;
             return Ok((producer_id, 0));
         };
         // A client naming its (id, epoch) asks to bump its own epoch (KIP-360); one naming
@@ -131,13 +177,15 @@ impl TransactionCoordinator {
         self.fence(broker, &mut inner, &mut metadata, now_ms)?;
         metadata.timeout_ms = timeout_ms;
         metadata.state = TxnState::Empty;
-        self.save(&mut inner, metadata.clone())?;
+        self.save(broker, &mut inner, metadata.clone())?;
         Ok((metadata.producer_id, metadata.epoch))
     }
 
     /// Bumps the epoch (or moves to a new producer id when it is exhausted) and aborts the
     /// open transaction with the new epoch, so its markers fence the old producer on every
-    /// partition it touched.
+    /// partition it touched. A transaction already decided is completed first, with the
+    /// epoch it was decided under: bumping past it would leave its partitions open, and the
+    /// next marker of this producer id would close them the way *that* transaction ends.
     fn fence(
         &self,
         broker: &Broker,
@@ -145,9 +193,11 @@ impl TransactionCoordinator {
         metadata: &mut TxnMetadata,
         now_ms: i64,
     ) -> Result<()> {
+        *metadata = self.settle(broker, inner, metadata.clone(), now_ms)?;
         metadata.epoch = metadata.epoch.saturating_add(1);
         if metadata.state == TxnState::Ongoing {
-            *metadata = self.finish(broker, inner, metadata.clone(), false, now_ms)?;
+            let decided = self.decide(broker, inner, metadata.clone(), false)?;
+            *metadata = self.complete(broker, inner, decided, now_ms)?;
         }
         if metadata.epoch >= MAX_EPOCH {
             inner.by_producer.remove(&metadata.producer_id);
@@ -157,22 +207,34 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Ends a transaction: decision made durable, markers written, record completed.
-    /// Returns the completed record (already saved).
-    fn finish(
+    /// The first step of ending a transaction: the decision, durable. From here on the
+    /// transaction ends this way whatever fails: whoever coordinates it completes it.
+    fn decide(
         &self,
         broker: &Broker,
         inner: &mut Inner,
         mut metadata: TxnMetadata,
         commit: bool,
-        now_ms: i64,
     ) -> Result<TxnMetadata> {
         metadata.state = if commit {
             TxnState::PrepareCommit
         } else {
             TxnState::PrepareAbort
         };
-        self.save(inner, metadata.clone())?;
+        self.save(broker, inner, metadata.clone())?;
+        Ok(metadata)
+    }
+
+    /// The second step: markers written, committed offsets handed over, record completed.
+    /// Returns the completed record (already saved). Safe to repeat after a failure.
+    fn complete(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        mut metadata: TxnMetadata,
+        now_ms: i64,
+    ) -> Result<TxnMetadata> {
+        let commit = metadata.state == TxnState::PrepareCommit;
         let marker = if commit {
             Marker::Commit
         } else {
@@ -193,8 +255,30 @@ impl TransactionCoordinator {
         } else {
             TxnState::CompleteAbort
         };
-        self.save(inner, metadata.clone())?;
+        self.save(broker, inner, metadata.clone())?;
         Ok(metadata)
+    }
+
+    /// A transaction decided but not completed is completed now (its markers were not all
+    /// written: a partition without a leader, a coordinator that failed over). Until that
+    /// succeeds the producer's next step is refused with CONCURRENT_TRANSACTIONS, which
+    /// clients retry.
+    fn settle(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        metadata: TxnMetadata,
+        now_ms: i64,
+    ) -> Result<TxnMetadata> {
+        if !metadata.is_completing() {
+            return Ok(metadata);
+        }
+        let id = metadata.transactional_id.clone();
+        self.complete(broker, inner, metadata, now_ms)
+            .map_err(|error| {
+                tracing::info!(transactional_id = %id, %error, "a decided transaction is not complete yet");
+                ProducerError::ConcurrentTransactions.into()
+            })
     }
 
     /// The transaction of `transactional_id`, checked against the caller's id and epoch.
@@ -215,6 +299,27 @@ impl TransactionCoordinator {
             return Err(ProducerError::ProducerFenced);
         }
         Ok(metadata.clone())
+    }
+
+    /// A partition a transaction may add: one this node hosts, or in a cluster one the
+    /// controller's metadata names (its leader may be any node).
+    fn check_partition(broker: &Broker, topic: &str, index: i32) -> Result<()> {
+        let Some(replication) = broker.replication() else {
+            return broker.partition(topic, index).map(drop);
+        };
+        let count = replication
+            .metadata
+            .current()
+            .topics
+            .get(topic)
+            .map_or(0, |topic| topic.partitions.len());
+        if usize::try_from(index).is_ok_and(|index| index < count) {
+            Ok(())
+        } else {
+            Err(BrokerError::UnknownTopicOrPartition(format!(
+                "{topic}-{index}"
+            )))
+        }
     }
 
     /// Opens the transaction unless it is open; refused while the last one is completing.
@@ -240,37 +345,51 @@ impl TransactionCoordinator {
         now_ms: i64,
     ) -> Result<()> {
         let mut inner = self.lock();
+        Self::owns(broker, &inner, transactional_id)?;
         let mut metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
         for (topic, index) in partitions {
-            broker.partition(topic, *index)?;
+            Self::check_partition(broker, topic, *index)?;
         }
+        metadata = self.settle(broker, &mut inner, metadata, now_ms)?;
         Self::begin(&mut metadata, now_ms)?;
         metadata.partitions.extend(partitions.iter().cloned());
-        self.save(&mut inner, metadata)
+        self.save(broker, &mut inner, metadata)
     }
 
     /// AddOffsetsToTxn: the group's offsets will be committed with the transaction.
     pub fn add_offsets(
         &self,
+        broker: &Broker,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         group: &str,
         now_ms: i64,
     ) -> Result<()> {
+        if broker.replication().is_some() {
+            // The group's coordinator is generally another node, and the hand-over of the
+            // offsets at commit is local (the sink). Refused rather than half done: a
+            // committed transaction whose offsets were lost would be consumed again.
+            return Err(BrokerError::NotInClusterMode(
+                "sending consumer offsets to a transaction",
+            ));
+        }
         if self.offset_sink().is_none() {
             return Err(ProducerError::CoordinatorNotAvailable("no group coordinator").into());
         }
         let mut inner = self.lock();
+        Self::owns(broker, &inner, transactional_id)?;
         let mut metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
+        metadata = self.settle(broker, &mut inner, metadata, now_ms)?;
         Self::begin(&mut metadata, now_ms)?;
         metadata.offsets.entry(group.to_string()).or_default();
-        self.save(&mut inner, metadata)
+        self.save(broker, &mut inner, metadata)
     }
 
     /// TxnOffsetCommit: stages offsets for a group added with AddOffsetsToTxn.
     pub fn stage_offsets(
         &self,
+        broker: &Broker,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -291,7 +410,7 @@ impl TransactionCoordinator {
             staged.retain(|(topic, partition, _, _)| (topic, partition) != (&offset.0, &offset.1));
             staged.push(offset);
         }
-        self.save(&mut inner, metadata)
+        self.save(broker, &mut inner, metadata)
     }
 
     /// EndTxn: writes the markers, hands committed offsets to the group coordinator.
@@ -305,6 +424,7 @@ impl TransactionCoordinator {
         now_ms: i64,
     ) -> Result<()> {
         let mut inner = self.lock();
+        Self::owns(broker, &inner, transactional_id)?;
         let metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
         match (metadata.state, commit) {
             (TxnState::Ongoing, _) => {}
@@ -312,12 +432,19 @@ impl TransactionCoordinator {
             (TxnState::CompleteCommit, true)
             | (TxnState::CompleteAbort, false)
             | (TxnState::Empty, _) => return Ok(()),
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
-                return Err(ProducerError::ConcurrentTransactions.into());
+            // A retry of an EndTxn whose markers are still being written.
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                return self.settle(broker, &mut inner, metadata, now_ms).map(drop);
             }
             _ => return Err(ProducerError::InvalidTxnState("ended the other way").into()),
         }
-        self.finish(broker, &mut inner, metadata, commit, now_ms)?;
+        let decided = self.decide(broker, &mut inner, metadata, commit)?;
+        // As in Kafka, EndTxn is answered once the decision is durable. Markers that could
+        // not all be written now are written by the tick (or by the producer's next step),
+        // and read_committed consumers wait for them.
+        if let Err(error) = self.complete(broker, &mut inner, decided, now_ms) {
+            tracing::warn!(%transactional_id, %error, "transaction decided; its markers are not all written yet");
+        }
         Ok(())
     }
 
@@ -370,14 +497,13 @@ impl TransactionCoordinator {
             let result = match metadata.state {
                 TxnState::PrepareCommit | TxnState::PrepareAbort => {
                     tracing::info!(transactional_id = %id, state = ?metadata.state, "completing a transaction");
-                    let commit = metadata.state == TxnState::PrepareCommit;
-                    self.finish(broker, &mut inner, metadata, commit, now_ms)
+                    self.complete(broker, &mut inner, metadata, now_ms)
                         .map(drop)
                 }
                 _ => {
                     tracing::info!(transactional_id = %id, "aborting a transaction past its timeout");
                     self.fence(broker, &mut inner, &mut metadata, now_ms)
-                        .and_then(|()| self.save(&mut inner, metadata))
+                        .and_then(|()| self.save(broker, &mut inner, metadata))
                 }
             };
             if let Err(error) = result {
@@ -386,9 +512,14 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Persists, then publishes in memory.
-    fn save(&self, inner: &mut Inner, metadata: TxnMetadata) -> Result<()> {
-        self.store.put_transaction(&metadata)?;
+    /// Persists (in a cluster: replicated in `__transaction_state`), then publishes in
+    /// memory.
+    fn save(&self, broker: &Broker, inner: &mut Inner, metadata: TxnMetadata) -> Result<()> {
+        if broker.replication().is_some() {
+            txn_log::append(broker, &metadata)?;
+        } else {
+            self.store.put_transaction(&metadata)?;
+        }
         inner
             .by_producer
             .insert(metadata.producer_id, metadata.transactional_id.clone());
@@ -400,7 +531,8 @@ impl TransactionCoordinator {
 }
 
 /// Appends the marker to every partition of the transaction. A partition deleted since it
-/// was added is skipped: nobody can read it any more.
+/// was added is skipped: nobody can read it any more. In a cluster the marker is proposed
+/// to each partition's Raft group, wherever it is led.
 fn write_markers(
     broker: &Broker,
     metadata: &TxnMetadata,
@@ -408,12 +540,75 @@ fn write_markers(
     now_ms: i64,
 ) -> Result<()> {
     for (topic, index) in &metadata.partitions {
-        let partition = match broker.partition(topic, *index) {
-            Ok(partition) => partition,
-            Err(BrokerError::UnknownTopicOrPartition(_)) => continue,
-            Err(error) => return Err(error),
+        let written = match broker.replication() {
+            Some(replication) => {
+                let batch = marker_batch(metadata.producer_id, metadata.epoch, marker, now_ms)
+                    .map_err(|error| BrokerError::Metadata(error.to_string()))?;
+                replication.write_marker(broker, topic, *index, batch.to_vec())
+            }
+            None => broker.partition(topic, *index).and_then(|partition| {
+                partition
+                    .append_marker(metadata.producer_id, metadata.epoch, marker, now_ms)
+                    .map(drop)
+            }),
         };
-        partition.append_marker(metadata.producer_id, metadata.epoch, marker, now_ms)?;
+        match written {
+            Ok(()) | Err(BrokerError::UnknownTopicOrPartition(_)) => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(())
+}
+
+impl PartitionCoordinator for TransactionCoordinator {
+    fn topic(&self) -> &'static str {
+        TXN_STATE_TOPIC
+    }
+
+    fn loaded(&self) -> BTreeSet<i32> {
+        self.lock().loaded.clone()
+    }
+
+    fn forget(&self, index: i32) {
+        let mut inner = self.lock();
+        inner.loaded.remove(&index);
+        inner
+            .txns
+            .retain(|id, _| txn_log::partition_of(id) != index);
+        let Inner {
+            txns, by_producer, ..
+        } = &mut *inner;
+        by_producer.retain(|_, id| txns.contains_key(id));
+    }
+
+    /// Replays `__transaction_state` partition `index`, replacing what was known of its
+    /// transactional ids. Transactions a Prepare record left half done are finished by the
+    /// next tick.
+    fn load(&self, broker: &Broker, index: i32) -> Result<()> {
+        let Some(partition) = broker
+            .topic(TXN_STATE_TOPIC)
+            .and_then(|topic| topic.partition(index).cloned())
+        else {
+            return Ok(());
+        };
+        let loaded = txn_log::replay(&partition)?;
+        let mut inner = self.lock();
+        inner
+            .txns
+            .retain(|id, _| txn_log::partition_of(id) != index);
+        for metadata in loaded {
+            inner
+                .by_producer
+                .insert(metadata.producer_id, metadata.transactional_id.clone());
+            inner
+                .txns
+                .insert(metadata.transactional_id.clone(), metadata);
+        }
+        let Inner {
+            txns, by_producer, ..
+        } = &mut *inner;
+        by_producer.retain(|_, id| txns.contains_key(id));
+        inner.loaded.insert(index);
+        Ok(())
+    }
 }

@@ -24,6 +24,10 @@ pub enum ProducerError {
     CoordinatorNotAvailable(&'static str),
     #[error("a previous operation on this transaction is still completing")]
     ConcurrentTransactions,
+    #[error("this node does not coordinate the transactional id")]
+    NotCoordinator,
+    #[error("the transactional id's state is still loading on this node")]
+    CoordinatorLoadInProgress,
 }
 
 impl ProducerError {
@@ -39,6 +43,8 @@ impl ProducerError {
             ProducerError::InvalidTransactionalId => ResponseError::InvalidRequest,
             ProducerError::CoordinatorNotAvailable(_) => ResponseError::CoordinatorNotAvailable,
             ProducerError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+            ProducerError::NotCoordinator => ResponseError::NotCoordinator,
+            ProducerError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! - [`marker`]: the control batch that ends a transaction in a partition.
 //! - [`coordinator`]: transactional id -> producer id and epoch, transaction state, fencing,
 //!   timeouts, over [`txn_metadata`] records; [`store`] persists them with the producer-id high-water mark
-//!   ([`id_allocator`]).
+//!   ([`id_allocator`]) on one node, [`txn_log`] in `__transaction_state` in a cluster.
 //! - [`sink`]: the port through which committed transactional offsets reach the group
 //!   coordinator.
 //!
@@ -25,6 +25,7 @@ pub mod sequence;
 pub mod sink;
 pub mod store;
 pub mod txn_index;
+pub mod txn_log;
 pub mod txn_metadata;
 
 #[cfg(test)]

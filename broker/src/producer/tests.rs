@@ -125,10 +125,10 @@ fn transactional_offsets_reach_the_sink_only_on_commit() {
 
     let offset: TxnOffset = ("events".to_string(), 0, 42, None);
     coordinator
-        .add_offsets("relay", id, epoch, "billing", 0)
+        .add_offsets(&broker, "relay", id, epoch, "billing", 0)
         .unwrap();
     coordinator
-        .stage_offsets("relay", id, epoch, "billing", vec![offset.clone()])
+        .stage_offsets(&broker, "relay", id, epoch, "billing", vec![offset.clone()])
         .unwrap();
     coordinator
         .end(&broker, "relay", id, epoch, false, 0)
@@ -139,10 +139,10 @@ fn transactional_offsets_reach_the_sink_only_on_commit() {
     );
 
     coordinator
-        .add_offsets("relay", id, epoch, "billing", 0)
+        .add_offsets(&broker, "relay", id, epoch, "billing", 0)
         .unwrap();
     coordinator
-        .stage_offsets("relay", id, epoch, "billing", vec![offset.clone()])
+        .stage_offsets(&broker, "relay", id, epoch, "billing", vec![offset.clone()])
         .unwrap();
     coordinator
         .end(&broker, "relay", id, epoch, true, 0)
@@ -153,7 +153,7 @@ fn transactional_offsets_reach_the_sink_only_on_commit() {
     );
     // Staging for a group not added to a transaction is refused.
     assert!(matches!(
-        producer_error(coordinator.stage_offsets("relay", id, epoch, "other", vec![])),
+        producer_error(coordinator.stage_offsets(&broker, "relay", id, epoch, "other", vec![])),
         ProducerError::InvalidTxnState(_)
     ));
 }
@@ -234,8 +234,29 @@ fn an_expired_transaction_is_aborted_and_listed_for_read_committed() {
 #[test]
 fn a_commit_decided_before_a_crash_is_completed_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
+    // The crash came after PrepareCommit was stored and before any marker was written.
+    let (id, epoch) = decided_but_not_completed(dir.path(), TxnState::PrepareCommit);
+    let broker = open(dir.path());
+    let partition = broker.partition("events", 0).unwrap();
+    assert_eq!(partition.last_stable_offset(), 0);
+    broker.transactions.tick(&broker, 0);
+    assert_eq!(partition.last_stable_offset(), 3);
+    assert!(
+        partition.aborted_between(0, 3).is_empty(),
+        "committed, not aborted"
+    );
+    // The client's retried EndTxn finds it done.
+    broker
+        .transactions
+        .end(&broker, "relay", id, epoch, true, 0)
+        .unwrap();
+}
+
+/// Writes a Prepare record for `relay` as a crash (or a failed marker) would leave it,
+/// after the producer wrote two records in the transaction. Returns the producer.
+fn decided_but_not_completed(dir: &std::path::Path, state: TxnState) -> (i64, i16) {
     let (id, epoch) = {
-        let broker = open(dir.path());
+        let broker = open(dir);
         broker.ensure_topic("events").unwrap();
         let coordinator = &broker.transactions;
         let (id, epoch) = coordinator
@@ -250,35 +271,48 @@ fn a_commit_decided_before_a_crash_is_completed_after_the_restart() {
         broker.close();
         (id, epoch)
     };
-    // The crash came after PrepareCommit was stored and before any marker was written.
-    {
-        let store = ProducerStore::open(&dir.path().join("producers.redb")).unwrap();
-        let mut record = store.transactions().unwrap().pop().unwrap();
-        record.state = TxnState::PrepareCommit;
-        store.put_transaction(&record).unwrap();
-    }
+    let store = ProducerStore::open(&dir.join("producers.redb")).unwrap();
+    let mut record = store.transactions().unwrap().pop().unwrap();
+    record.state = state;
+    store.put_transaction(&record).unwrap();
+    (id, epoch)
+}
+
+#[test]
+fn a_retried_end_txn_completes_a_decided_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, epoch) = decided_but_not_completed(dir.path(), TxnState::PrepareCommit);
     let broker = open(dir.path());
     let partition = broker.partition("events", 0).unwrap();
     assert_eq!(partition.last_stable_offset(), 0);
-    assert!(matches!(
-        producer_error(
-            broker
-                .transactions
-                .end(&broker, "relay", id, epoch, true, 0)
-        ),
-        ProducerError::ConcurrentTransactions
-    ));
-    broker.transactions.tick(&broker, 0);
-    assert_eq!(partition.last_stable_offset(), 3);
-    assert!(
-        partition.aborted_between(0, 3).is_empty(),
-        "committed, not aborted"
-    );
-    // The client's retried EndTxn now finds it done.
     broker
         .transactions
         .end(&broker, "relay", id, epoch, true, 0)
         .unwrap();
+    assert_eq!(partition.last_stable_offset(), 3);
+    assert!(partition.aborted_between(0, 3).is_empty());
+}
+
+#[test]
+fn a_new_instance_completes_a_decided_abort_before_fencing() {
+    // The old instance's EndTxn(abort) was decided but its markers not written. A new
+    // instance must not bump the epoch past it: the transaction would stay open, and the
+    // new instance's next commit marker would commit the aborted records.
+    let dir = tempfile::tempdir().unwrap();
+    let (id, epoch) = decided_but_not_completed(dir.path(), TxnState::PrepareAbort);
+    let broker = open(dir.path());
+    let partition = broker.partition("events", 0).unwrap();
+    let (new_id, new_epoch) = broker
+        .transactions
+        .init_transactional(&broker, "relay", 60_000, -1, -1, 0)
+        .unwrap();
+    assert_eq!((new_id, new_epoch), (id, epoch + 1));
+    assert_eq!(
+        partition.last_stable_offset(),
+        3,
+        "the abort marker is written"
+    );
+    assert_eq!(partition.aborted_between(0, 3).len(), 1, "as an abort");
 }
 
 #[test]

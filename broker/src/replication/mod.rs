@@ -16,17 +16,23 @@
 //! - `balance.rs`: preferred replicas taking their leadership back.
 //! - `membership.rs`: a partition leader moving its group's voters to the replicas the
 //!   metadata names (a node added or removed).
+//! - `ownership.rs`: the group and transaction coordinators following the leaders of
+//!   their internal topics' partitions.
+//! - `markers.rs`: transaction markers proposed to partition groups led anywhere.
 
 mod admin;
 mod balance;
 mod machine;
+mod markers;
 mod membership;
+pub mod ownership;
 mod reconcile;
 mod replica;
 mod topics;
 
 pub use balance::run_leader_balancer;
 pub use machine::PartitionMachine;
+pub use ownership::run_ownership;
 pub use reconcile::run_reconciler;
 pub use replica::{LEADER_LEASE, Replica};
 

@@ -14,6 +14,11 @@
 //!
 //! A control batch must be byte-identical on every replica, because each replica builds it
 //! from the entry: no clock, so timestamps are -1 (Kafka's "no timestamp"), no producer.
+//!
+//! One kind of control batch is a normal entry: a transaction marker (types 0 abort and
+//! 1 commit, as Kafka writes them), which the broker's transaction coordinator proposes
+//! like any batch. It carries its producer id and the transactional attribute, and is
+//! stored as proposed.
 
 use openraft::EntryPayload;
 
@@ -26,6 +31,12 @@ pub const LEADER_CHANGE_TYPE: i16 = 2;
 pub const MEMBERSHIP_TYPE: i16 = 0x7F01;
 /// Attributes bit 5: the batch holds control records.
 pub const CONTROL_BIT: i16 = 0x20;
+/// Attributes bit 4: the batch belongs to a transaction.
+const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Kafka's `ControlRecordType.ABORT` and `COMMIT`: transaction markers.
+pub const ABORT_MARKER_TYPE: i16 = 0;
+pub const COMMIT_MARKER_TYPE: i16 = 1;
+const PRODUCER_ID_AT: usize = 43;
 const ATTRIBUTES_AT: usize = 21;
 const NO_TIMESTAMP: i64 = -1;
 
@@ -36,6 +47,8 @@ pub enum EntryBatchError {
     NotOneBatch(String),
     #[error("a produced batch must not carry the control attribute")]
     ControlFromProducer,
+    #[error("a transaction marker must name a producer and be transactional")]
+    MarkerWithoutProducer,
     #[error("malformed control record: {0}")]
     BadControl(&'static str),
     #[error("unknown control record type {0}")]
@@ -44,7 +57,8 @@ pub enum EntryBatchError {
     Json(#[from] serde_json::Error),
 }
 
-/// Checks that a proposed command is exactly one well-formed, non-control v2 batch.
+/// Checks that a proposed command is exactly one well-formed v2 batch: a record batch, or a
+/// transaction marker. Other control batches are Raft's own and never proposed.
 pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
     let summary =
         batch::validate_batches(bytes).map_err(|e| EntryBatchError::NotOneBatch(e.to_string()))?;
@@ -55,9 +69,28 @@ pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
         )));
     }
     if attributes(bytes) & CONTROL_BIT != 0 {
-        return Err(EntryBatchError::ControlFromProducer);
+        return validate_marker(bytes);
     }
     Ok(())
+}
+
+/// A control batch proposed as a command must be one transaction marker of a producer.
+fn validate_marker(batch: &[u8]) -> Result<(), EntryBatchError> {
+    if !is_marker_type(control_record(batch)?.0) {
+        return Err(EntryBatchError::ControlFromProducer);
+    }
+    let producer_id = batch
+        .get(PRODUCER_ID_AT..PRODUCER_ID_AT + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(-1, i64::from_be_bytes);
+    if producer_id < 0 || attributes(batch) & TRANSACTIONAL_BIT == 0 {
+        return Err(EntryBatchError::MarkerWithoutProducer);
+    }
+    Ok(())
+}
+
+fn is_marker_type(control_type: i16) -> bool {
+    matches!(control_type, ABORT_MARKER_TYPE | COMMIT_MARKER_TYPE)
 }
 
 fn attributes(batch: &[u8]) -> i16 {
@@ -103,6 +136,7 @@ pub fn decode_payload(batch: &[u8]) -> Result<EntryPayload<TypeConfig>, EntryBat
     }
     let (control_type, value) = control_record(batch)?;
     match control_type {
+        marker if is_marker_type(marker) => Ok(EntryPayload::Normal(Command(batch.to_vec()))),
         LEADER_CHANGE_TYPE => Ok(EntryPayload::Blank),
         MEMBERSHIP_TYPE => Ok(EntryPayload::Membership(serde_json::from_slice(value)?)),
         other => Err(EntryBatchError::UnknownControl(other)),
@@ -256,6 +290,47 @@ mod tests {
         let value: serde_json::Value =
             serde_json::from_slice(control_record(&blank).unwrap().1).unwrap();
         assert_eq!(value["leaderId"], 2);
+    }
+
+    /// A marker as the broker builds one: a control batch with producer id and attributes.
+    fn marker(control_type: i16, producer_id: i64, attributes: i16) -> Vec<u8> {
+        let mut batch = control_batch(control_type, &[0, 0, 0, 0, 0, 0]);
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    #[test]
+    fn transaction_markers_are_commands_stored_as_normal_entries() {
+        for control_type in [ABORT_MARKER_TYPE, COMMIT_MARKER_TYPE] {
+            let bytes = marker(control_type, 42, CONTROL_BIT | TRANSACTIONAL_BIT);
+            validate_command(&bytes).unwrap();
+            assert!(is_control(&bytes));
+            assert_eq!(
+                decode_payload(&bytes).unwrap(),
+                EntryPayload::Normal(Command(bytes.clone()))
+            );
+            let stored = encode(&entry(EntryPayload::Normal(Command(bytes.clone())))).unwrap();
+            assert_eq!(stored, bytes);
+        }
+        // No producer, or not transactional: not a marker anyone may write.
+        for bad in [
+            marker(COMMIT_MARKER_TYPE, -1, CONTROL_BIT | TRANSACTIONAL_BIT),
+            marker(COMMIT_MARKER_TYPE, 42, CONTROL_BIT),
+        ] {
+            assert!(matches!(
+                validate_command(&bad),
+                Err(EntryBatchError::MarkerWithoutProducer)
+            ));
+        }
+        // Raft's own control types are never commands, whoever sends them.
+        let forged = marker(MEMBERSHIP_TYPE, 42, CONTROL_BIT | TRANSACTIONAL_BIT);
+        assert!(matches!(
+            validate_command(&forged),
+            Err(EntryBatchError::ControlFromProducer)
+        ));
     }
 
     #[test]

@@ -411,14 +411,32 @@ impl RaftNode {
                 leader: Some(leader),
             });
         };
+        self.propose_at(leader, &node.addr, group, command, FORWARD_TIMEOUT)
+            .await
+    }
+
+    /// Sends `command` for `group` to node `node` (Raft address `addr`) to propose as its
+    /// leader, and returns its answer; NotLeader (with the leader it knows) if it does not
+    /// lead. This node need not be a member of the group: the coordinator of a
+    /// transaction writes markers to partitions it holds no replica of this way. The
+    /// caveat of [`RaftNode::submit`] about errors after the command left applies. `ttl`
+    /// bounds the wait for the answer.
+    pub async fn propose_at(
+        &self,
+        node: NodeId,
+        addr: &str,
+        group: GroupId,
+        command: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, RaftGroupError> {
         let reply = self
             .peers
-            .client(leader, &node.addr)
-            .call(group, Rpc::Propose(Command(command)), FORWARD_TIMEOUT)
+            .client(node, addr)
+            .call(group, Rpc::Propose(Command(command)), ttl)
             .await
             .map_err(|e| RaftGroupError::Forward {
                 group,
-                leader,
+                leader: node,
                 message: e.to_string(),
             })?;
         match reply {
@@ -431,7 +449,7 @@ impl RaftNode {
             }
             _ => Err(RaftGroupError::Forward {
                 group,
-                leader,
+                leader: node,
                 message: "unexpected reply to a forwarded proposal".to_string(),
             }),
         }
