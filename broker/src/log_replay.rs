@@ -10,12 +10,11 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 /// How much of the log one read of a replay fetches.
 const REPLAY_CHUNK: usize = 1 << 20;
 
-/// Hands every committed data record of `partition` to `apply`, in log order, and returns
-/// how many there were. Control records (markers, Raft's own entries) are not data and are
-/// skipped. A batch that does not decode (internal topics are writable by Produce) is
-/// logged and skipped rather than keeping the coordinator from loading.
-pub fn replay_records(partition: &Partition, mut apply: impl FnMut(Record)) -> Result<usize> {
-    let mut records = 0usize;
+/// Hands every committed record of `partition` to `apply`, in log order, control records
+/// (markers, Raft's own entries) included, and returns the offset it read to. A batch that
+/// does not decode (internal topics are writable by Produce) is logged and skipped rather
+/// than keeping the coordinator from loading.
+pub fn replay_records(partition: &Partition, mut apply: impl FnMut(Record)) -> Result<i64> {
     let mut offset = partition.log_start_offset();
     while offset < partition.high_watermark() {
         let read = partition.read(offset, REPLAY_CHUNK, true)?;
@@ -23,12 +22,7 @@ pub fn replay_records(partition: &Partition, mut apply: impl FnMut(Record)) -> R
         for (base_offset, last_offset, mut batch) in split_batches(read.bytes) {
             next = next.max(last_offset + 1);
             match RecordBatchDecoder::decode(&mut batch) {
-                Ok(set) => {
-                    for record in set.records.into_iter().filter(|record| !record.control) {
-                        apply(record);
-                        records += 1;
-                    }
-                }
+                Ok(set) => set.records.into_iter().for_each(&mut apply),
                 Err(error) => tracing::error!(
                     topic = %partition.topic,
                     partition = partition.index,
@@ -43,7 +37,21 @@ pub fn replay_records(partition: &Partition, mut apply: impl FnMut(Record)) -> R
         }
         offset = next;
     }
-    Ok(records)
+    Ok(offset)
+}
+
+/// For a transaction marker (a control record of type 0 abort or 1 commit): whether it
+/// commits. `None` for any other record.
+pub fn marker_commits(record: &Record) -> Option<bool> {
+    if !record.control {
+        return None;
+    }
+    let key = record.key.as_ref()?;
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
+    }
 }
 
 /// Splits stored v2 batches by their headers: (base offset, last offset, batch bytes). The

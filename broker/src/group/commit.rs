@@ -83,59 +83,16 @@ impl GroupCoordinator {
         group_id: &str,
         offsets: &[PartitionCommit],
     ) -> Vec<Option<ResponseError>> {
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut records = Vec::new();
-        let timestamp = now_ms();
-        for wanted in offsets {
-            let error = if broker.partition(&wanted.topic, wanted.partition).is_err() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else if wanted.metadata.len() > MAX_METADATA_BYTES {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else {
-                let value = CommittedOffset {
-                    offset: wanted.offset,
-                    leader_epoch: wanted.leader_epoch,
-                    metadata: wanted.metadata.clone(),
-                    commit_timestamp: timestamp,
-                };
-                let key = Key::Offset {
-                    group: group_id.to_string(),
-                    topic: wanted.topic.clone(),
-                    partition: wanted.partition,
-                };
-                records.push((key, value));
-                None
-            };
-            results.push(error);
-        }
+        let (results, records) = accepted(broker, offsets);
         let encoded = records
             .iter()
-            .map(|(key, value)| (key.clone(), Some(value.encode())))
+            .map(|(key, value)| (offset_key(group_id, key), Some(value.encode())))
             .collect();
         if let Err(error) = self.append(broker, group_id, encoded) {
             tracing::error!(group = %group_id, %error, "cannot write offsets");
-            // Nothing was acknowledged: every accepted partition reports the failure.
-            return results
-                .into_iter()
-                .map(|result| result.or(Some(ResponseError::CoordinatorNotAvailable)))
-                .collect();
+            return unavailable(results);
         }
-        let group_id = group_id.to_string();
-        if !inner.consumer_groups.contains_key(&group_id) {
-            inner
-                .groups
-                .entry(group_id.clone())
-                .or_insert_with(|| Group::new(&group_id));
-        }
-        let offsets = inner.offsets.entry(group_id).or_default();
-        for (key, value) in records {
-            if let Key::Offset {
-                topic, partition, ..
-            } = key
-            {
-                offsets.insert((topic, partition), value);
-            }
-        }
+        inner.apply_offsets(group_id, records);
         results
     }
 
@@ -190,6 +147,68 @@ impl GroupCoordinator {
             }
         }
         Ok(results)
+    }
+}
+
+/// A committed offset's partition and value.
+pub(super) type Accepted = ((String, i32), CommittedOffset);
+
+/// Checks each offset of a commit: one result per requested partition, in request order,
+/// and the offsets that passed.
+pub(super) fn accepted(
+    broker: &Broker,
+    offsets: &[PartitionCommit],
+) -> (Vec<Option<ResponseError>>, Vec<Accepted>) {
+    let mut results = Vec::with_capacity(offsets.len());
+    let mut records = Vec::new();
+    let timestamp = now_ms();
+    for wanted in offsets {
+        let error = if broker.partition(&wanted.topic, wanted.partition).is_err() {
+            Some(ResponseError::UnknownTopicOrPartition)
+        } else if wanted.metadata.len() > MAX_METADATA_BYTES {
+            Some(ResponseError::OffsetMetadataTooLarge)
+        } else {
+            let value = CommittedOffset {
+                offset: wanted.offset,
+                leader_epoch: wanted.leader_epoch,
+                metadata: wanted.metadata.clone(),
+                commit_timestamp: timestamp,
+            };
+            records.push(((wanted.topic.clone(), wanted.partition), value));
+            None
+        };
+        results.push(error);
+    }
+    (results, records)
+}
+
+/// The `__consumer_offsets` key of a group's offset for a partition.
+pub(super) fn offset_key(group_id: &str, (topic, partition): &(String, i32)) -> Key {
+    Key::Offset {
+        group: group_id.to_string(),
+        topic: topic.clone(),
+        partition: *partition,
+    }
+}
+
+/// Nothing was acknowledged: every accepted partition reports the failure.
+pub(super) fn unavailable(results: Vec<Option<ResponseError>>) -> Vec<Option<ResponseError>> {
+    results
+        .into_iter()
+        .map(|result| result.or(Some(ResponseError::CoordinatorNotAvailable)))
+        .collect()
+}
+
+impl super::Inner {
+    /// Makes `records` the group's committed offsets in memory (after they are durable).
+    pub(super) fn apply_offsets(&mut self, group_id: &str, records: Vec<Accepted>) {
+        let group_id = group_id.to_string();
+        if !self.consumer_groups.contains_key(&group_id) {
+            self.groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(&group_id));
+        }
+        self.offsets.entry(group_id).or_default().extend(records);
     }
 }
 

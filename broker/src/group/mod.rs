@@ -27,6 +27,7 @@ mod ownership;
 pub mod state;
 mod store;
 pub mod subscription;
+mod txn_offsets;
 pub mod txn_sink;
 
 use crate::broker::Broker;
@@ -63,8 +64,10 @@ pub(super) struct Inner {
     consumer_groups: BTreeMap<String, consumer::ConsumerGroup>,
     offsets: BTreeMap<String, GroupOffsets>,
     /// In a cluster: the offsets partitions this node leads and has loaded (it
-    /// coordinates their groups; see `ownership`).
-    loaded: std::collections::BTreeSet<i32>,
+    /// coordinates their groups; see `ownership`), with the offset the load replayed to.
+    loaded: BTreeMap<i32, i64>,
+    /// In a cluster: offsets staged by open transactions (see `txn_offsets`).
+    pending: txn_offsets::PendingTxnOffsets,
 }
 
 impl Inner {
@@ -79,6 +82,9 @@ impl Inner {
 #[derive(Default)]
 pub struct GroupCoordinator {
     inner: Mutex<Inner>,
+    /// Transaction markers the offsets partitions applied, not yet seen by the
+    /// coordinator (see `txn_offsets`).
+    markers: Arc<Mutex<Vec<txn_offsets::AppliedMarker>>>,
 }
 
 /// A group as DescribeGroups and ListGroups show it.
@@ -108,10 +114,22 @@ pub fn now_ms() -> i64 {
 }
 
 impl GroupCoordinator {
+    /// The coordinator's state, with every transaction marker applied so far taken in.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
+        let mut inner = self
+            .inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let markers = std::mem::take(
+            &mut *self
+                .markers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for marker in markers {
+            inner.on_marker(marker);
+        }
+        inner
     }
 
     pub fn join(&self, broker: &Broker, group_id: &str, join: JoinGroup) -> Reply<JoinResult> {

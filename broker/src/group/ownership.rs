@@ -35,7 +35,7 @@ impl GroupCoordinator {
         if !leading {
             return Err(ResponseError::NotCoordinator);
         }
-        if !self.lock().loaded.contains(&index) {
+        if !self.lock().loaded.contains_key(&index) {
             return Err(ResponseError::CoordinatorLoadInProgress);
         }
         Ok(())
@@ -48,11 +48,13 @@ impl PartitionCoordinator for GroupCoordinator {
     }
 
     fn loaded(&self) -> BTreeSet<i32> {
-        self.lock().loaded.clone()
+        self.lock().loaded.keys().copied().collect()
     }
 
     fn forget(&self, index: i32) {
-        self.lock().loaded.remove(&index);
+        let mut inner = self.lock();
+        inner.loaded.remove(&index);
+        inner.pending.forget(index);
     }
 
     /// Replays offsets partition `index` into memory, replacing what was known of its
@@ -69,8 +71,9 @@ impl PartitionCoordinator for GroupCoordinator {
         inner.groups.retain(|group, _| !ours(group));
         inner.consumer_groups.retain(|group, _| !ours(group));
         inner.offsets.retain(|group, _| !ours(group));
-        super::store::replay(&mut inner, &partition)?;
-        inner.loaded.insert(index);
+        inner.pending.forget(index);
+        let (_, replayed_to) = super::store::replay(&mut inner, &partition)?;
+        inner.loaded.insert(index, replayed_to);
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ impl GroupCoordinator {
         let mut inner = self.lock();
         let mut records = 0usize;
         for partition in &topic.partitions {
-            records += replay(&mut inner, partition)?;
+            records += replay(&mut inner, partition)?.0;
         }
         tracing::info!(
             groups = inner.groups.len(),
@@ -88,16 +88,30 @@ impl GroupCoordinator {
 }
 
 /// Applies every committed record of one `__consumer_offsets` partition to `inner`, in
-/// log order; returns how many it applied.
-pub(super) fn replay(inner: &mut Inner, partition: &Partition) -> Result<usize> {
+/// log order; returns how many it applied and the offset it replayed to. Transactional
+/// offsets are staged, and the transaction's marker commits or drops them, as when they
+/// were applied live (`txn_offsets`).
+pub(super) fn replay(inner: &mut Inner, partition: &Partition) -> Result<(usize, i64)> {
+    let index = partition.index;
     let mut applied = 0usize;
-    crate::log_replay::replay_records(partition, |record| {
-        if let Some(key) = record.key.and_then(Key::decode) {
-            apply(inner, key, record.value);
-            applied += 1;
+    let replayed_to = crate::log_replay::replay_records(partition, |record| {
+        if record.control {
+            if let Some(commit) = crate::log_replay::marker_commits(&record) {
+                inner.end_transaction(index, record.producer_id, commit, record.offset);
+            }
+            return;
         }
+        let Some(key) = record.key.clone().and_then(Key::decode) else {
+            return;
+        };
+        if record.transactional {
+            inner.stage_replayed(index, &record, key);
+        } else {
+            apply(inner, key, record.value);
+        }
+        applied += 1;
     })?;
-    Ok(applied)
+    Ok((applied, replayed_to))
 }
 
 /// Writes a group's metadata record when its generation moved on. A failure is logged, not

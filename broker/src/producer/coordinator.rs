@@ -4,30 +4,24 @@
 //! keeps a transaction's consumer offsets until commit, and aborts transactions whose
 //! producer went quiet for longer than its transaction timeout.
 //!
-//! Ending a transaction is Kafka's two steps: the decision (PrepareCommit / PrepareAbort) is
-//! made durable first, then the markers are written, then the record becomes Complete. A
-//! crash or a failed write in between leaves a Prepare record, which the maintenance tick
-//! finishes by writing the markers again (a second marker for a transaction a partition
-//! already closed changes nothing), so a commit is never half applied.
+//! Ending a transaction (decided, then completed) is in [`super::txn_end`].
 //!
 //! In a cluster the records live in `__transaction_state` ([`super::txn_log`]): each
 //! transactional id is coordinated by the leader of its partition, which holds in memory
-//! only the partitions it leads and has loaded (`replication::ownership` follows that), and
-//! the markers are proposed to the partitions' Raft groups wherever they are led. A new
-//! coordinator finishes what its predecessor decided: a Prepare record it loads is
-//! completed by its first tick.
+//! only the partitions it leads and has loaded ([`super::txn_cluster`]), and the markers
+//! are proposed to the partitions' Raft groups wherever they are led. A new coordinator
+//! finishes what its predecessor decided: a Prepare record it loads is completed by its
+//! first tick.
 
-use super::batch_header::Marker;
 use super::error::ProducerError;
 use super::id_allocator::IdAllocator;
-use super::marker::marker_batch;
 use super::sink::{TxnOffset, TxnOffsetSink};
 use super::store::ProducerStore;
-use super::txn_log::{self, TXN_STATE_TOPIC};
+use super::txn_log;
 pub use super::txn_metadata::{TxnMetadata, TxnState};
 use crate::broker::Broker;
-use crate::error::{BrokerError, Result};
-use crate::replication::ownership::PartitionCoordinator;
+use crate::error::Result;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -35,20 +29,20 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 /// Kafka's transaction.max.timeout.ms default: 15 minutes.
 const MAX_TRANSACTION_TIMEOUT_MS: i32 = 900_000;
 /// Past this the epoch cannot be bumped again; the transactional id gets a new producer id.
-const MAX_EPOCH: i16 = i16::MAX - 1;
+pub(super) const MAX_EPOCH: i16 = i16::MAX - 1;
 
-struct Inner {
-    ids: IdAllocator,
-    txns: HashMap<String, TxnMetadata>,
+pub(super) struct Inner {
+    pub(super) ids: IdAllocator,
+    pub(super) txns: HashMap<String, TxnMetadata>,
     /// producer id -> transactional id, for checking transactional produce requests.
-    by_producer: HashMap<i64, String>,
+    pub(super) by_producer: HashMap<i64, String>,
     /// In a cluster: the `__transaction_state` partitions this node leads and has loaded;
     /// `txns` holds only their ids.
-    loaded: BTreeSet<i32>,
+    pub(super) loaded: BTreeSet<i32>,
 }
 
 pub struct TransactionCoordinator {
-    store: ProducerStore,
+    pub(super) store: ProducerStore,
     inner: Mutex<Inner>,
     sink: RwLock<Option<Arc<dyn TxnOffsetSink>>>,
 }
@@ -93,32 +87,12 @@ impl TransactionCoordinator {
         *self.sink.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
 
-    fn offset_sink(&self) -> Option<Arc<dyn TxnOffsetSink>> {
+    pub(super) fn offset_sink(&self) -> Option<Arc<dyn TxnOffsetSink>> {
         self.sink.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Ok when this node coordinates `transactional_id`: always on one node; in a cluster
-    /// when it leads the id's `__transaction_state` partition and has loaded it.
-    fn owns(broker: &Broker, inner: &Inner, transactional_id: &str) -> Result<(), ProducerError> {
-        if broker.replication().is_none() {
-            return Ok(());
-        }
-        let leading =
-            txn_log::local_partition(broker, transactional_id).is_some_and(|p| p.is_leader());
-        if !leading {
-            return Err(ProducerError::NotCoordinator);
-        }
-        if !inner
-            .loaded
-            .contains(&txn_log::partition_of(transactional_id))
-        {
-            return Err(ProducerError::CoordinatorLoadInProgress);
-        }
-        Ok(())
     }
 
     /// InitProducerId without a transactional id: a fresh id at epoch 0, or (KIP-360, the
@@ -181,106 +155,6 @@ impl TransactionCoordinator {
         Ok((metadata.producer_id, metadata.epoch))
     }
 
-    /// Bumps the epoch (or moves to a new producer id when it is exhausted) and aborts the
-    /// open transaction with the new epoch, so its markers fence the old producer on every
-    /// partition it touched. A transaction already decided is completed first, with the
-    /// epoch it was decided under: bumping past it would leave its partitions open, and the
-    /// next marker of this producer id would close them the way *that* transaction ends.
-    fn fence(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        metadata: &mut TxnMetadata,
-        now_ms: i64,
-    ) -> Result<()> {
-        *metadata = self.settle(broker, inner, metadata.clone(), now_ms)?;
-        metadata.epoch = metadata.epoch.saturating_add(1);
-        if metadata.state == TxnState::Ongoing {
-            let decided = self.decide(broker, inner, metadata.clone(), false)?;
-            *metadata = self.complete(broker, inner, decided, now_ms)?;
-        }
-        if metadata.epoch >= MAX_EPOCH {
-            inner.by_producer.remove(&metadata.producer_id);
-            metadata.producer_id = inner.ids.allocate(&self.store)?;
-            metadata.epoch = 0;
-        }
-        Ok(())
-    }
-
-    /// The first step of ending a transaction: the decision, durable. From here on the
-    /// transaction ends this way whatever fails: whoever coordinates it completes it.
-    fn decide(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        mut metadata: TxnMetadata,
-        commit: bool,
-    ) -> Result<TxnMetadata> {
-        metadata.state = if commit {
-            TxnState::PrepareCommit
-        } else {
-            TxnState::PrepareAbort
-        };
-        self.save(broker, inner, metadata.clone())?;
-        Ok(metadata)
-    }
-
-    /// The second step: markers written, committed offsets handed over, record completed.
-    /// Returns the completed record (already saved). Safe to repeat after a failure.
-    fn complete(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        mut metadata: TxnMetadata,
-        now_ms: i64,
-    ) -> Result<TxnMetadata> {
-        let commit = metadata.state == TxnState::PrepareCommit;
-        let marker = if commit {
-            Marker::Commit
-        } else {
-            Marker::Abort
-        };
-        write_markers(broker, &metadata, marker, now_ms)?;
-        if commit && let Some(sink) = self.offset_sink() {
-            for (group, offsets) in std::mem::take(&mut metadata.offsets) {
-                if let Err(error) = sink.commit_offsets(&group, offsets) {
-                    tracing::error!(%group, %error, "committing transactional offsets failed");
-                }
-            }
-        }
-        metadata.partitions.clear();
-        metadata.offsets.clear();
-        metadata.state = if commit {
-            TxnState::CompleteCommit
-        } else {
-            TxnState::CompleteAbort
-        };
-        self.save(broker, inner, metadata.clone())?;
-        Ok(metadata)
-    }
-
-    /// A transaction decided but not completed is completed now (its markers were not all
-    /// written: a partition without a leader, a coordinator that failed over). Until that
-    /// succeeds the producer's next step is refused with CONCURRENT_TRANSACTIONS, which
-    /// clients retry.
-    fn settle(
-        &self,
-        broker: &Broker,
-        inner: &mut Inner,
-        metadata: TxnMetadata,
-        now_ms: i64,
-    ) -> Result<TxnMetadata> {
-        if !metadata.is_completing() {
-            return Ok(metadata);
-        }
-        let id = metadata.transactional_id.clone();
-        self.complete(broker, inner, metadata, now_ms)
-            .map_err(|error| {
-                tracing::info!(transactional_id = %id, %error, "a decided transaction is not complete yet");
-                ProducerError::ConcurrentTransactions.into()
-            })
-    }
-
     /// The transaction of `transactional_id`, checked against the caller's id and epoch.
     fn checked(
         inner: &Inner,
@@ -299,27 +173,6 @@ impl TransactionCoordinator {
             return Err(ProducerError::ProducerFenced);
         }
         Ok(metadata.clone())
-    }
-
-    /// A partition a transaction may add: one this node hosts, or in a cluster one the
-    /// controller's metadata names (its leader may be any node).
-    fn check_partition(broker: &Broker, topic: &str, index: i32) -> Result<()> {
-        let Some(replication) = broker.replication() else {
-            return broker.partition(topic, index).map(drop);
-        };
-        let count = replication
-            .metadata
-            .current()
-            .topics
-            .get(topic)
-            .map_or(0, |topic| topic.partitions.len());
-        if usize::try_from(index).is_ok_and(|index| index < count) {
-            Ok(())
-        } else {
-            Err(BrokerError::UnknownTopicOrPartition(format!(
-                "{topic}-{index}"
-            )))
-        }
     }
 
     /// Opens the transaction unless it is open; refused while the last one is completing.
@@ -366,15 +219,10 @@ impl TransactionCoordinator {
         group: &str,
         now_ms: i64,
     ) -> Result<()> {
-        if broker.replication().is_some() {
-            // The group's coordinator is generally another node, and the hand-over of the
-            // offsets at commit is local (the sink). Refused rather than half done: a
-            // committed transaction whose offsets were lost would be consumed again.
-            return Err(BrokerError::NotInClusterMode(
-                "sending consumer offsets to a transaction",
-            ));
-        }
-        if self.offset_sink().is_none() {
+        let in_cluster = broker.replication().is_some();
+        if in_cluster {
+            broker.groups().offsets_topic(broker)?;
+        } else if self.offset_sink().is_none() {
             return Err(ProducerError::CoordinatorNotAvailable("no group coordinator").into());
         }
         let mut inner = self.lock();
@@ -382,7 +230,17 @@ impl TransactionCoordinator {
         let mut metadata = Self::checked(&inner, transactional_id, producer_id, epoch)?;
         metadata = self.settle(broker, &mut inner, metadata, now_ms)?;
         Self::begin(&mut metadata, now_ms)?;
-        metadata.offsets.entry(group.to_string()).or_default();
+        if in_cluster {
+            // The group's coordinator is generally another node: its offsets partition
+            // joins the transaction, and the marker there makes the offsets the group
+            // coordinator staged the group's (`group::txn_offsets`).
+            let offsets_partition = GroupCoordinator::partition_of(group);
+            metadata
+                .partitions
+                .insert((OFFSETS_TOPIC.to_string(), offsets_partition));
+        } else {
+            metadata.offsets.entry(group.to_string()).or_default();
+        }
         self.save(broker, &mut inner, metadata)
     }
 
@@ -514,7 +372,12 @@ impl TransactionCoordinator {
 
     /// Persists (in a cluster: replicated in `__transaction_state`), then publishes in
     /// memory.
-    fn save(&self, broker: &Broker, inner: &mut Inner, metadata: TxnMetadata) -> Result<()> {
+    pub(super) fn save(
+        &self,
+        broker: &Broker,
+        inner: &mut Inner,
+        metadata: TxnMetadata,
+    ) -> Result<()> {
         if broker.replication().is_some() {
             txn_log::append(broker, &metadata)?;
         } else {
@@ -526,89 +389,6 @@ impl TransactionCoordinator {
         inner
             .txns
             .insert(metadata.transactional_id.clone(), metadata);
-        Ok(())
-    }
-}
-
-/// Appends the marker to every partition of the transaction. A partition deleted since it
-/// was added is skipped: nobody can read it any more. In a cluster the marker is proposed
-/// to each partition's Raft group, wherever it is led.
-fn write_markers(
-    broker: &Broker,
-    metadata: &TxnMetadata,
-    marker: Marker,
-    now_ms: i64,
-) -> Result<()> {
-    for (topic, index) in &metadata.partitions {
-        let written = match broker.replication() {
-            Some(replication) => {
-                let batch = marker_batch(metadata.producer_id, metadata.epoch, marker, now_ms)
-                    .map_err(|error| BrokerError::Metadata(error.to_string()))?;
-                replication.write_marker(broker, topic, *index, batch.to_vec())
-            }
-            None => broker.partition(topic, *index).and_then(|partition| {
-                partition
-                    .append_marker(metadata.producer_id, metadata.epoch, marker, now_ms)
-                    .map(drop)
-            }),
-        };
-        match written {
-            Ok(()) | Err(BrokerError::UnknownTopicOrPartition(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
-}
-
-impl PartitionCoordinator for TransactionCoordinator {
-    fn topic(&self) -> &'static str {
-        TXN_STATE_TOPIC
-    }
-
-    fn loaded(&self) -> BTreeSet<i32> {
-        self.lock().loaded.clone()
-    }
-
-    fn forget(&self, index: i32) {
-        let mut inner = self.lock();
-        inner.loaded.remove(&index);
-        inner
-            .txns
-            .retain(|id, _| txn_log::partition_of(id) != index);
-        let Inner {
-            txns, by_producer, ..
-        } = &mut *inner;
-        by_producer.retain(|_, id| txns.contains_key(id));
-    }
-
-    /// Replays `__transaction_state` partition `index`, replacing what was known of its
-    /// transactional ids. Transactions a Prepare record left half done are finished by the
-    /// next tick.
-    fn load(&self, broker: &Broker, index: i32) -> Result<()> {
-        let Some(partition) = broker
-            .topic(TXN_STATE_TOPIC)
-            .and_then(|topic| topic.partition(index).cloned())
-        else {
-            return Ok(());
-        };
-        let loaded = txn_log::replay(&partition)?;
-        let mut inner = self.lock();
-        inner
-            .txns
-            .retain(|id, _| txn_log::partition_of(id) != index);
-        for metadata in loaded {
-            inner
-                .by_producer
-                .insert(metadata.producer_id, metadata.transactional_id.clone());
-            inner
-                .txns
-                .insert(metadata.transactional_id.clone(), metadata);
-        }
-        let Inner {
-            txns, by_producer, ..
-        } = &mut *inner;
-        by_producer.retain(|_, id| txns.contains_key(id));
-        inner.loaded.insert(index);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! - [`coordinator`]: transactional id -> producer id and epoch, transaction state, fencing,
 //!   timeouts, over [`txn_metadata`] records; [`store`] persists them with the producer-id high-water mark
 //!   ([`id_allocator`]) on one node, [`txn_log`] in `__transaction_state` in a cluster.
+//!   Ending a transaction is [`txn_end`]'s; the coordinator in a cluster, [`txn_cluster`]'s.
 //! - [`sink`]: the port through which committed transactional offsets reach the group
 //!   coordinator.
 //!
@@ -24,6 +25,8 @@ pub mod partition_state;
 pub mod sequence;
 pub mod sink;
 pub mod store;
+pub mod txn_cluster;
+mod txn_end;
 pub mod txn_index;
 pub mod txn_log;
 pub mod txn_metadata;

@@ -86,7 +86,7 @@ pub fn append(broker: &Broker, metadata: &TxnMetadata) -> Result<()> {
 pub fn replay(partition: &Partition) -> Result<Vec<TxnMetadata>> {
     let mut latest: HashMap<String, TxnMetadata> = HashMap::new();
     crate::log_replay::replay_records(partition, |record| {
-        let Some(value) = record.value else {
+        let Some(value) = record.value.filter(|_| !record.control) else {
             return;
         };
         match serde_json::from_slice::<TxnMetadata>(&value) {

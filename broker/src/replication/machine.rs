@@ -7,7 +7,7 @@
 //! so a follower that becomes leader already knows every producer's last batches and
 //! deduplicates a retry that reaches it after a failover.
 
-use crate::producer::batch_header::ProducerBatch;
+use crate::producer::batch_header::{Marker, ProducerBatch, control_marker};
 use crate::producer::partition_state::ProducerState;
 use commerce_storage::raft::StateMachine;
 use std::sync::{Arc, Mutex};
@@ -27,10 +27,17 @@ pub(crate) fn decode_answer(answer: &[u8]) -> Option<(i64, i64)> {
     Some((i64::from_be_bytes(*base), i64::from_be_bytes(*last)))
 }
 
+/// Told of every transaction marker a replica applies: the producer id, whether it
+/// commits, and the marker's offset. The group coordinator watches its offsets partitions
+/// this way, since a transaction's offsets become the group's when its marker lands there,
+/// whoever wrote the marker. Called on Raft's apply path: it must not block.
+pub type MarkerObserver = Arc<dyn Fn(i64, bool, i64) + Send + Sync>;
+
 pub struct PartitionMachine {
     producers: Arc<Mutex<ProducerState>>,
     /// The offset after the last applied batch (committed: apply follows commit).
     applied_end: Arc<watch::Sender<i64>>,
+    observer: Option<MarkerObserver>,
 }
 
 impl PartitionMachine {
@@ -41,7 +48,14 @@ impl PartitionMachine {
         PartitionMachine {
             producers,
             applied_end,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of each marker applied here.
+    pub fn observing_markers(mut self, observer: Option<MarkerObserver>) -> PartitionMachine {
+        self.observer = observer;
+        self
     }
 
     fn producers(&self) -> std::sync::MutexGuard<'_, ProducerState> {
@@ -63,6 +77,11 @@ impl StateMachine for PartitionMachine {
         let last_offset = base_offset + i64::from(header.last_offset_delta);
         if header.has_producer() {
             self.producers().record(&header, batch, base_offset);
+        }
+        if header.control
+            && let (Some(observer), Some(marker)) = (&self.observer, control_marker(batch))
+        {
+            observer(header.producer_id, marker == Marker::Commit, base_offset);
         }
         self.applied_end.send_replace(last_offset + 1);
         encode_answer(base_offset, last_offset)

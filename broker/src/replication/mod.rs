@@ -18,12 +18,13 @@
 //!   metadata names (a node added or removed).
 //! - `ownership.rs`: the group and transaction coordinators following the leaders of
 //!   their internal topics' partitions.
-//! - `markers.rs`: transaction markers proposed to partition groups led anywhere.
+//! - `coordinator_writes.rs`: markers and transactional offsets proposed to partition
+//!   groups led anywhere.
 
 mod admin;
 mod balance;
+mod coordinator_writes;
 mod machine;
-mod markers;
 mod membership;
 pub mod ownership;
 mod reconcile;
@@ -31,7 +32,7 @@ mod replica;
 mod topics;
 
 pub use balance::run_leader_balancer;
-pub use machine::PartitionMachine;
+pub use machine::{MarkerObserver, PartitionMachine};
 pub use ownership::run_ownership;
 pub use reconcile::run_reconciler;
 pub use replica::{LEADER_LEASE, Replica};

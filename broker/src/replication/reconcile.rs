@@ -4,7 +4,7 @@
 //! holds a replica of, and the groups' leaders bring each one up to date (or send a
 //! snapshot when the log it needs is gone).
 
-use super::{PartitionMachine, Replica, Replication};
+use super::{MarkerObserver, PartitionMachine, Replica, Replication};
 use crate::broker::{Broker, Topic};
 use crate::controller::{ClusterMetadata, PartitionReplicas, TopicMetadata};
 use crate::error::{BrokerError, Result};
@@ -92,8 +92,18 @@ async fn open_topic(
         if !hosted || partitions.iter().any(|p| p.index == index) {
             continue;
         }
-        let partition =
-            open_partition(replication, metadata, &name, index, replicas, &log_config).await?;
+        // The group coordinator learns of transaction markers in its offsets partitions.
+        let observer = (wanted.name == crate::group::OFFSETS_TOPIC)
+            .then(|| broker.groups().marker_observer(index));
+        let partition = open_partition(
+            replication,
+            metadata,
+            &name,
+            (index, replicas),
+            &log_config,
+            observer,
+        )
+        .await?;
         partitions.push(partition);
     }
     partitions.sort_by_key(|partition| partition.index);
@@ -184,9 +194,9 @@ async fn open_partition(
     replication: &Replication,
     metadata: &ClusterMetadata,
     name: &TopicName,
-    index: i32,
-    replicas: &PartitionReplicas,
+    (index, replicas): (i32, &PartitionReplicas),
     log_config: &commerce_storage::LogConfig,
+    observer: Option<MarkerObserver>,
 ) -> Result<Arc<Partition>> {
     if replicas.group == 0 {
         return Err(BrokerError::Replication(format!(
@@ -217,7 +227,9 @@ async fn open_partition(
         replication.raft.open_partition_group(
             group,
             start.clone(),
-            Box::new(PartitionMachine::new(producers, end_offset)),
+            Box::new(
+                PartitionMachine::new(producers, end_offset).observing_markers(observer.clone()),
+            ),
             log_config.clone(),
         )
     };

@@ -1,13 +1,19 @@
-//! Transaction markers in a cluster. The transaction coordinator ends a transaction by
-//! proposing a marker batch to the Raft group of every partition in it. The partition may
-//! be led by another node, which this node need not even hold a replica of, so the marker
-//! goes to the group's leader over the Raft transport (`RaftNode::propose_at`): first to
-//! the leader this node knows of, then to each replica the metadata names, following
-//! NOT_LEADER hints. Every replica's state machine applies the marker, which closes the
-//! transaction there (the last stable offset moves on, an abort is indexed).
+//! Batches the coordinators write into partitions in a cluster, past the producer checks
+//! a client's batch gets:
+//! - transaction markers: the transaction coordinator ends a transaction by proposing a
+//!   marker to the Raft group of every partition in it. Every replica's state machine
+//!   applies it, which closes the transaction there (the last stable offset moves on, an
+//!   abort is indexed). Writing a marker twice is harmless (a partition with no open
+//!   transaction of that producer ignores it), so a retry after an ambiguous failure is
+//!   safe.
+//! - a transaction's consumer offsets, which the group coordinator stages in its offsets
+//!   partition as a transactional batch (no sequence: the coordinator writes it, not the
+//!   producer).
 //!
-//! Writing a marker twice is harmless (a partition with no open transaction of that
-//! producer ignores it), so a retry after an ambiguous failure is safe.
+//! The partition may be led by another node, which this node need not even hold a replica
+//! of, so the batch goes to the group's leader over the Raft transport
+//! (`RaftNode::propose_at`): first to the leader this node knows of, then to each replica
+//! the metadata names, following NOT_LEADER hints.
 
 use super::Replication;
 use super::machine::decode_answer;
@@ -17,7 +23,7 @@ use commerce_storage::raft::{GroupId, RaftGroupError};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// How many proposals one marker may take (leaders tried, hints followed).
+/// How many proposals one batch may take (leaders tried, hints followed).
 const MAX_ATTEMPTS: usize = 8;
 /// How long one proposal may take. The coordinator holds its lock meanwhile, so a dead or
 /// cut-off leader must not hold it long: the tick tries again.
@@ -26,15 +32,16 @@ const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(3);
 const NO_LEADER_PAUSE: Duration = Duration::from_millis(250);
 
 impl Replication {
-    /// Proposes `marker` (a whole marker batch) to partition `index` of `topic` and returns
-    /// once its group has committed it. Blocking: the coordinator is synchronous.
-    pub(crate) fn write_marker(
+    /// Proposes `batch` (one whole v2 batch) to partition `index` of `topic` and returns
+    /// its base and last offset once its group has committed it. Blocking: the
+    /// coordinators are synchronous.
+    pub(crate) fn propose_to_partition(
         &self,
         broker: &Broker,
         topic: &str,
         index: i32,
-        marker: Vec<u8>,
-    ) -> Result<()> {
+        batch: Vec<u8>,
+    ) -> Result<(i64, i64)> {
         let name = format!("{topic}-{index}");
         let metadata = self.metadata.current();
         let placed = metadata
@@ -51,7 +58,7 @@ impl Replication {
         candidates.extend(placed.replicas.iter().copied());
         let addresses = metadata.clone();
         super::wait_blocking(async move {
-            let mut last_error = String::from("no replica to ask");
+            let mut errors: Vec<String> = Vec::new();
             let mut attempts = 0;
             while attempts < MAX_ATTEMPTS {
                 let Some(node) = candidates.pop_front() else {
@@ -63,7 +70,7 @@ impl Replication {
                 };
                 attempts += 1;
                 let answer = if node == self.node_id {
-                    let proposal = self.raft.propose(group, marker.clone());
+                    let proposal = self.raft.propose(group, batch.clone());
                     tokio::time::timeout(PROPOSAL_TIMEOUT, proposal)
                         .await
                         .unwrap_or_else(|_| {
@@ -77,24 +84,25 @@ impl Replication {
                         continue;
                     };
                     self.raft
-                        .propose_at(node, &addr, group, marker.clone(), PROPOSAL_TIMEOUT)
+                        .propose_at(node, &addr, group, batch.clone(), PROPOSAL_TIMEOUT)
                         .await
                 };
                 match answer {
                     Ok(answer) => {
-                        return decode_answer(&answer).map(drop).ok_or_else(|| {
-                            BrokerError::Replication(format!("{name}: unreadable marker answer"))
+                        return decode_answer(&answer).ok_or_else(|| {
+                            BrokerError::Replication(format!("{name}: unreadable answer"))
                         });
                     }
                     Err(RaftGroupError::NotLeader {
                         leader: Some(leader),
                         ..
                     }) if leader != node => candidates.push_front(leader),
-                    Err(error) => last_error = error.to_string(),
+                    Err(error) => errors.push(format!("node {node}: {error}")),
                 }
             }
             Err(BrokerError::NotLeaderOrFollower(format!(
-                "{name}: no leader took the transaction marker ({last_error})"
+                "{name}: no leader took the batch ({})",
+                errors.join("; ")
             )))
         })?
     }
