@@ -19,6 +19,25 @@ impl Broker {
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))
     }
 
+    /// A coordinator's internal topic (`__consumer_offsets`, `__transaction_state`), created
+    /// on first need as Kafka does. Compaction alone must decide what goes: the log applies
+    /// time and size retention whatever cleanup.policy says, and an idle group's offsets or
+    /// a quiet transactional id's epoch must not age out.
+    pub fn internal_topic(&self, name: &str, partitions: i32) -> Result<Arc<Topic>> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        let config = TopicConfig::from_overrides([
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+        ])?;
+        match self.create_topic(name, partitions, config) {
+            Err(BrokerError::TopicAlreadyExists(_)) => self.existing_topic(name),
+            other => other,
+        }
+    }
+
     /// Grows `name` to `count` partitions (CreatePartitions). Kafka refuses a count that is
     /// not larger than the current one with INVALID_PARTITIONS; so do we.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {

@@ -23,6 +23,11 @@
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
 //! - [`replicated`]: a topic replicated on a three-node cluster: each node's Metadata view
 //!   (leader, epoch, replicas, ISR), waiting for agreed leaders, faults (kill, pause, isolate).
+//! - [`coordinators`]: where a group's or a transactional id's coordinator is (the leader of
+//!   its `__consumer_offsets` or `__transaction_state` partition), waiting until the nodes agree.
+//! - [`transactional`]: a transactional producer's run of numbered transactions, each one's
+//!   outcome as the client saw it, and the read-back that checks them (whole, once, atomic).
+//! - [`eos`]: a consume-transform-produce worker committing its offsets in its transactions.
 //! - [`workload`]: an idempotent producer of unique values and the check of its history.
 //! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
 //! - [`proxy`]: a TCP proxy that can drop a response and cut the connection, to make
@@ -34,7 +39,9 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod coordinators;
 pub mod envelopes;
+pub mod eos;
 pub mod group;
 pub mod history;
 pub mod http;
@@ -46,6 +53,7 @@ pub mod orders;
 pub mod proxy;
 pub mod raw;
 pub mod replicated;
+pub mod transactional;
 pub mod wire;
 pub mod workload;
 

@@ -4,7 +4,6 @@
 
 use crate::broker::Broker;
 use crate::group::commit::PartitionCommit;
-use crate::producer::TxnOffset;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -12,60 +11,6 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
-    if broker.replication().is_some() {
-        return cluster(broker, request);
-    }
-    let offsets: Vec<TxnOffset> = request
-        .topics
-        .iter()
-        .flat_map(|topic| {
-            topic.partitions.iter().map(|partition| {
-                (
-                    topic.name.0.to_string(),
-                    partition.partition_index,
-                    partition.committed_offset,
-                    partition.committed_metadata.as_ref().map(|m| m.to_string()),
-                )
-            })
-        })
-        .collect();
-    let result = broker.transactions.stage_offsets(
-        broker,
-        request.transactional_id.0.as_str(),
-        request.producer_id.0,
-        request.producer_epoch,
-        request.group_id.0.as_str(),
-        offsets,
-    );
-    let error_code = match result {
-        Ok(()) => 0,
-        Err(error) => {
-            tracing::debug!(%error, "TxnOffsetCommit refused");
-            error.kafka_code()
-        }
-    };
-    let mut response = TxnOffsetCommitResponse::default();
-    for topic in request.topics {
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|partition| {
-                TxnOffsetCommitResponsePartition::default()
-                    .with_partition_index(partition.partition_index)
-                    .with_error_code(error_code)
-            })
-            .collect();
-        response.topics.push(
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(topic.name)
-                .with_partitions(partitions),
-        );
-    }
-    response
-}
-
-/// In a cluster: the group coordinator stages the offsets in its offsets partition.
-fn cluster(broker: &Arc<Broker>, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let offsets: Vec<PartitionCommit> = request
         .topics
         .iter()
@@ -83,25 +28,55 @@ fn cluster(broker: &Arc<Broker>, request: TxnOffsetCommitRequest) -> TxnOffsetCo
             })
         })
         .collect();
-    let mut results = broker
-        .groups()
-        .stage_transactional(
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let group = request.group_id.0.as_str();
+    // One error code per partition, in request order.
+    let errors: Vec<i16> = if broker.replication().is_some() {
+        broker
+            .groups()
+            .stage_transactional(broker, group, producer, &offsets)
+            .into_iter()
+            .map(|error| error.map_or(0, |error| error.code()))
+            .collect()
+    } else {
+        let staged = offsets
+            .iter()
+            .map(|o| {
+                (
+                    o.topic.clone(),
+                    o.partition,
+                    o.offset,
+                    Some(o.metadata.clone()),
+                )
+            })
+            .collect();
+        let result = broker.transactions.stage_offsets(
             broker,
-            request.group_id.0.as_str(),
-            (request.producer_id.0, request.producer_epoch),
-            &offsets,
-        )
-        .into_iter();
+            request.transactional_id.0.as_str(),
+            producer.0,
+            producer.1,
+            group,
+            staged,
+        );
+        let code = result.map_or_else(
+            |error| {
+                tracing::debug!(%error, "TxnOffsetCommit refused");
+                error.kafka_code()
+            },
+            |()| 0,
+        );
+        vec![code; offsets.len()]
+    };
+    let mut errors = errors.into_iter();
     let mut response = TxnOffsetCommitResponse::default();
     for topic in request.topics {
         let partitions = topic
             .partitions
             .iter()
             .map(|partition| {
-                let error = results.next().flatten().map_or(0, |error| error.code());
                 TxnOffsetCommitResponsePartition::default()
                     .with_partition_index(partition.partition_index)
-                    .with_error_code(error)
+                    .with_error_code(errors.next().unwrap_or(0))
             })
             .collect();
         response.topics.push(

@@ -9,7 +9,6 @@ use crate::broker::{Broker, Topic};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::record_batch;
-use crate::topic_config::TopicConfig;
 use bytes::Bytes;
 use kafka_protocol::records::Record;
 use std::sync::Arc;
@@ -37,22 +36,7 @@ impl GroupCoordinator {
 
     /// The offsets topic, created compacted on first need (as Kafka does).
     pub fn offsets_topic(&self, broker: &Broker) -> Result<Arc<Topic>> {
-        if let Some(topic) = broker.topic(OFFSETS_TOPIC) {
-            return Ok(topic);
-        }
-        // Compaction alone must decide what goes: the log applies time and size retention
-        // whatever cleanup.policy says, and an idle group's offsets must not age out.
-        let config = TopicConfig::from_overrides([
-            ("cleanup.policy", "compact"),
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-        ])?;
-        match broker.create_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS, config) {
-            Err(BrokerError::TopicAlreadyExists(_)) => broker
-                .topic(OFFSETS_TOPIC)
-                .ok_or_else(|| BrokerError::UnknownTopicOrPartition(OFFSETS_TOPIC.into())),
-            other => other,
-        }
+        broker.internal_topic(OFFSETS_TOPIC, OFFSETS_PARTITIONS)
     }
 
     /// Appends records for one group to its `__consumer_offsets` partition.

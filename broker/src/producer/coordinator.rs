@@ -383,12 +383,17 @@ impl TransactionCoordinator {
         } else {
             self.store.put_transaction(&metadata)?;
         }
-        inner
-            .by_producer
-            .insert(metadata.producer_id, metadata.transactional_id.clone());
-        inner
-            .txns
-            .insert(metadata.transactional_id.clone(), metadata);
+        inner.publish(metadata);
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Makes `metadata` the record of its transactional id in memory.
+    pub(super) fn publish(&mut self, metadata: TxnMetadata) {
+        self.by_producer
+            .insert(metadata.producer_id, metadata.transactional_id.clone());
+        self.txns
+            .insert(metadata.transactional_id.clone(), metadata);
     }
 }

@@ -95,12 +95,7 @@ impl PartitionCoordinator for TransactionCoordinator {
             .txns
             .retain(|id, _| txn_log::partition_of(id) != index);
         for metadata in loaded {
-            inner
-                .by_producer
-                .insert(metadata.producer_id, metadata.transactional_id.clone());
-            inner
-                .txns
-                .insert(metadata.transactional_id.clone(), metadata);
+            inner.publish(metadata);
         }
         let Inner {
             txns, by_producer, ..

@@ -14,7 +14,6 @@ use crate::broker::{Broker, Topic};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::record_batch;
-use crate::topic_config::TopicConfig;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,23 +28,9 @@ pub fn partition_of(transactional_id: &str) -> i32 {
     crate::group::offsets::partition_for(transactional_id, TXN_STATE_PARTITIONS)
 }
 
-/// The topic, created on first need as Kafka does. Like `__consumer_offsets`, nothing may
-/// age out of it: a quiet transactional id's epoch must survive.
+/// The topic, created on first need.
 pub fn topic(broker: &Broker) -> Result<Arc<Topic>> {
-    if let Some(topic) = broker.topic(TXN_STATE_TOPIC) {
-        return Ok(topic);
-    }
-    let config = TopicConfig::from_overrides([
-        ("cleanup.policy", "compact"),
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-    ])?;
-    match broker.create_topic(TXN_STATE_TOPIC, TXN_STATE_PARTITIONS, config) {
-        Err(BrokerError::TopicAlreadyExists(_)) => broker
-            .topic(TXN_STATE_TOPIC)
-            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(TXN_STATE_TOPIC.into())),
-        other => other,
-    }
+    broker.internal_topic(TXN_STATE_TOPIC, TXN_STATE_PARTITIONS)
 }
 
 /// The partition of `transactional_id` on this node, if it holds a replica.
