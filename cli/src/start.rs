@@ -291,9 +291,24 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// openraft logs every failed RPC to an unreachable peer, for each group, several lines a
+/// heartbeat, and every election step at INFO. The Raft transport says once when a peer
+/// becomes unreachable and again when it answers; unless a filter names openraft itself,
+/// only openraft's warnings and errors outside that chatter are kept.
+const QUIET_OPENRAFT: &str =
+    "openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off";
+
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+    let wanted = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| filter.to_string());
+    let directives = if wanted.contains("openraft") {
+        wanted
+    } else {
+        format!("{wanted},{QUIET_OPENRAFT}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

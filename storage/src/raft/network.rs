@@ -163,6 +163,9 @@ impl Link {
 /// The connection to one peer, dialled on first use and re-dialled after a failure.
 pub struct PeerClient {
     addr: String,
+    /// Whether the last dial succeeded: a peer going away is logged once, not at every
+    /// heartbeat of every group (openraft's own per-RPC logs are filtered by default).
+    reachable: AtomicBool,
     /// Connections this node has dialled, over all peers (shared with [`Peers`]).
     dialled: Arc<AtomicU64>,
     link: tokio::sync::Mutex<Option<Arc<Link>>>,
@@ -173,6 +176,7 @@ impl PeerClient {
     fn new(addr: String, dialled: Arc<AtomicU64>) -> Self {
         Self {
             addr,
+            reachable: AtomicBool::new(true),
             dialled,
             link: tokio::sync::Mutex::new(None),
             next_id: AtomicU64::new(1),
@@ -187,7 +191,18 @@ impl PeerClient {
             return Ok(link.clone());
         }
         *slot = None;
-        let link = Arc::new(Link::connect(&self.addr).await?);
+        let link = match Link::connect(&self.addr).await {
+            Ok(link) => Arc::new(link),
+            Err(error) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(peer = %self.addr, %error, "raft peer unreachable; retrying until it answers");
+                }
+                return Err(error);
+            }
+        };
+        if !self.reachable.swap(true, Ordering::Relaxed) {
+            tracing::info!(peer = %self.addr, "raft peer reachable again");
+        }
         self.dialled.fetch_add(1, Ordering::Relaxed);
         *slot = Some(link.clone());
         Ok(link)
