@@ -22,68 +22,7 @@ fn retention_purges_old_segments_on_a_replicated_partition() {
         "retention_purges_old_segments_on_a_replicated_partition",
         Duration::from_secs(120),
     );
-    let mut cluster = Cluster::start(3);
-    let bootstrap: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
-    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", "16384");
-    let admin = kafka::admin(&bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let results = kafka::block_on(admin.create_topics([&topic], &kafka::admin_options()));
-        if results.is_ok_and(|results| results.iter().all(Result::is_ok)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cannot create {TOPIC}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-
-    // About 600 KiB in small batches: dozens of 16 KiB segments against a 64 KiB limit.
-    let producer = kafka::producer(&bootstrap, &[("linger.ms", "1"), ("batch.size", "4096")]);
-    let padding = "x".repeat(180);
-    for value in 0..RECORDS {
-        kafka::send(
-            &producer,
-            TOPIC,
-            None,
-            &format!("{value:06}-{padding}"),
-            Some(0),
-            None,
-        );
-    }
-    assert_eq!(kafka::flush_all_acked(&producer).len(), RECORDS);
-    assert_eq!(
-        kafka::watermarks(&bootstrap, TOPIC, 0).0,
-        0,
-        "nothing is purged while retention keeps everything"
-    );
-
-    // AlterConfigs replaces the whole set: keep the segment size, cap the size.
-    let alter = AlterConfig::new(ResourceSpecifier::Topic(TOPIC))
-        .set("segment.bytes", "16384")
-        .set("retention.bytes", "65536");
-    kafka::block_on(admin.alter_configs([&alter], &kafka::admin_options())).unwrap();
-    for id in 1..=3 {
-        assert_eq!(
-            kafka::topic_config(&cluster.node(id).bootstrap(), TOPIC, "retention.bytes").as_deref(),
-            Some("65536"),
-            "node {id} describes the new config"
-        );
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (start, end) = loop {
-        let (start, end) = kafka::watermarks(&bootstrap, TOPIC, 0);
-        if start > 0 {
-            break (start, end);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "retention did not move the log start (watermarks {start}..{end})"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let (_cluster, bootstrap, (start, end)) = purged_cluster();
     let records = kafka::read_all(&bootstrap, TOPIC, &[0], Duration::from_secs(60));
     let values: Vec<usize> = records
         .iter()
@@ -162,6 +101,67 @@ fn a_wiped_replica_gets_every_retained_record_back() {
         "a_wiped_replica_gets_every_retained_record_back",
         Duration::from_secs(120),
     );
+    let (mut cluster, bootstrap, (start, end)) = purged_cluster();
+
+    // Wipe a follower of partition 0 and let it catch up: the leader's log no longer
+    // starts at 0, so it is sent a snapshot.
+    let consumer = kafka::consumer(&bootstrap);
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .unwrap();
+    let leader = u64::try_from(metadata.topics()[0].partitions()[0].leader()).unwrap();
+    let victim = (1..=3u64).find(|id| *id != leader).unwrap();
+    cluster.node(victim).kill();
+    let dir = cluster.node(victim).data_dir();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    cluster.node(victim).restart();
+
+    // Every replica must hold what the partition retains: the first segment of the
+    // wiped replica's partition log may not start after the log start the leader had.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let first = first_segment_offsets(&cluster.node(victim).data_dir());
+        if !first.is_empty() && first.iter().all(|offset| *offset <= start) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {victim}, wiped, holds its partition logs from {first:?}, \
+             not from the log start {start} (log {start}..{end})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`
+/// that does not start at 0: this topic's, once retention or a snapshot moved its start
+/// (the node's other groups are small and start at 0).
+fn first_segment_offsets(data_dir: &std::path::Path) -> Vec<i64> {
+    let Ok(groups) = std::fs::read_dir(data_dir.join("raft").join("groups")) else {
+        return Vec::new();
+    };
+    groups
+        .flatten()
+        .filter_map(|group| {
+            let mut offsets: Vec<i64> = std::fs::read_dir(group.path().join("log"))
+                .ok()?
+                .flatten()
+                .filter_map(|file| {
+                    let name = file.file_name().to_string_lossy().to_string();
+                    name.strip_suffix(".log")?.parse().ok()
+                })
+                .collect();
+            offsets.sort_unstable();
+            offsets.first().copied().filter(|first| *first > 0)
+        })
+        .collect()
+}
+
+/// Three nodes with [`TOPIC`] (one partition on all three, 16 KiB segments) holding
+/// [`RECORDS`] records, then capped by AlterConfigs to 64 KiB: returns the cluster, its
+/// bootstrap list and the partition's watermarks once retention has moved its log start.
+fn purged_cluster() -> (Cluster, String, (i64, i64)) {
     let mut cluster = Cluster::start(3);
     let bootstrap: String = (1..=3)
         .map(|id| cluster.node(id).bootstrap())
@@ -224,58 +224,5 @@ fn a_wiped_replica_gets_every_retained_record_back() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
-
-    // Wipe a follower of partition 0 and let it catch up: the leader's log no longer
-    // starts at 0, so it is sent a snapshot.
-    let consumer = kafka::consumer(&bootstrap);
-    let metadata = consumer
-        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
-        .unwrap();
-    let leader = u64::try_from(metadata.topics()[0].partitions()[0].leader()).unwrap();
-    let victim = (1..=3u64).find(|id| *id != leader).unwrap();
-    cluster.node(victim).kill();
-    let dir = cluster.node(victim).data_dir();
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::create_dir_all(&dir).unwrap();
-    cluster.node(victim).restart();
-
-    // Every replica must hold what the partition retains: the first segment of the
-    // wiped replica's partition log may not start after the log start the leader had.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let first = first_segment_offsets(&cluster.node(victim).data_dir());
-        if !first.is_empty() && first.iter().all(|offset| *offset <= start) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {victim}, wiped, holds its partition logs from {first:?}, \
-             not from the log start {start} (log {start}..{end})"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`
-/// that does not start at 0: this topic's, once retention or a snapshot moved its start
-/// (the node's other groups are small and start at 0).
-fn first_segment_offsets(data_dir: &std::path::Path) -> Vec<i64> {
-    let Ok(groups) = std::fs::read_dir(data_dir.join("raft").join("groups")) else {
-        return Vec::new();
-    };
-    groups
-        .flatten()
-        .filter_map(|group| {
-            let mut offsets: Vec<i64> = std::fs::read_dir(group.path().join("log"))
-                .ok()?
-                .flatten()
-                .filter_map(|file| {
-                    let name = file.file_name().to_string_lossy().to_string();
-                    name.strip_suffix(".log")?.parse().ok()
-                })
-                .collect();
-            offsets.sort_unstable();
-            offsets.first().copied().filter(|first| *first > 0)
-        })
-        .collect()
+    (cluster, bootstrap, (start, end))
 }
