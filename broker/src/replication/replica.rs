@@ -70,14 +70,28 @@ impl Replica {
 
     /// Retention on this replica: the log is the group's Raft log, so segments retention
     /// would delete are purged through Raft (up to the last entry wholly below the first
-    /// kept segment) instead of deleted under it. Each replica purges its own log.
+    /// kept segment) instead of deleted under it. Each replica purges its own log. Batches
+    /// Raft has purged already (a replica that installed a snapshot holds the ones the
+    /// leader retained below it) are deleted here directly.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<()> {
         let Some(start) = self.log.log().retention_start(now_ms) else {
             return Ok(());
         };
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.discard_purged_below(start))
+            .await
+            .map_err(|error| BrokerError::Replication(error.to_string()))?
+            .map_err(|error| BrokerError::Replication(error.to_string()))?;
         let Some(index) = self.log.last_index_below(start) else {
             return Ok(());
         };
+        if self
+            .log
+            .last_purged()
+            .is_some_and(|purged| purged.index >= index)
+        {
+            return Ok(());
+        }
         self.raft
             .purge_through(self.group, index)
             .await

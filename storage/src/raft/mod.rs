@@ -17,6 +17,8 @@
 //! - `partition_store.rs`: the other log store kind, for partition groups: the Raft log IS
 //!   the partition's Kafka log (one entry = one v2 batch, term = partitionLeaderEpoch);
 //!   `partition_index.rs`: its Raft index <-> offset mapping and epoch cache;
+//!   `partition_snapshot.rs` / `partition_install.rs`: a partition snapshot's bytes (with
+//!   the retained batches it carries to a replica) and installing it into the log;
 //!   `control_batch.rs`: blank and membership entries as Kafka control batches.
 //! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots).
 //! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
@@ -37,7 +39,11 @@ mod network;
 mod node;
 mod partition_entries;
 mod partition_index;
+mod partition_install;
+#[cfg(test)]
+mod partition_install_tests;
 mod partition_log_store;
+mod partition_snapshot;
 mod partition_store;
 #[cfg(test)]
 mod partition_suite;

@@ -235,8 +235,9 @@ impl RaftNode {
             .map_err(|e| storage_error(group, &e))?;
         let log_store = PartitionLogStore::new(shared.clone());
         let config = self.partition_config.clone();
-        self.run_group(group, start, config, log_store, state_machine)
+        self.run_group(group, start, config, log_store, state_machine.clone())
             .await?;
+        state_machine.attach_retained().await;
         self.router.mark_partition(group);
         Ok(shared)
     }

@@ -224,7 +224,7 @@ impl PartitionRaftLog {
         } else {
             // Past the log end: only a snapshot install does that, and the snapshot says
             // where the leader's log continues. openraft may purge before its state machine
-            // worker installed it; the reset then waits for `set_snapshot_next`.
+            // worker installed it; the reset then waits for `install_snapshot_log`.
             planned.pending_reset = true;
             match state.snapshot_next {
                 Some((index, offset)) if index == log_id.index && offset >= 0 => {
@@ -239,6 +239,13 @@ impl PartitionRaftLog {
         }
         if matches!(then, Then::Nothing) {
             planned.offsets = std::mem::take(&mut state.offsets);
+        }
+        if matches!(then, Then::AwaitSnapshot) {
+            // Nothing durable yet: a crash before the install leaves the old log and its
+            // metadata as they were, and the leader sends the snapshot again. The install
+            // (`install_snapshot_log`) makes the purge durable with the new log.
+            *state = planned;
+            return Ok(());
         }
         self.write_meta(
             &[

@@ -37,7 +37,8 @@ pub struct Anchor {
 /// Everything the store knows about its entries besides their bytes.
 #[derive(Debug, Clone, Default)]
 pub struct IndexState {
-    /// Raft index of `offsets[0]`.
+    /// Raft index of `offsets[0]`. At most `last_purged + 1`: after a snapshot install the
+    /// log also holds the batches the sender retained below its snapshot.
     pub first_index: u64,
     /// Base offset of each entry's batch, entry `first_index + k` at slot `k`.
     pub offsets: Vec<i64>,
@@ -51,7 +52,8 @@ pub struct IndexState {
     pub snapshot_next: Option<(u64, i64)>,
     /// The log was purged past its end and the offset where it continues is not known yet:
     /// openraft may purge before its state machine worker has installed the snapshot that
-    /// says. The log is reset when that arrives (see `PartitionRaftLog::set_snapshot_next`).
+    /// says. The log is reset when that arrives (see `PartitionRaftLog::install_snapshot_log`).
+    /// Also set while a snapshot's retained batches are being installed.
     pub pending_reset: bool,
 }
 
@@ -87,6 +89,19 @@ impl IndexState {
             return Some(self.end_offset);
         }
         self.offset_of(next)
+    }
+
+    /// The last entry whose batch lies wholly below `offset`. `None` if there is none.
+    pub fn last_index_below(&self, offset: i64) -> Option<u64> {
+        let starting_at_or_below = self.offsets.partition_point(|base| *base <= offset);
+        let wholly_below =
+            if starting_at_or_below == self.offsets.len() && self.end_offset <= offset {
+                starting_at_or_below
+            } else {
+                starting_at_or_below.checked_sub(1)?
+            };
+        let count = u64::try_from(wholly_below).ok()?;
+        (self.first_index + count).checked_sub(1)
     }
 
     /// The epoch entry `index` belongs to.

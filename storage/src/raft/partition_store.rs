@@ -18,7 +18,8 @@
 //! durable metadata first, so open can finish an interrupted purge or reset.
 //!
 //! Files: this one (the shared handle: open, recovery, the broker's accessors),
-//! `partition_entries` (the log operations), `partition_log_store` (openraft's traits).
+//! `partition_entries` (the log operations), `partition_install` (snapshots: the retained
+//! batches they carry, and installing them), `partition_log_store` (openraft's traits).
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -200,16 +201,7 @@ impl PartitionRaftLog {
     /// The last entry whose batch lies wholly below `offset`: purging the log through it
     /// frees everything below `offset` and nothing above. `None` if there is none.
     pub fn last_index_below(&self, offset: i64) -> Option<u64> {
-        let state = self.read();
-        let starting_at_or_below = state.offsets.partition_point(|base| *base <= offset);
-        let wholly_below =
-            if starting_at_or_below == state.offsets.len() && state.end_offset <= offset {
-                starting_at_or_below
-            } else {
-                starting_at_or_below.checked_sub(1)?
-            };
-        let count = u64::try_from(wholly_below).ok()?;
-        (state.first_index + count).checked_sub(1)
+        self.read().last_index_below(offset)
     }
 
     /// The index of the first entry in the log and one past the last.
@@ -218,23 +210,8 @@ impl PartitionRaftLog {
         (state.first_index, state.end_index())
     }
 
-    /// Remembers where the leader's log continues after an installed snapshot (its last
-    /// index and the offset after it), and finishes a purge past the log end that was
-    /// waiting for exactly that: the log restarts empty at `next_offset`.
-    pub(crate) fn set_snapshot_next(
-        &self,
-        last_index: u64,
-        next_offset: i64,
-    ) -> Result<(), PartitionStoreError> {
-        let mut state = self.write();
-        state.snapshot_next = Some((last_index, next_offset));
-        if state.pending_reset && state.first_index == last_index + 1 && next_offset >= 0 {
-            self.reset_locked(&mut state, next_offset)?;
-        }
-        Ok(())
-    }
-
-    /// Records the anchor, then empties the log to restart at `offset`.
+    /// Records the purge mark, the anchor and the epochs, then empties the log to restart at
+    /// `offset`.
     pub(super) fn reset_locked(
         &self,
         state: &mut IndexState,
@@ -244,10 +221,14 @@ impl PartitionRaftLog {
             index: state.first_index,
             offset,
         };
-        self.write_meta(
-            &[(ANCHOR, serde_json::to_vec(&anchor)?)],
-            Durability::Immediate,
-        )?;
+        let mut meta = vec![
+            (ANCHOR, serde_json::to_vec(&anchor)?),
+            (EPOCHS, serde_json::to_vec(&state.epochs)?),
+        ];
+        if let Some(purged) = state.last_purged {
+            meta.push((LAST_PURGED, serde_json::to_vec(&purged)?));
+        }
+        self.write_meta(&meta, Durability::Immediate)?;
         self.log.reset_to(offset)?;
         state.offsets.clear();
         state.end_offset = offset;

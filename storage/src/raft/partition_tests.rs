@@ -16,11 +16,11 @@ use crate::log::ReadOptions;
 use crate::log::batch::{BatchHeader, Batches};
 use crate::log::tests::support::batch;
 
-fn log_id(term: u64, node: u64, index: u64) -> LogId {
+pub(super) fn log_id(term: u64, node: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, node), index)
 }
 
-fn blank(term: u64, node: u64, index: u64) -> Entry {
+pub(super) fn blank(term: u64, node: u64, index: u64) -> Entry {
     Entry {
         log_id: log_id(term, node, index),
         payload: EntryPayload::Blank,
@@ -28,19 +28,19 @@ fn blank(term: u64, node: u64, index: u64) -> Entry {
 }
 
 /// A normal entry: one batch of `records` records.
-fn normal(term: u64, node: u64, index: u64, records: i32) -> Entry {
+pub(super) fn normal(term: u64, node: u64, index: u64, records: i32) -> Entry {
     Entry {
         log_id: log_id(term, node, index),
         payload: EntryPayload::Normal(Command(batch(records, 20 + index as usize, 1000))),
     }
 }
 
-fn open(dir: &std::path::Path) -> Arc<PartitionRaftLog> {
+pub(super) fn open(dir: &std::path::Path) -> Arc<PartitionRaftLog> {
     PartitionRaftLog::open(dir, small_segments()).unwrap()
 }
 
 /// Every stored batch of the partition log: (base offset, leader epoch, attributes, bytes).
-fn stored_batches(log: &PartitionRaftLog) -> Vec<(i64, i32, i16, Vec<u8>)> {
+pub(super) fn stored_batches(log: &PartitionRaftLog) -> Vec<(i64, i32, i16, Vec<u8>)> {
     let log = log.log();
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
@@ -275,7 +275,8 @@ fn a_purge_past_the_log_end_restarts_the_log_where_the_snapshot_says() {
         log.purge_entries(log_id(3, 2, 20)).unwrap();
         assert!(log.append_entries(&[normal(3, 2, 21, 2)]).is_err());
         // The snapshot up to index 20 comes from a leader whose log continues at 500.
-        log.set_snapshot_next(20, 500).unwrap();
+        log.install_snapshot_log(log_id(3, 2, 20), 500, None)
+            .unwrap();
         assert_eq!(log.log().log_start_offset(), 500);
         assert_eq!(log.log().log_end_offset(), 500);
         assert!(log.read_entries(0, 100).unwrap().is_empty());
@@ -312,7 +313,8 @@ fn a_snapshot_installed_before_the_purge_resets_the_log_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.append_entries(&six_entries()).unwrap();
-    log.set_snapshot_next(30, 900).unwrap();
+    log.install_snapshot_log(log_id(3, 2, 30), 900, None)
+        .unwrap();
     assert_eq!(
         log.log().log_end_offset(),
         16,
@@ -325,19 +327,26 @@ fn a_snapshot_installed_before_the_purge_resets_the_log_at_once() {
 }
 
 #[test]
-fn a_crash_between_the_purge_and_the_snapshot_install_resets_on_reopen() {
+fn a_crash_before_the_snapshot_install_leaves_the_old_log_for_the_purge_to_redo() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open(dir.path());
         log.append_entries(&six_entries()).unwrap();
+        // Past the log end, before the install: nothing is durable yet.
         log.purge_entries(log_id(3, 2, 20)).unwrap();
     }
     let log = open(dir.path());
-    assert_eq!(log.index_range(), (21, 21));
-    // What the state machine adapter does on open with the snapshot file it finds.
-    log.set_snapshot_next(20, 700).unwrap();
+    assert_eq!(log.index_range(), (0, 6), "the old log, as it was");
+    assert_eq!(log.last_purged(), None);
+    // What happens after the install: the adapter's open finds the snapshot file, openraft
+    // purges through the snapshot's last entry ("the hole" between log and snapshot).
+    log.install_snapshot_log(log_id(3, 2, 20), 700, None)
+        .unwrap();
+    log.purge_entries(log_id(3, 2, 20)).unwrap();
     log.append_entries(&[normal(3, 2, 21, 2)]).unwrap();
     assert_eq!(log.offset_of(21), Some(700));
     drop(log);
-    assert_eq!(open(dir.path()).offset_of(21), Some(700));
+    let log = open(dir.path());
+    assert_eq!(log.offset_of(21), Some(700));
+    assert_eq!(log.last_purged(), Some(log_id(3, 2, 20)));
 }

@@ -18,6 +18,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::partition_snapshot::PartitionSnapshot;
 use super::partition_store::PartitionRaftLog;
 use super::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -104,21 +105,10 @@ struct Inner {
     dir: PathBuf,
     /// Set for a partition group: its snapshots also carry where the log continues.
     partition: Option<Arc<PartitionRaftLog>>,
-}
-
-/// A partition group's snapshot data: the offset after the snapshot's last entry (8 bytes,
-/// big-endian) and then the caller's state. The log itself is not in the snapshot: a
-/// replica that installs it restarts its log empty at that offset and receives the entries
-/// after it from the leader.
-fn split_partition_snapshot(data: &[u8]) -> Result<(i64, &[u8]), std::io::Error> {
-    data.split_first_chunk::<8>()
-        .map(|(offset, rest)| (i64::from_be_bytes(*offset), rest))
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "partition snapshot shorter than its next-offset prefix",
-            )
-        })
+    /// Whether a partition snapshot handed to openraft carries the retained batches. Off
+    /// while `Raft::new` reads the snapshot (it looks at the meta only): reading a whole
+    /// partition on every open would be wasted.
+    attach_retained: bool,
 }
 
 /// openraft's view of a caller's [`StateMachine`]; cheap to clone (the snapshot builder is
@@ -129,11 +119,11 @@ pub struct GroupStateMachine {
 }
 
 fn sm_read_err(e: &(impl std::error::Error + 'static)) -> StorageError {
-    StorageIOError::read_state_machine(AnyError::new(e)).into()
+    StorageIOError::read_state_machine(AnyError::from_dyn(e, None)).into()
 }
 
 fn sm_write_err(e: &(impl std::error::Error + 'static)) -> StorageError {
-    StorageIOError::write_state_machine(AnyError::new(e)).into()
+    StorageIOError::write_state_machine(AnyError::from_dyn(e, None)).into()
 }
 
 impl GroupStateMachine {
@@ -162,18 +152,35 @@ impl GroupStateMachine {
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| sm_write_err(&e))?;
         let snapshot = StoredSnapshot::read(dir).map_err(|e| sm_read_err(&e))?;
-        let (last_applied, last_membership) = match &snapshot {
+        let mut snapshot = snapshot;
+        let (last_applied, last_membership) = match &mut snapshot {
             Some(snapshot) => {
                 let state = match &partition {
                     Some(partition) => {
-                        let (next_offset, state) = split_partition_snapshot(&snapshot.data)
+                        let parsed = PartitionSnapshot::parse(&snapshot.data)
                             .map_err(|e| sm_read_err(&e))?;
                         if let Some(last) = snapshot.meta.last_log_id {
                             partition
-                                .set_snapshot_next(last.index, next_offset)
+                                .install_snapshot_log(
+                                    last,
+                                    parsed.next_offset,
+                                    parsed.retained.as_ref(),
+                                )
                                 .map_err(|e| sm_read_err(&e))?;
                         }
-                        state
+                        if parsed.retained.is_some() {
+                            // An install a crash interrupted, now finished: keep the
+                            // snapshot without the batches the log holds again.
+                            let stripped = parsed
+                                .without_retained()
+                                .encode()
+                                .map_err(|e| sm_read_err(&e))?;
+                            snapshot.data = stripped;
+                            snapshot.write(dir).map_err(|e| sm_write_err(&e))?;
+                        }
+                        PartitionSnapshot::parse(&snapshot.data)
+                            .map_err(|e| sm_read_err(&e))?
+                            .state
                     }
                     None => &snapshot.data,
                 };
@@ -195,8 +202,17 @@ impl GroupStateMachine {
                 current_snapshot: snapshot,
                 dir: dir.to_path_buf(),
                 partition,
+                attach_retained: false,
             })),
         })
+    }
+}
+
+impl GroupStateMachine {
+    /// From now on, partition snapshots handed to openraft carry the retained batches (see
+    /// `partition_snapshot`); called once the group runs.
+    pub async fn attach_retained(&self) {
+        self.inner.lock().await.attach_retained = true;
     }
 }
 
@@ -213,9 +229,13 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
                 None => Some(partition.log().log_start_offset()),
             }
             .unwrap_or(-1);
-            let mut prefixed = next_offset.to_be_bytes().to_vec();
-            prefixed.append(&mut data);
-            data = prefixed;
+            data = PartitionSnapshot {
+                next_offset,
+                retained: None,
+                state: &data,
+            }
+            .encode()
+            .map_err(|e| sm_write_err(&e))?;
         }
         let snapshot_id = match inner.last_applied {
             Some(id) => format!(
@@ -288,37 +308,43 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let stored = StoredSnapshot {
+        let snapshot_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
+                .into()
+        };
+        let mut stored = StoredSnapshot {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
         let mut inner = self.inner.lock().await;
-        let partition = inner.partition.clone();
-        let state = match &partition {
-            Some(partition) => {
-                let (next_offset, state) = split_partition_snapshot(&stored.data).map_err(|e| {
-                    StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
-                })?;
-                if let Some(last) = meta.last_log_id {
-                    partition
-                        .set_snapshot_next(last.index, next_offset)
-                        .map_err(|e| {
-                            StorageIOError::write_snapshot(
-                                Some(meta.signature()),
-                                AnyError::new(&e),
-                            )
-                        })?;
-                }
-                state
+        if let Some(partition) = inner.partition.clone() {
+            let parsed = PartitionSnapshot::parse(&stored.data).map_err(|e| snapshot_err(&e))?;
+            inner
+                .machine
+                .restore(parsed.state)
+                .map_err(|e| snapshot_err(e.as_ref()))?;
+            let with_retained = parsed.retained.is_some();
+            // The snapshot as received first: if the install below is cut short, open
+            // redoes it from this file (see `partition_install`).
+            let dir = inner.dir.clone();
+            let (stored_back, result) = tokio::task::spawn_blocking(move || {
+                let result = install_partition(&dir, &stored, &partition);
+                (stored, result)
+            })
+            .await
+            .map_err(|e| snapshot_err(&e))?;
+            stored = stored_back;
+            let stripped = result.map_err(|e| snapshot_err(e.as_ref()))?;
+            if with_retained {
+                stored.data = stripped;
             }
-            None => &stored.data,
-        };
-        inner.machine.restore(state).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e))
-        })?;
-        stored.write(&inner.dir).map_err(|e| {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
-        })?;
+        } else {
+            inner
+                .machine
+                .restore(&stored.data)
+                .map_err(|e| snapshot_err(e.as_ref()))?;
+        }
+        stored.write(&inner.dir).map_err(|e| snapshot_err(&e))?;
         inner.last_applied = meta.last_log_id;
         inner.last_membership = meta.last_membership.clone();
         inner.current_snapshot = Some(stored);
@@ -327,9 +353,71 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let inner = self.inner.lock().await;
-        Ok(inner.current_snapshot.clone().map(|stored| Snapshot {
+        let Some(stored) = inner.current_snapshot.clone() else {
+            return Ok(None);
+        };
+        let (Some(partition), true, Some(last)) = (
+            inner.partition.clone(),
+            inner.attach_retained,
+            stored.meta.last_log_id,
+        ) else {
+            return Ok(Some(Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            }));
+        };
+        drop(inner);
+        let signature = stored.meta.signature();
+        let read_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
+            StorageIOError::read_snapshot(Some(signature.clone()), AnyError::from_dyn(e, None))
+                .into()
+        };
+        // Reading the retained batches may take a while; the state machine is not locked
+        // meanwhile (the snapshot is immutable, and the log read holds the log's own lock).
+        let data =
+            tokio::task::spawn_blocking(move || attach_retained(&stored.data, last, &partition))
+                .await
+                .map_err(|e| read_err(&e))?
+                .map_err(|e| read_err(e.as_ref()))?;
+        Ok(Some(Snapshot {
             meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A replica's install of a partition snapshot: the received snapshot to disk, then its log
+/// (see `partition_install`). Returns the snapshot without its retained batches, to keep.
+fn install_partition(
+    dir: &Path,
+    stored: &StoredSnapshot,
+    partition: &PartitionRaftLog,
+) -> Result<Vec<u8>, BoxError> {
+    let parsed = PartitionSnapshot::parse(&stored.data)?;
+    if parsed.retained.is_some() {
+        stored.write(dir)?;
+    }
+    if let Some(last) = stored.meta.last_log_id {
+        partition.install_snapshot_log(last, parsed.next_offset, parsed.retained.as_ref())?;
+    }
+    Ok(parsed.without_retained().encode()?)
+}
+
+/// A stored partition snapshot (last entry `last`) with the batches this log retains
+/// through `last` attached, as sent to a replica.
+fn attach_retained(
+    data: &[u8],
+    last: LogId,
+    partition: &PartitionRaftLog,
+) -> Result<Vec<u8>, BoxError> {
+    let parsed = PartitionSnapshot::parse(data)?;
+    let retained = partition.retained_through(last.index)?;
+    Ok(PartitionSnapshot {
+        next_offset: parsed.next_offset,
+        retained: retained.as_ref().map(|r| r.as_retained()),
+        state: parsed.state,
+    }
+    .encode()?)
 }
