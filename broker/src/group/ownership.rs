@@ -11,7 +11,7 @@
 use super::offsets;
 use super::{GroupCoordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::broker::Broker;
-use crate::replication::ownership::PartitionCoordinator;
+use crate::replication::ownership::{self, NotOwned, PartitionCoordinator};
 use kafka_protocol::ResponseError;
 use std::collections::BTreeSet;
 
@@ -24,21 +24,14 @@ impl GroupCoordinator {
     /// Ok when this node coordinates `group_id`: always on one node; in a cluster, when it
     /// leads the group's offsets partition and has loaded it.
     pub fn owns(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        if broker.replication().is_none() {
-            return Ok(());
-        }
         let index = Self::partition_of(group_id);
-        let leading = broker
-            .topic(OFFSETS_TOPIC)
-            .and_then(|topic| topic.partition(index).cloned())
-            .is_some_and(|partition| partition.is_leader());
-        if !leading {
-            return Err(ResponseError::NotCoordinator);
-        }
-        if !self.lock().loaded.contains_key(&index) {
-            return Err(ResponseError::CoordinatorLoadInProgress);
-        }
-        Ok(())
+        ownership::check_owned(broker, OFFSETS_TOPIC, index, || {
+            self.lock().loaded.contains_key(&index)
+        })
+        .map_err(|unowned| match unowned {
+            NotOwned::NotLeader => ResponseError::NotCoordinator,
+            NotOwned::Loading => ResponseError::CoordinatorLoadInProgress,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use super::error::ProducerError;
 use super::txn_log::{self, TXN_STATE_TOPIC};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
-use crate::replication::ownership::PartitionCoordinator;
+use crate::replication::ownership::{self, NotOwned, PartitionCoordinator};
 use std::collections::BTreeSet;
 
 impl TransactionCoordinator {
@@ -19,21 +19,14 @@ impl TransactionCoordinator {
         inner: &Inner,
         transactional_id: &str,
     ) -> Result<(), ProducerError> {
-        if broker.replication().is_none() {
-            return Ok(());
-        }
-        let leading =
-            txn_log::local_partition(broker, transactional_id).is_some_and(|p| p.is_leader());
-        if !leading {
-            return Err(ProducerError::NotCoordinator);
-        }
-        if !inner
-            .loaded
-            .contains(&txn_log::partition_of(transactional_id))
-        {
-            return Err(ProducerError::CoordinatorLoadInProgress);
-        }
-        Ok(())
+        let index = txn_log::partition_of(transactional_id);
+        ownership::check_owned(broker, TXN_STATE_TOPIC, index, || {
+            inner.loaded.contains(&index)
+        })
+        .map_err(|unowned| match unowned {
+            NotOwned::NotLeader => ProducerError::NotCoordinator,
+            NotOwned::Loading => ProducerError::CoordinatorLoadInProgress,
+        })
     }
 
     /// A partition a transaction may add: one this node hosts, or in a cluster one the
@@ -70,13 +63,7 @@ impl PartitionCoordinator for TransactionCoordinator {
     fn forget(&self, index: i32) {
         let mut inner = self.lock();
         inner.loaded.remove(&index);
-        inner
-            .txns
-            .retain(|id, _| txn_log::partition_of(id) != index);
-        let Inner {
-            txns, by_producer, ..
-        } = &mut *inner;
-        by_producer.retain(|_, id| txns.contains_key(id));
+        inner.drop_partition(index);
     }
 
     /// Replays `__transaction_state` partition `index`, replacing what was known of its
@@ -91,17 +78,23 @@ impl PartitionCoordinator for TransactionCoordinator {
         };
         let loaded = txn_log::replay(&partition)?;
         let mut inner = self.lock();
-        inner
-            .txns
-            .retain(|id, _| txn_log::partition_of(id) != index);
+        inner.drop_partition(index);
         for metadata in loaded {
             inner.publish(metadata);
         }
-        let Inner {
-            txns, by_producer, ..
-        } = &mut *inner;
-        by_producer.retain(|_, id| txns.contains_key(id));
         inner.loaded.insert(index);
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Drops the transactional ids kept in `__transaction_state` partition `index`, and the
+    /// producer ids that named them.
+    fn drop_partition(&mut self, index: i32) {
+        self.txns.retain(|id, _| txn_log::partition_of(id) != index);
+        let Inner {
+            txns, by_producer, ..
+        } = self;
+        by_producer.retain(|_, id| txns.contains_key(id));
     }
 }

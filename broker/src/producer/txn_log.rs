@@ -33,14 +33,6 @@ pub fn topic(broker: &Broker) -> Result<Arc<Topic>> {
     broker.internal_topic(TXN_STATE_TOPIC, TXN_STATE_PARTITIONS)
 }
 
-/// The partition of `transactional_id` on this node, if it holds a replica.
-pub fn local_partition(broker: &Broker, transactional_id: &str) -> Option<Arc<Partition>> {
-    broker
-        .topic(TXN_STATE_TOPIC)?
-        .partition(partition_of(transactional_id))
-        .cloned()
-}
-
 /// Appends `metadata` to its partition; returns once a majority has it. Only the
 /// partition's leader can, so a node that lost the partition cannot overwrite its state.
 pub fn append(broker: &Broker, metadata: &TxnMetadata) -> Result<()> {

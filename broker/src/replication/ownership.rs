@@ -28,6 +28,39 @@ pub trait PartitionCoordinator: Send + Sync {
     fn load(&self, broker: &Broker, index: i32) -> Result<()>;
 }
 
+/// Why this node may not act as the coordinator of something kept in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotOwned {
+    /// Another node leads the partition, or none does (NOT_COORDINATOR).
+    NotLeader,
+    /// This node leads it but has not loaded it yet (COORDINATOR_LOAD_IN_PROGRESS).
+    Loading,
+}
+
+/// Whether this node coordinates what partition `index` of `topic` holds: always on one
+/// node; in a cluster when it leads the partition and `loaded` says it has replayed it.
+pub fn check_owned(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    loaded: impl FnOnce() -> bool,
+) -> std::result::Result<(), NotOwned> {
+    if broker.replication().is_none() {
+        return Ok(());
+    }
+    let leading = broker
+        .topic(topic)
+        .and_then(|topic| topic.partition(index).cloned())
+        .is_some_and(|partition| partition.is_leader());
+    if !leading {
+        return Err(NotOwned::NotLeader);
+    }
+    if !loaded() {
+        return Err(NotOwned::Loading);
+    }
+    Ok(())
+}
+
 /// The coordinators of a node, by name, so the loop can reach them from a blocking task.
 #[derive(Debug, Clone, Copy)]
 enum Coordinator {
