@@ -16,13 +16,39 @@ use rdkafka::consumer::Consumer;
 const TOPIC: &str = "short-lived";
 const RECORDS: usize = 3_000;
 
+/// What [`purged_cluster`] writes, and the limits that purge it.
+struct Shape {
+    records: usize,
+    /// Bytes of padding per record value (after a 6-digit sequence number and a dash).
+    padding: usize,
+    segment_bytes: usize,
+    retention_bytes: usize,
+}
+
+/// Small records in small segments: dozens of 16 KiB segments against a 64 KiB limit.
+const SMALL: Shape = Shape {
+    records: RECORDS,
+    padding: 180,
+    segment_bytes: 16_384,
+    retention_bytes: 65_536,
+};
+
+/// About 12 MiB in 4 KiB records against an 8 MiB limit: the snapshot a wiped replica
+/// gets carries several MiB of batches, more than one of openraft's 3 MiB chunks.
+const LARGE: Shape = Shape {
+    records: 3_000,
+    padding: 4_096,
+    segment_bytes: 1 << 20,
+    retention_bytes: 8 << 20,
+};
+
 #[test]
 fn retention_purges_old_segments_on_a_replicated_partition() {
     let _limit = TimeLimit::new(
         "retention_purges_old_segments_on_a_replicated_partition",
         Duration::from_secs(120),
     );
-    let (_cluster, bootstrap, (start, end)) = purged_cluster();
+    let (_cluster, bootstrap, (start, end)) = purged_cluster(&SMALL);
     let records = kafka::read_all(&bootstrap, TOPIC, &[0], Duration::from_secs(60));
     let values: Vec<usize> = records
         .iter()
@@ -100,7 +126,26 @@ fn a_wiped_replica_gets_every_retained_record_back() {
         "a_wiped_replica_gets_every_retained_record_back",
         Duration::from_secs(180),
     );
-    let (mut cluster, bootstrap, (start, end)) = purged_cluster();
+    wiped_replica_gets_every_retained_record_back(&SMALL);
+}
+
+/// The same with a snapshot of several MiB, sent in more than one chunk.
+#[test]
+fn a_wiped_replica_gets_megabytes_of_retained_records_back() {
+    let _limit = TimeLimit::new(
+        "a_wiped_replica_gets_megabytes_of_retained_records_back",
+        Duration::from_secs(240),
+    );
+    let retained = wiped_replica_gets_every_retained_record_back(&LARGE);
+    assert!(
+        retained > 3 << 20,
+        "the snapshot carried {retained} bytes of records, not more than one chunk"
+    );
+}
+
+/// Returns the bytes of record values the partition retains.
+fn wiped_replica_gets_every_retained_record_back(shape: &Shape) -> usize {
+    let (mut cluster, bootstrap, (start, end)) = purged_cluster(shape);
     let before = kafka::read_all(&bootstrap, TOPIC, &[0], Duration::from_secs(60));
     assert_eq!(before.first().map(|record| record.offset), Some(start));
 
@@ -171,6 +216,7 @@ fn a_wiped_replica_gets_every_retained_record_back() {
         summary(&before),
         "every retained record, at its offset, read through the wiped replica"
     );
+    before.iter().map(|record| record.value.len()).sum()
 }
 
 /// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`
@@ -197,16 +243,19 @@ fn first_segment_offsets(data_dir: &std::path::Path) -> Vec<i64> {
         .collect()
 }
 
-/// Three nodes with [`TOPIC`] (one partition on all three, 16 KiB segments) holding
-/// [`RECORDS`] records, then capped by AlterConfigs to 64 KiB: returns the cluster, its
-/// bootstrap list and the partition's watermarks once retention has moved its log start.
-fn purged_cluster() -> (Cluster, String, (i64, i64)) {
+/// Three nodes with [`TOPIC`] (one partition on all three) holding `shape`'s records, then
+/// capped by AlterConfigs to its retention bytes: returns the cluster, its bootstrap list
+/// and the partition's watermarks once retention has moved its log start.
+fn purged_cluster(shape: &Shape) -> (Cluster, String, (i64, i64)) {
     let mut cluster = Cluster::start(3);
     let bootstrap: String = (1..=3)
         .map(|id| cluster.node(id).bootstrap())
         .collect::<Vec<_>>()
         .join(",");
-    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", "16384");
+    let segment_bytes = shape.segment_bytes.to_string();
+    let retention_bytes = shape.retention_bytes.to_string();
+    let topic =
+        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", &segment_bytes);
     let admin = kafka::admin(&bootstrap);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -218,10 +267,9 @@ fn purged_cluster() -> (Cluster, String, (i64, i64)) {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    // About 600 KiB in small batches: dozens of 16 KiB segments against a 64 KiB limit.
     let producer = kafka::producer(&bootstrap, &[("linger.ms", "1"), ("batch.size", "4096")]);
-    let padding = "x".repeat(180);
-    for value in 0..RECORDS {
+    let padding = "x".repeat(shape.padding);
+    for value in 0..shape.records {
         kafka::send(
             &producer,
             TOPIC,
@@ -231,7 +279,7 @@ fn purged_cluster() -> (Cluster, String, (i64, i64)) {
             None,
         );
     }
-    assert_eq!(kafka::flush_all_acked(&producer).len(), RECORDS);
+    assert_eq!(kafka::flush_all_acked(&producer).len(), shape.records);
     assert_eq!(
         kafka::watermarks(&bootstrap, TOPIC, 0).0,
         0,
@@ -240,13 +288,13 @@ fn purged_cluster() -> (Cluster, String, (i64, i64)) {
 
     // AlterConfigs replaces the whole set: keep the segment size, cap the size.
     let alter = AlterConfig::new(ResourceSpecifier::Topic(TOPIC))
-        .set("segment.bytes", "16384")
-        .set("retention.bytes", "65536");
+        .set("segment.bytes", &segment_bytes)
+        .set("retention.bytes", &retention_bytes);
     kafka::block_on(admin.alter_configs([&alter], &kafka::admin_options())).unwrap();
     for id in 1..=3 {
         assert_eq!(
             kafka::topic_config(&cluster.node(id).bootstrap(), TOPIC, "retention.bytes").as_deref(),
-            Some("65536"),
+            Some(retention_bytes.as_str()),
             "node {id} describes the new config"
         );
     }

@@ -20,7 +20,9 @@
 //!   `partition_snapshot.rs` / `partition_install.rs`: a partition snapshot's bytes (with
 //!   the retained batches it carries to a replica) and installing it into the log;
 //!   `control_batch.rs`: blank and membership entries as Kafka control batches.
-//! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots).
+//! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots);
+//!   `snapshot_files.rs` / `partition_snapshot_files.rs`: the files snapshots are kept,
+//!   sent and received in.
 //! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
 //!   and proposals forwarded to a group's leader.
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
@@ -44,12 +46,14 @@ mod partition_install;
 mod partition_install_tests;
 mod partition_log_store;
 mod partition_snapshot;
+mod partition_snapshot_files;
 mod partition_store;
 #[cfg(test)]
 mod partition_suite;
 #[cfg(test)]
 mod partition_tests;
 mod server;
+mod snapshot_files;
 mod state_machine;
 mod status;
 #[cfg(test)]

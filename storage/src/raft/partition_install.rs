@@ -15,32 +15,114 @@
 //! 2. the log reset to the first retained offset and the batches appended, fsynced;
 //! 3. the real anchor.
 
+use std::io::Write;
+
 use redb::Durability;
 
 use super::partition_index::{Anchor, Epoch, IndexState};
-use super::partition_snapshot::{Retained, RetainedHeader};
+use super::partition_snapshot::RetainedHeader;
 use super::partition_store::{
     ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError, READ_CHUNK,
 };
 use super::types::LogId;
 use crate::log::ReadOptions;
-use crate::log::batch::Batches;
+use crate::log::batch::{BatchHeader, Batches, HEADER_SIZE};
 
-/// The retained batches read from this log, owned (see [`Retained`] for the borrowed form
-/// a snapshot encodes).
+/// The retained batches a snapshot will carry, located in this log (see
+/// [`PartitionRaftLog::copy_retained`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetainedBatches {
+pub struct RetainedPlan {
     pub header: RetainedHeader,
-    pub batches: Vec<u8>,
+    /// The offset after the snapshot's last entry: the batches are `first_offset..upper`.
+    pub upper: i64,
 }
 
-impl RetainedBatches {
-    pub fn as_retained(&self) -> Retained<'_> {
-        Retained {
-            header: self.header.clone(),
-            batches: &self.batches,
-        }
+/// Where a snapshot's retained batches are read from when it is installed: one section of
+/// the received snapshot file (or, in tests, memory). Read in place, never whole.
+pub trait BatchSource {
+    /// Bytes of the batches.
+    fn len(&self) -> u64;
+    /// Fills `buf` from position `at` of the batches.
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl BatchSource for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
     }
+
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let bytes = usize::try_from(at)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The section `start..start + len` of a file.
+pub struct FileSection {
+    pub file: std::fs::File,
+    pub start: u64,
+    pub len: u64,
+}
+
+impl BatchSource for FileSection {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if at.saturating_add(buf.len() as u64) > self.len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.file.read_exact_at(buf, self.start + at)
+    }
+}
+
+/// One retained batch as found in a [`BatchSource`]: where, its offsets and epoch.
+struct Head {
+    at: u64,
+    size: usize,
+    base_offset: i64,
+    next_offset: i64,
+    epoch: i32,
+}
+
+/// Walks the batch headers of `source` (not the bodies). Errors if they do not frame it.
+fn heads(source: &dyn BatchSource) -> Result<Vec<Head>, PartitionStoreError> {
+    let mut heads = Vec::new();
+    let mut at = 0u64;
+    let mut buf = [0u8; HEADER_SIZE];
+    while at < source.len() {
+        let header = source
+            .read_at(at, &mut buf)
+            .ok()
+            .and_then(|()| BatchHeader::parse(&buf));
+        let Some((header, size)) = header.and_then(|h| h.check().ok().map(|size| (h, size))) else {
+            return Err(PartitionStoreError::Inconsistent(format!(
+                "retained batches: no whole batch header at byte {at} of {}",
+                source.len()
+            )));
+        };
+        heads.push(Head {
+            at,
+            size,
+            base_offset: header.base_offset,
+            next_offset: header.last_offset() + 1,
+            epoch: header.leader_epoch,
+        });
+        at += size as u64;
+    }
+    if at != source.len() {
+        return Err(PartitionStoreError::Inconsistent(format!(
+            "retained batches: the last batch runs past the {} bytes",
+            source.len()
+        )));
+    }
+    Ok(heads)
 }
 
 impl PartitionRaftLog {
@@ -50,47 +132,15 @@ impl PartitionRaftLog {
         self.read().last_purged
     }
 
-    /// The batches from the log start through entry `last_index`, for a snapshot whose last
-    /// entry that is. `None` when the log holds none of them (it starts after it).
-    pub(crate) fn retained_through(
-        &self,
-        last_index: u64,
-    ) -> Result<Option<RetainedBatches>, PartitionStoreError> {
-        // Held for the whole read: retention waits rather than deleting under it.
+    /// Where the batches from the log start through entry `last_index` are, for a snapshot
+    /// whose last entry that is. `None` when the log holds none of them (it starts after it).
+    pub(crate) fn retained_plan(&self, last_index: u64) -> Option<RetainedPlan> {
         let state = self.read();
         if state.pending_reset || last_index < state.first_index {
-            return Ok(None);
+            return None;
         }
-        let (Some(first_offset), Some(upper)) = (
-            state.offset_of(state.first_index),
-            state.offset_after(last_index),
-        ) else {
-            return Ok(None);
-        };
-        let mut batches = Vec::new();
-        let mut offset = first_offset;
-        while offset < upper {
-            let read = self.log.read(
-                offset,
-                ReadOptions {
-                    max_bytes: READ_CHUNK,
-                    min_one_batch: true,
-                    upper_bound: Some(upper),
-                },
-            )?;
-            let mut read_to = offset;
-            for (at, header) in Batches::new(&read.bytes) {
-                let bytes = read.bytes.get(at..at + header.size()).unwrap_or_default();
-                batches.extend_from_slice(bytes);
-                read_to = header.last_offset() + 1;
-            }
-            if read_to == offset {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "retained batches end at {offset}, entry {last_index} ends at {upper}"
-                )));
-            }
-            offset = read_to;
-        }
+        let first_offset = state.offset_of(state.first_index)?;
+        let upper = state.offset_after(last_index)?;
         let covering = state
             .epochs
             .partition_point(|e| e.first_index <= state.first_index)
@@ -102,14 +152,51 @@ impl PartitionRaftLog {
             .take_while(|e| e.first_index <= last_index)
             .copied()
             .collect();
-        Ok(Some(RetainedBatches {
+        Some(RetainedPlan {
             header: RetainedHeader {
                 first_index: state.first_index,
                 first_offset,
                 epochs,
             },
-            batches,
-        }))
+            upper,
+        })
+    }
+
+    /// Copies the batches `plan` names to `out`, a chunk at a time, and returns how many
+    /// bytes. The log is not locked meanwhile (appends go on); if retention deletes a
+    /// segment first, the read fails and openraft sends a newer snapshot later.
+    pub(crate) fn copy_retained(
+        &self,
+        plan: &RetainedPlan,
+        out: &mut dyn Write,
+    ) -> Result<u64, PartitionStoreError> {
+        let mut offset = plan.header.first_offset;
+        let mut copied = 0u64;
+        while offset < plan.upper {
+            let read = self.log.read(
+                offset,
+                ReadOptions {
+                    max_bytes: READ_CHUNK,
+                    min_one_batch: true,
+                    upper_bound: Some(plan.upper),
+                },
+            )?;
+            let mut read_to = offset;
+            for (at, header) in Batches::new(&read.bytes) {
+                let bytes = read.bytes.get(at..at + header.size()).unwrap_or_default();
+                out.write_all(bytes).map_err(crate::log::LogError::Io)?;
+                copied += bytes.len() as u64;
+                read_to = header.last_offset() + 1;
+            }
+            if read_to == offset {
+                return Err(PartitionStoreError::Inconsistent(format!(
+                    "retained batches end at {offset}, the snapshot's last entry at {}",
+                    plan.upper
+                )));
+            }
+            offset = read_to;
+        }
+        Ok(copied)
     }
 
     /// Makes the log continue where an installed snapshot says: its last entry is `last`
@@ -121,7 +208,7 @@ impl PartitionRaftLog {
         &self,
         last: LogId,
         next_offset: i64,
-        retained: Option<&Retained<'_>>,
+        retained: Option<(&RetainedHeader, &dyn BatchSource)>,
     ) -> Result<(), PartitionStoreError> {
         let mut state = self.write();
         state.snapshot_next = Some((last.index, next_offset));
@@ -129,7 +216,9 @@ impl PartitionRaftLog {
             return Ok(());
         }
         match retained {
-            Some(retained) => self.install_retained(&mut state, last, next_offset, retained),
+            Some((header, batches)) => {
+                self.install_retained(&mut state, last, next_offset, header, batches)
+            }
             None if state.pending_reset
                 && state.first_index == last.index + 1
                 && next_offset >= 0 =>
@@ -145,48 +234,36 @@ impl PartitionRaftLog {
         state: &mut IndexState,
         last: LogId,
         next_offset: i64,
-        retained: &Retained<'_>,
+        header: &RetainedHeader,
+        batches: &dyn BatchSource,
     ) -> Result<(), PartitionStoreError> {
         let RetainedHeader {
             first_index,
             first_offset,
             ref epochs,
-        } = retained.header;
-        let count = (last.index + 1)
-            .checked_sub(first_index)
-            .filter(|count| *count > 0)
-            .ok_or_else(|| {
-                PartitionStoreError::Inconsistent(format!(
-                    "retained batches start at entry {first_index}, after the snapshot's last \
-                     entry {}",
-                    last.index
-                ))
-            })?;
+        } = *header;
+        let inconsistent = |what: String| Err(PartitionStoreError::Inconsistent(what));
+        let count = (last.index + 1).saturating_sub(first_index);
+        if count == 0 {
+            return inconsistent(format!(
+                "retained batches start at entry {first_index}, after the snapshot's last entry \
+                 {}",
+                last.index
+            ));
+        }
         if epochs.first().is_none_or(|e| e.first_index > first_index) {
-            return Err(PartitionStoreError::Inconsistent(format!(
+            return inconsistent(format!(
                 "no epoch covers the first retained entry {first_index}"
-            )));
+            ));
         }
-        let heads: Vec<(usize, i64, i32, usize)> = Batches::new(retained.batches)
-            .map(|(at, header)| (at, header.base_offset, header.leader_epoch, header.size()))
-            .collect();
-        let framed: usize = heads.iter().map(|(_, _, _, size)| size).sum();
-        let end = Batches::new(retained.batches)
-            .last()
-            .map(|(_, header)| header.last_offset() + 1);
-        if end != Some(next_offset) {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "retained batches end at {end:?}, the snapshot says the log continues at \
-                 {next_offset}"
-            )));
-        }
-        if framed != retained.batches.len() || heads.len() as u64 != count {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "retained batches frame as {} whole batches of {framed} bytes, the snapshot \
-                 says {count} entries in {} bytes",
+        // Everything is checked before anything is written: bad input changes nothing.
+        let heads = heads(batches)?;
+        if heads.len() as u64 != count {
+            return inconsistent(format!(
+                "{} retained batches for the {count} entries {first_index}..={}",
                 heads.len(),
-                retained.batches.len()
-            )));
+                last.index
+            ));
         }
         let purged = match state.last_purged {
             Some(purged) if purged >= last => purged,
@@ -202,29 +279,29 @@ impl PartitionRaftLog {
             snapshot_next: state.snapshot_next,
             pending_reset: true,
         };
-        for (slot, (_, base_offset, epoch, _)) in heads.iter().enumerate() {
+        for (slot, head) in heads.iter().enumerate() {
             let index = first_index + slot as u64;
             let term = planned.epoch_at(index).map(|e| e.term);
-            if term.and_then(|term| i32::try_from(term).ok()) != Some(*epoch) {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "retained entry {index} has epoch {epoch}, the epoch cache says {term:?}"
-                )));
+            if term.and_then(|term| i32::try_from(term).ok()) != Some(head.epoch) {
+                return inconsistent(format!(
+                    "retained entry {index} has epoch {}, the epoch cache says {term:?}",
+                    head.epoch
+                ));
             }
-            if planned
-                .offsets
-                .last()
-                .is_some_and(|prev| prev >= base_offset)
-            {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "retained entry {index} at offset {base_offset} does not follow the one before"
-                )));
+            if head.base_offset != planned.end_offset {
+                return inconsistent(format!(
+                    "retained entry {index} is at offset {}, not at {} where the one before ends",
+                    head.base_offset, planned.end_offset
+                ));
             }
-            planned.offsets.push(*base_offset);
+            planned.offsets.push(head.base_offset);
+            planned.end_offset = head.next_offset;
         }
-        if planned.offsets.first() != Some(&first_offset) {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "the first retained batch is not at offset {first_offset}"
-            )));
+        if planned.end_offset != next_offset {
+            return inconsistent(format!(
+                "retained batches end at {}, the snapshot says the log continues at {next_offset}",
+                planned.end_offset
+            ));
         }
         // Step 1: the install is recorded; a crash from here on redoes it on open.
         self.write_meta(
@@ -245,25 +322,20 @@ impl PartitionRaftLog {
         // roll where the sender's did.
         self.log.reset_to(first_offset)?;
         let mut buffer = Vec::new();
-        for (at, base_offset, epoch, size) in heads {
-            buffer.clear();
-            buffer.extend_from_slice(retained.batches.get(at..at + size).unwrap_or_default());
-            let appended = self.log.append(&mut buffer, epoch)?;
-            if appended.base_offset != base_offset {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "a retained batch of offset {base_offset} was appended at {}",
-                    appended.base_offset
-                )));
+        for head in &heads {
+            buffer.resize(head.size, 0);
+            batches
+                .read_at(head.at, &mut buffer)
+                .map_err(crate::log::LogError::Io)?;
+            let appended = self.log.append(&mut buffer, head.epoch)?;
+            if appended.base_offset != head.base_offset {
+                return inconsistent(format!(
+                    "a retained batch of offset {} was appended at {}",
+                    head.base_offset, appended.base_offset
+                ));
             }
-            planned.end_offset = appended.last_offset + 1;
         }
         self.log.flush()?;
-        if planned.end_offset != next_offset {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "retained batches end at {}, the snapshot says the log continues at {next_offset}",
-                planned.end_offset
-            )));
-        }
         // Step 3: the anchor of a log that holds them.
         planned.pending_reset = false;
         self.write_meta(

@@ -4,7 +4,7 @@
 //! locally. Also through the state machine adapter, as openraft drives it.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::io::Cursor;
+use std::io::Write;
 use std::sync::Arc;
 
 use openraft::RaftSnapshotBuilder;
@@ -12,10 +12,11 @@ use openraft::storage::RaftStateMachine;
 use redb::Durability;
 
 use super::partition_index::{Anchor, Epoch};
-use super::partition_install::RetainedBatches;
-use super::partition_snapshot::PartitionSnapshot;
+use super::partition_install::BatchSource;
+use super::partition_snapshot::{PartitionSnapshot, RetainedHeader};
 use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog};
 use super::partition_tests::{blank, log_id, normal, open, stored_batches};
+use super::snapshot_files;
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::types::{Entry, LogId};
 
@@ -43,13 +44,16 @@ fn leader(dir: &std::path::Path) -> Arc<PartitionRaftLog> {
     log
 }
 
-fn retained(leader: &PartitionRaftLog) -> RetainedBatches {
-    let retained = leader.retained_through(last().index).unwrap().unwrap();
-    assert_eq!(retained.header.first_index, 4);
-    assert_eq!(retained.header.first_offset, 10);
+/// The retained header and batches a snapshot through [`last`] carries.
+type Retained = (RetainedHeader, Vec<u8>);
+
+fn retained(leader: &PartitionRaftLog) -> Retained {
+    let plan = leader.retained_plan(last().index).unwrap();
+    assert_eq!(plan.header.first_index, 4);
+    assert_eq!(plan.header.first_offset, 10);
+    assert_eq!(plan.upper, 22);
     assert_eq!(
-        retained
-            .header
+        plan.header
             .epochs
             .iter()
             .map(|e| e.term)
@@ -57,7 +61,24 @@ fn retained(leader: &PartitionRaftLog) -> RetainedBatches {
         vec![1, 2],
         "the epochs of the retained entries, the first one's included"
     );
-    retained
+    let mut batches = Vec::new();
+    let copied = leader.copy_retained(&plan, &mut batches).unwrap();
+    assert_eq!(copied, batches.len() as u64);
+    (plan.header, batches)
+}
+
+fn install(
+    replica: &PartitionRaftLog,
+    last: LogId,
+    next_offset: i64,
+    (header, batches): &Retained,
+) -> Result<(), super::partition_store::PartitionStoreError> {
+    let batches: &[u8] = batches;
+    replica.install_snapshot_log(
+        last,
+        next_offset,
+        Some((header, &batches as &dyn BatchSource)),
+    )
 }
 
 /// What the replica must hold after the install: the leader's batches and entries.
@@ -88,9 +109,7 @@ fn a_replica_installs_the_retained_batches_and_continues_after_them() {
         let replica = open(replica_dir.path());
         // openraft's purge may come before its state machine worker installs.
         replica.purge_entries(last()).unwrap();
-        replica
-            .install_snapshot_log(last(), 22, Some(&retained.as_retained()))
-            .unwrap();
+        install(&replica, last(), 22, &retained).unwrap();
         assert_holds_what_the_leader_retains(&replica, &leader);
         replica.append_entries(&[normal(2, 3, 10, 1)]).unwrap();
         assert_eq!(replica.offset_of(10), Some(22));
@@ -100,7 +119,7 @@ fn a_replica_installs_the_retained_batches_and_continues_after_them() {
     assert_eq!(replica.last_purged(), Some(last()));
     assert_eq!(replica.read_entries(4, 11).unwrap().len(), 7);
     // And it can send the same batches on, as a leader.
-    assert_eq!(replica.retained_through(9).unwrap().unwrap(), retained);
+    assert_eq!(self::retained(&replica), retained);
 }
 
 #[test]
@@ -110,9 +129,7 @@ fn an_install_before_the_purge_keeps_the_retained_batches() {
     let retained = retained(&leader);
     let replica = open(replica_dir.path());
     replica.append_entries(&ten_entries()[..2]).unwrap();
-    replica
-        .install_snapshot_log(last(), 22, Some(&retained.as_retained()))
-        .unwrap();
+    install(&replica, last(), 22, &retained).unwrap();
     replica.purge_entries(last()).unwrap();
     assert_holds_what_the_leader_retains(&replica, &leader);
 }
@@ -138,7 +155,7 @@ fn a_crash_inside_the_install_is_redone_from_the_snapshot() {
                         })
                         .unwrap(),
                     ),
-                    (EPOCHS, serde_json::to_vec(&retained.header.epochs).unwrap()),
+                    (EPOCHS, serde_json::to_vec(&retained.0.epochs).unwrap()),
                 ],
                 Durability::Immediate,
             )
@@ -150,9 +167,7 @@ fn a_crash_inside_the_install_is_redone_from_the_snapshot() {
         "nothing appends while the install is pending"
     );
     assert_eq!(replica.high_watermark(), replica.log().log_start_offset());
-    replica
-        .install_snapshot_log(last(), 22, Some(&retained.as_retained()))
-        .unwrap();
+    install(&replica, last(), 22, &retained).unwrap();
     assert_holds_what_the_leader_retains(&replica, &leader);
 }
 
@@ -163,9 +178,7 @@ fn retention_below_the_purge_point_deletes_locally_and_stops_at_it() {
     let retained = retained(&leader);
     {
         let replica = open(replica_dir.path());
-        replica
-            .install_snapshot_log(last(), 22, Some(&retained.as_retained()))
-            .unwrap();
+        install(&replica, last(), 22, &retained).unwrap();
         replica
             .append_entries(&[normal(2, 3, 10, 1), normal(2, 3, 11, 1)])
             .unwrap();
@@ -199,13 +212,13 @@ fn retained_batches_that_do_not_match_the_snapshot_change_nothing() {
     let before = stored_batches(&replica);
 
     let mut wrong_epochs = retained.clone();
-    wrong_epochs.header.epochs = vec![Epoch {
+    wrong_epochs.0.epochs = vec![Epoch {
         term: 5,
         leader: 2,
         first_index: 0,
     }];
     let mut cut = retained.clone();
-    cut.batches.truncate(cut.batches.len() - 1);
+    cut.1.truncate(cut.1.len() - 1);
     let cases = [
         (
             "one entry more than the batches",
@@ -219,9 +232,7 @@ fn retained_batches_that_do_not_match_the_snapshot_change_nothing() {
     ];
     for (what, last, next, retained) in cases {
         assert!(
-            replica
-                .install_snapshot_log(last, next, Some(&retained.as_retained()))
-                .is_err(),
+            install(&replica, last, next, retained).is_err(),
             "{what} is refused"
         );
         assert_eq!(stored_batches(&replica), before, "{what} changed the log");
@@ -250,24 +261,51 @@ impl StateMachine for Applied {
     }
 }
 
+/// A leader's state machine adapter over [`leader`]'s log, snapshotted after entry 9.
+async fn leader_machine(dir: &std::path::Path) -> (Arc<PartitionRaftLog>, GroupStateMachine) {
+    let log = open(dir);
+    log.append_entries(&ten_entries()).unwrap();
+    let mut machine =
+        GroupStateMachine::open_partition(dir, Box::<Applied>::default(), log.clone()).unwrap();
+    machine.apply(ten_entries()).await.unwrap();
+    machine.build_snapshot().await.unwrap();
+    log.purge_entries(log_id(1, 1, 3)).unwrap();
+    (log, machine)
+}
+
+/// A snapshot's data, read from the file openraft would send.
+async fn data_of(snapshot: openraft::Snapshot<super::types::TypeConfig>) -> Vec<u8> {
+    let mut file = snapshot.snapshot.into_std().await;
+    snapshot_files::read_all(&mut file).unwrap()
+}
+
+/// The state [`Applied`] restored from a replica's kept snapshot.
+async fn applied_of(machine: &mut GroupStateMachine) -> Vec<u64> {
+    let snapshot = machine.get_current_snapshot().await.unwrap().unwrap();
+    let data = data_of(snapshot).await;
+    let kept = PartitionSnapshot::read(&mut std::io::Cursor::new(&data)).unwrap();
+    assert_eq!(
+        kept.retained, None,
+        "a replica keeps no batches in its snapshot"
+    );
+    serde_json::from_slice(&kept.state).unwrap()
+}
+
+fn open_replica(dir: &std::path::Path) -> (Arc<PartitionRaftLog>, GroupStateMachine) {
+    let log = open(dir);
+    let machine =
+        GroupStateMachine::open_partition(dir, Box::<Applied>::default(), log.clone()).unwrap();
+    (log, machine)
+}
+
 #[tokio::test]
 async fn a_snapshot_sent_to_a_replica_carries_the_retained_batches() {
     let (leader_dir, replica_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let leader_log = open(leader_dir.path());
-    leader_log.append_entries(&ten_entries()).unwrap();
-    let mut leader = GroupStateMachine::open_partition(
-        leader_dir.path(),
-        Box::<Applied>::default(),
-        leader_log.clone(),
-    )
-    .unwrap();
-    leader.apply(ten_entries()).await.unwrap();
-    leader.build_snapshot().await.unwrap();
-    leader_log.purge_entries(log_id(1, 1, 3)).unwrap();
+    let (leader_log, mut leader) = leader_machine(leader_dir.path()).await;
 
-    let plain = leader.get_current_snapshot().await.unwrap().unwrap();
+    let plain = data_of(leader.get_current_snapshot().await.unwrap().unwrap()).await;
     assert_eq!(
-        PartitionSnapshot::parse(plain.snapshot.get_ref())
+        PartitionSnapshot::read(&mut std::io::Cursor::new(&plain))
             .unwrap()
             .retained,
         None,
@@ -276,52 +314,74 @@ async fn a_snapshot_sent_to_a_replica_carries_the_retained_batches() {
     leader.attach_retained().await;
     let sent = leader.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(sent.meta.last_log_id, Some(last()));
-    let parsed = PartitionSnapshot::parse(sent.snapshot.get_ref()).unwrap();
+    let meta = sent.meta.clone();
+    let data = data_of(sent).await;
+    let parsed = PartitionSnapshot::read(&mut std::io::Cursor::new(&data)).unwrap();
     assert_eq!(parsed.next_offset, 22);
     assert_eq!(
-        parsed.retained.as_ref().map(|r| r.header.first_offset),
+        parsed
+            .retained
+            .as_ref()
+            .map(|(header, _, _)| header.first_offset),
         Some(10)
     );
 
     {
-        let replica_log = open(replica_dir.path());
-        let mut replica = GroupStateMachine::open_partition(
-            replica_dir.path(),
-            Box::<Applied>::default(),
-            replica_log.clone(),
-        )
-        .unwrap();
+        let (replica_log, mut replica) = open_replica(replica_dir.path());
+        // As openraft receives it: into the file the adapter hands out, then installed.
+        let mut receiving = replica
+            .begin_receiving_snapshot()
+            .await
+            .unwrap()
+            .into_std()
+            .await;
+        receiving.write_all(&data).unwrap();
         replica
-            .install_snapshot(
-                &sent.meta,
-                Box::new(Cursor::new(sent.snapshot.into_inner())),
-            )
+            .install_snapshot(&meta, Box::new(tokio::fs::File::from_std(receiving)))
             .await
             .unwrap();
         assert_holds_what_the_leader_retains(&replica_log, &leader_log);
+        assert_eq!(applied_of(&mut replica).await, vec![1, 2, 3, 4, 6, 7, 8, 9]);
     }
-    // Kept without the batches, which the log holds; a reopen finds the same log and state.
+    // Kept without the batches, which the log holds; the received file is gone.
     let kept = std::fs::metadata(replica_dir.path().join("snapshot.bin")).unwrap();
     assert!(
-        kept.len() < 200,
+        kept.len() < 300,
         "the kept snapshot is {} bytes",
         kept.len()
     );
-    let replica_log = open(replica_dir.path());
-    let mut replica = GroupStateMachine::open_partition(
-        replica_dir.path(),
-        Box::<Applied>::default(),
-        replica_log.clone(),
-    )
-    .unwrap();
+    assert!(!replica_dir.path().join("snapshot.recv").exists());
+    let (replica_log, mut replica) = open_replica(replica_dir.path());
     assert_holds_what_the_leader_retains(&replica_log, &leader_log);
     let (applied, _) = replica.applied_state().await.unwrap();
     assert_eq!(applied, Some(last()));
-    let snapshot = replica.get_current_snapshot().await.unwrap().unwrap();
-    let state = PartitionSnapshot::parse(snapshot.snapshot.get_ref())
+    assert_eq!(applied_of(&mut replica).await, vec![1, 2, 3, 4, 6, 7, 8, 9]);
+}
+
+#[tokio::test]
+async fn an_install_a_crash_cut_short_is_finished_on_open() {
+    let (leader_dir, replica_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader_log, leader) = leader_machine(leader_dir.path()).await;
+    leader.attach_retained().await;
+    let sent = leader
+        .clone()
+        .get_current_snapshot()
+        .await
         .unwrap()
-        .state
-        .to_vec();
-    let indexes: Vec<u64> = serde_json::from_slice(&state).unwrap();
-    assert_eq!(indexes, vec![1, 2, 3, 4, 6, 7, 8, 9], "the leader's state");
+        .unwrap();
+    let meta = sent.meta.clone();
+    let data = data_of(sent).await;
+    {
+        let (replica_log, _replica) = open_replica(replica_dir.path());
+        replica_log.append_entries(&ten_entries()[..2]).unwrap();
+        // Received and made durable, then the crash, before the log was touched.
+        let mut receiving = snapshot_files::receiving_file(replica_dir.path()).unwrap();
+        receiving.write_all(&data).unwrap();
+        snapshot_files::keep_received(replica_dir.path(), &receiving, &meta).unwrap();
+    }
+    let (replica_log, mut replica) = open_replica(replica_dir.path());
+    assert_holds_what_the_leader_retains(&replica_log, &leader_log);
+    assert_eq!(replica.applied_state().await.unwrap().0, Some(last()));
+    assert_eq!(applied_of(&mut replica).await, vec![1, 2, 3, 4, 6, 7, 8, 9]);
+    assert!(!replica_dir.path().join("snapshot.recv.meta").exists());
 }

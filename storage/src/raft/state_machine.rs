@@ -6,20 +6,20 @@
 //!
 //! The caller's state lives in memory; durability comes from the snapshot file plus the log:
 //! on open the last snapshot is restored, then openraft re-applies the committed log entries
-//! after it (the log store keeps the committed id). The snapshot is written to a temporary
-//! file, fsynced and renamed, so a crash leaves the old or the new one, never half of one.
+//! after it (the log store keeps the committed id). Snapshot data reaches openraft as files
+//! (see `snapshot_files`): a partition's carries its retained batches, which may be large.
 
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::partition_snapshot::PartitionSnapshot;
+use super::partition_snapshot_files::{self as partition_files, BoxError};
 use super::partition_store::PartitionRaftLog;
+use super::snapshot_files::{self, StoredSnapshot};
 use super::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -38,63 +38,6 @@ pub trait StateMachine: Send + Sync + 'static {
 
     /// Replaces the whole state with one produced by [`StateMachine::snapshot`].
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
-}
-
-const SNAPSHOT_FILE: &str = "snapshot.bin";
-
-/// A snapshot as kept in memory and on disk.
-#[derive(Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotHeader {
-    meta: SnapshotMeta,
-}
-
-impl StoredSnapshot {
-    /// File layout: u32 big-endian header length, JSON header, raw state bytes.
-    fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let header = serde_json::to_vec(&SnapshotHeader {
-            meta: self.meta.clone(),
-        })?;
-        let len = u32::try_from(header.len())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&len.to_be_bytes())?;
-        file.write_all(&header)?;
-        file.write_all(&self.data)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-        // Make the rename itself durable.
-        std::fs::File::open(dir)?.sync_all()
-    }
-
-    fn read(dir: &Path) -> std::io::Result<Option<Self>> {
-        let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let invalid =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or_else(|| invalid("snapshot shorter than its length prefix"))?;
-        let len = usize::try_from(u32::from_be_bytes(*len))
-            .map_err(|_| invalid("snapshot header too long"))?;
-        let (header, data) = rest
-            .split_at_checked(len)
-            .ok_or_else(|| invalid("snapshot shorter than its header"))?;
-        let header: SnapshotHeader = serde_json::from_slice(header)?;
-        Ok(Some(Self {
-            meta: header.meta,
-            data: data.to_vec(),
-        }))
-    }
 }
 
 struct Inner {
@@ -118,11 +61,11 @@ pub struct GroupStateMachine {
     inner: Arc<Mutex<Inner>>,
 }
 
-fn sm_read_err(e: &(impl std::error::Error + 'static)) -> StorageError {
+fn sm_read_err(e: &(dyn std::error::Error + 'static)) -> StorageError {
     StorageIOError::read_state_machine(AnyError::from_dyn(e, None)).into()
 }
 
-fn sm_write_err(e: &(impl std::error::Error + 'static)) -> StorageError {
+fn sm_write_err(e: &(dyn std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_state_machine(AnyError::from_dyn(e, None)).into()
 }
 
@@ -151,47 +94,29 @@ impl GroupStateMachine {
         partition: Option<Arc<PartitionRaftLog>>,
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| sm_write_err(&e))?;
-        let snapshot = StoredSnapshot::read(dir).map_err(|e| sm_read_err(&e))?;
-        let mut snapshot = snapshot;
-        let (last_applied, last_membership) = match &mut snapshot {
-            Some(snapshot) => {
-                let state = match &partition {
-                    Some(partition) => {
-                        let parsed = PartitionSnapshot::parse(&snapshot.data)
-                            .map_err(|e| sm_read_err(&e))?;
-                        if let Some(last) = snapshot.meta.last_log_id {
-                            partition
-                                .install_snapshot_log(
-                                    last,
-                                    parsed.next_offset,
-                                    parsed.retained.as_ref(),
-                                )
-                                .map_err(|e| sm_read_err(&e))?;
-                        }
-                        if parsed.retained.is_some() {
-                            // An install a crash interrupted, now finished: keep the
-                            // snapshot without the batches the log holds again.
-                            let stripped = parsed
-                                .without_retained()
-                                .encode()
-                                .map_err(|e| sm_read_err(&e))?;
-                            snapshot.data = stripped;
-                            snapshot.write(dir).map_err(|e| sm_write_err(&e))?;
-                        }
-                        PartitionSnapshot::parse(&snapshot.data)
-                            .map_err(|e| sm_read_err(&e))?
-                            .state
-                    }
-                    None => &snapshot.data,
-                };
-                machine
-                    .restore(state)
-                    .map_err(|e| StorageIOError::read_snapshot(None, AnyError::error(e)))?;
-                (
-                    snapshot.meta.last_log_id,
-                    snapshot.meta.last_membership.clone(),
-                )
+        snapshot_files::remove_scratch(dir).map_err(|e| sm_write_err(&e))?;
+        let mut snapshot = StoredSnapshot::read(dir).map_err(|e| sm_read_err(&e))?;
+        let state = match &partition {
+            Some(partition) => {
+                let kept = open_partition_snapshot(dir, snapshot.take(), partition)
+                    .map_err(|e| sm_read_err(e.as_ref()))?;
+                kept.map(|(stored, state)| {
+                    snapshot = Some(stored);
+                    state
+                })
             }
+            None => snapshot.as_ref().map(|stored| stored.data.clone()),
+        };
+        if let Some(state) = state {
+            machine
+                .restore(&state)
+                .map_err(|e| StorageIOError::read_snapshot(None, AnyError::error(e)))?;
+        }
+        let (last_applied, last_membership) = match &snapshot {
+            Some(snapshot) => (
+                snapshot.meta.last_log_id,
+                snapshot.meta.last_membership.clone(),
+            ),
             None => (None, StoredMembership::default()),
         };
         Ok(Self {
@@ -229,13 +154,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
                 None => Some(partition.log().log_start_offset()),
             }
             .unwrap_or(-1);
-            data = PartitionSnapshot {
-                next_offset,
-                retained: None,
-                state: &data,
-            }
-            .encode()
-            .map_err(|e| sm_write_err(&e))?;
+            data = PartitionSnapshot::plain(next_offset, &data);
         }
         let snapshot_id = match inner.last_applied {
             Some(id) => format!(
@@ -255,10 +174,13 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
         stored.write(&inner.dir).map_err(|e| {
             StorageIOError::write_snapshot(Some(stored.meta.signature()), AnyError::new(&e))
         })?;
+        let file = snapshot_files::data_file(&inner.dir, &stored.data).map_err(|e| {
+            StorageIOError::write_snapshot(Some(stored.meta.signature()), AnyError::new(&e))
+        })?;
         inner.current_snapshot = Some(stored.clone());
         Ok(Snapshot {
             meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -299,52 +221,52 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let dir = self.inner.lock().await.dir.clone();
+        let file = snapshot_files::receiving_file(&dir).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(None, AnyError::new(&e)))
+        })?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let snapshot_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
             StorageIOError::write_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
                 .into()
         };
-        let mut stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: snapshot.into_inner(),
-        };
+        let mut file = snapshot.into_std().await;
         let mut inner = self.inner.lock().await;
-        if let Some(partition) = inner.partition.clone() {
-            let parsed = PartitionSnapshot::parse(&stored.data).map_err(|e| snapshot_err(&e))?;
-            inner
-                .machine
-                .restore(parsed.state)
+        let dir = inner.dir.clone();
+        let (data, state) = match inner.partition.clone() {
+            Some(partition) => {
+                let (dir, meta) = (dir.clone(), meta.clone());
+                let installed = tokio::task::spawn_blocking(move || {
+                    partition_files::install_file(&dir, &meta, file, &partition)
+                })
+                .await
+                .map_err(|e| snapshot_err(&e))?
                 .map_err(|e| snapshot_err(e.as_ref()))?;
-            let with_retained = parsed.retained.is_some();
-            // The snapshot as received first: if the install below is cut short, open
-            // redoes it from this file (see `partition_install`).
-            let dir = inner.dir.clone();
-            let (stored_back, result) = tokio::task::spawn_blocking(move || {
-                let result = install_partition(&dir, &stored, &partition);
-                (stored, result)
-            })
-            .await
-            .map_err(|e| snapshot_err(&e))?;
-            stored = stored_back;
-            let stripped = result.map_err(|e| snapshot_err(e.as_ref()))?;
-            if with_retained {
-                stored.data = stripped;
+                (partition_files::kept_data(&installed), installed.state)
             }
-        } else {
-            inner
-                .machine
-                .restore(&stored.data)
-                .map_err(|e| snapshot_err(e.as_ref()))?;
-        }
-        stored.write(&inner.dir).map_err(|e| snapshot_err(&e))?;
+            None => {
+                let data = snapshot_files::read_all(&mut file).map_err(|e| snapshot_err(&e))?;
+                (data.clone(), data)
+            }
+        };
+        inner
+            .machine
+            .restore(&state)
+            .map_err(|e| snapshot_err(e.as_ref()))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        stored.write(&dir).map_err(|e| snapshot_err(&e))?;
+        snapshot_files::clear_received(&dir).map_err(|e| snapshot_err(&e))?;
         inner.last_applied = meta.last_log_id;
         inner.last_membership = meta.last_membership.clone();
         inner.current_snapshot = Some(stored);
@@ -356,68 +278,60 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         let Some(stored) = inner.current_snapshot.clone() else {
             return Ok(None);
         };
-        let (Some(partition), true, Some(last)) = (
-            inner.partition.clone(),
-            inner.attach_retained,
-            stored.meta.last_log_id,
-        ) else {
-            return Ok(Some(Snapshot {
-                meta: stored.meta,
-                snapshot: Box::new(Cursor::new(stored.data)),
-            }));
-        };
-        drop(inner);
         let signature = stored.meta.signature();
         let read_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
             StorageIOError::read_snapshot(Some(signature.clone()), AnyError::from_dyn(e, None))
                 .into()
         };
-        // Reading the retained batches may take a while; the state machine is not locked
-        // meanwhile (the snapshot is immutable, and the log read holds the log's own lock).
-        let data =
-            tokio::task::spawn_blocking(move || attach_retained(&stored.data, last, &partition))
-                .await
-                .map_err(|e| read_err(&e))?
-                .map_err(|e| read_err(e.as_ref()))?;
+        let dir = inner.dir.clone();
+        let partition = inner.partition.clone().filter(|_| inner.attach_retained);
+        // Not locked while the file is written: the snapshot is immutable, and the log is
+        // read under its own locks.
+        drop(inner);
+        let meta = stored.meta.clone();
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, BoxError> {
+            match partition {
+                Some(partition) => partition_files::send_file(&dir, &stored, &partition),
+                None => Ok(snapshot_files::data_file(&dir, &stored.data)?),
+            }
+        })
+        .await
+        .map_err(|e| read_err(&e))?
+        .map_err(|e| read_err(e.as_ref()))?;
         Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A replica's install of a partition snapshot: the received snapshot to disk, then its log
-/// (see `partition_install`). Returns the snapshot without its retained batches, to keep.
-fn install_partition(
+/// The kept snapshot of a partition group on open, and the state to restore: the log is
+/// made to continue where it says, and a received snapshot whose install a crash cut short
+/// is installed now (it is newer than the kept one).
+fn open_partition_snapshot(
     dir: &Path,
-    stored: &StoredSnapshot,
+    stored: Option<StoredSnapshot>,
     partition: &PartitionRaftLog,
-) -> Result<Vec<u8>, BoxError> {
-    let parsed = PartitionSnapshot::parse(&stored.data)?;
-    if parsed.retained.is_some() {
+) -> Result<Option<(StoredSnapshot, Vec<u8>)>, BoxError> {
+    if let Some((meta, file)) = snapshot_files::kept_received(dir)?
+        && meta.last_log_id > stored.as_ref().and_then(|s| s.meta.last_log_id)
+    {
+        let installed = partition_files::install_file(dir, &meta, file, partition)?;
+        let stored = StoredSnapshot {
+            meta,
+            data: partition_files::kept_data(&installed),
+        };
         stored.write(dir)?;
+        snapshot_files::clear_received(dir)?;
+        return Ok(Some((stored, installed.state)));
     }
+    snapshot_files::clear_received(dir)?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let kept = PartitionSnapshot::read(&mut std::io::Cursor::new(&stored.data))?;
     if let Some(last) = stored.meta.last_log_id {
-        partition.install_snapshot_log(last, parsed.next_offset, parsed.retained.as_ref())?;
+        partition.install_snapshot_log(last, kept.next_offset, None)?;
     }
-    Ok(parsed.without_retained().encode()?)
-}
-
-/// A stored partition snapshot (last entry `last`) with the batches this log retains
-/// through `last` attached, as sent to a replica.
-fn attach_retained(
-    data: &[u8],
-    last: LogId,
-    partition: &PartitionRaftLog,
-) -> Result<Vec<u8>, BoxError> {
-    let parsed = PartitionSnapshot::parse(data)?;
-    let retained = partition.retained_through(last.index)?;
-    Ok(PartitionSnapshot {
-        next_offset: parsed.next_offset,
-        retained: retained.as_ref().map(|r| r.as_retained()),
-        state: parsed.state,
-    }
-    .encode()?)
+    Ok(Some((stored, kept.state)))
 }

@@ -1,9 +1,7 @@
 //! The openraft type configuration shared by every group.
 
-use std::fmt;
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// A node's id in the cluster (the broker id later).
 pub type NodeId = u64;
@@ -74,14 +72,14 @@ mod as_bytes {
 
 openraft::declare_raft_types!(
     /// The openraft types of every group: opaque commands, u64 node ids, a node's address in
-    /// `BasicNode`, snapshots held in memory as bytes.
+    /// `BasicNode`, snapshot data in files (a partition's may be the whole retained log).
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// Shorthands for openraft's generic types instantiated on [`TypeConfig`].
