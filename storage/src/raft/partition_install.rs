@@ -8,8 +8,8 @@
 //! and retention deletes such batches here, locally, since a Raft purge cannot reach them.
 //!
 //! Install order, each step durable before the next, so a crash anywhere is redone on open
-//! from the snapshot file (which the state machine adapter writes, with the batches, before
-//! it calls [`PartitionRaftLog::install_snapshot_log`]):
+//! from the received snapshot file (which the state machine adapter makes durable before it
+//! calls [`PartitionRaftLog::install_snapshot_log`], see `snapshot_files`):
 //! 1. the purge mark (the snapshot's last id), the epoch cache of the retained entries and a
 //!    pending anchor (offset -1: open waits for the snapshot file to redo the install);
 //! 2. the log reset to the first retained offset and the batches appended, fsynced;
