@@ -1,4 +1,5 @@
-//! `commerce bench produce|consume`: an end-to-end load generator against any Kafka broker.
+//! `commerce bench produce|consume`: an end-to-end load generator against any Kafka broker
+//! (`fetch`, `http`, `orders` and `transactions` are in their own files).
 //!
 //! Produce: a `ThreadedProducer` tuned for throughput sends `--records` records of
 //! `--record-size` bytes as fast as librdkafka accepts them; each record carries its send
@@ -49,6 +50,8 @@ pub enum BenchCommand {
     Http(super::bench_http::BenchHttpArgs),
     /// Place orders through the gateway and time them from POST to confirmed.
     Orders(super::bench_orders::BenchOrdersArgs),
+    /// Run transactions one after the other and time each from begin to committed.
+    Transactions(super::bench_txn::BenchTxnArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Fetch(bench) => super::bench_fetch::run(&args.connection, &bench).await,
         BenchCommand::Http(bench) => super::bench_http::run(bench).await,
         BenchCommand::Orders(bench) => super::bench_orders::run(bench).await,
+        BenchCommand::Transactions(bench) => super::bench_txn::run(args.connection, bench).await,
         BenchCommand::Consume(bench) => {
             let connection = args.connection;
             tokio::task::spawn_blocking(move || bench_consume(&connection, &bench))
@@ -119,7 +123,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Creates `topic` with `partitions` partitions unless it already exists.
-async fn ensure_topic(
+pub(super) async fn ensure_topic(
     connection: &ConnectionArgs,
     topic: &str,
     partitions: i32,
@@ -438,7 +442,7 @@ impl Progress {
 
 /// A record value: bytes from a xorshift generator, so compression (when chosen) has
 /// realistic work to do rather than a run of zeros.
-fn filler(size: usize) -> Vec<u8> {
+pub(super) fn filler(size: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..size)
         .map(|_| {

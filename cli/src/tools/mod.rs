@@ -11,6 +11,7 @@ pub mod bench;
 mod bench_fetch;
 pub mod bench_http;
 mod bench_orders;
+mod bench_txn;
 pub mod connection;
 pub mod consume;
 pub mod group;
