@@ -134,12 +134,19 @@ pub enum GroupStart {
     Join,
 }
 
+/// How long one snapshot RPC of a partition group may take. openraft's default (200 ms) is
+/// shorter than installing a snapshot of some MiB of retained batches; past it the leader
+/// would copy and send the whole snapshot again.
+const PARTITION_SNAPSHOT_RPC_TIMEOUT_MS: u64 = 30_000;
+
 /// A node hosting many Raft groups.
 pub struct RaftNode {
     config: RaftNodeConfig,
     raft_config: Arc<openraft::Config>,
     /// Partition groups never purge their log after a snapshot: their log is the Kafka
-    /// log, which only retention (through [`RaftNode::purge_through`]) may shorten.
+    /// log, which only retention (through [`RaftNode::purge_through`]) may shorten. Their
+    /// snapshot RPCs may take long: the last chunk is answered once the retained batches it
+    /// carries are in the replica's log.
     partition_config: Arc<openraft::Config>,
     addr: SocketAddr,
     router: Arc<Router>,
@@ -157,6 +164,7 @@ impl RaftNode {
         let raft_config = config.openraft()?;
         let partition_config = Arc::new(openraft::Config {
             max_in_snapshot_log_to_keep: u64::MAX,
+            install_snapshot_timeout: PARTITION_SNAPSHOT_RPC_TIMEOUT_MS,
             ..(*raft_config).clone()
         });
         std::fs::create_dir_all(config.data_dir.join("groups"))?;
