@@ -116,28 +116,41 @@ impl TransactionCoordinator {
 
 /// Appends the marker to every partition of the transaction. A partition deleted since it
 /// was added is skipped: nobody can read it any more. In a cluster the marker is proposed
-/// to each partition's Raft group, wherever it is led.
+/// to each partition's Raft group, wherever it is led, all partitions at once.
 fn write_markers(
     broker: &Broker,
     metadata: &TxnMetadata,
     marker: Marker,
     now_ms: i64,
 ) -> Result<()> {
-    for (topic, index) in &metadata.partitions {
-        let written = match broker.replication() {
-            Some(replication) => {
-                let batch = marker_batch(metadata.producer_id, metadata.epoch, marker, now_ms)
-                    .map_err(|error| BrokerError::Metadata(error.to_string()))?;
-                replication
-                    .propose_to_partition(broker, topic, *index, batch.to_vec())
-                    .map(drop)
-            }
-            None => broker.partition(topic, *index).and_then(|partition| {
-                partition
-                    .append_marker(metadata.producer_id, metadata.epoch, marker, now_ms)
-                    .map(drop)
-            }),
-        };
+    let written: Vec<Result<()>> = match broker.replication() {
+        Some(replication) => {
+            let batch = marker_batch(metadata.producer_id, metadata.epoch, marker, now_ms)
+                .map_err(|error| BrokerError::Metadata(error.to_string()))?;
+            let batches = metadata
+                .partitions
+                .iter()
+                .map(|(topic, index)| (topic.as_str(), *index, batch.to_vec()))
+                .collect();
+            replication
+                .propose_to_partitions(broker, batches)?
+                .into_iter()
+                .map(|written| written.map(drop))
+                .collect()
+        }
+        None => metadata
+            .partitions
+            .iter()
+            .map(|(topic, index)| {
+                broker.partition(topic, *index).and_then(|partition| {
+                    partition
+                        .append_marker(metadata.producer_id, metadata.epoch, marker, now_ms)
+                        .map(drop)
+                })
+            })
+            .collect(),
+    };
+    for written in written {
         match written {
             Ok(()) | Err(BrokerError::UnknownTopicOrPartition(_)) => {}
             Err(error) => return Err(error),
