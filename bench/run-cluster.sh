@@ -2,7 +2,9 @@
 # Produce figures for a replicated cluster against one node: three `commerce start` nodes
 # formed with --peers on fresh data directories (every partition a Raft group on all three),
 # driven by `commerce bench produce --acks all`; then one single node (no --peers) driven
-# with --acks 1. Usage: bench/run-cluster.sh [records] [partitions] (default 300000, 3).
+# with --acks 1. Then `commerce bench transactions` on each (transactions of 10 records over
+# every partition, one after the other).
+# Usage: bench/run-cluster.sh [records] [partitions] (default 300000, 3).
 # COMMERCE_BIN=<path> uses that binary instead of building target/release/commerce.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,8 @@ records="${1:-300000}"
 partitions="${2:-3}"
 # The paced runs send this many records at 5000/s (10 s), for latency rather than queueing.
 paced=50000
+# Transactions per transactional run.
+transactions=300
 if [[ -n "${COMMERCE_BIN:-}" ]]; then
   bin="$COMMERCE_BIN"
 else
@@ -100,6 +104,9 @@ echo "== produce, 1 KiB records, acks=all, 3-node cluster"
 echo "== latency: 5000 records/s (1 KiB), acks=all, 3-node cluster"
 "$bin" bench produce -b "$brokers" -t bench-cluster -n "$paced" --rate 5000 --linger-ms 1 \
   --acks all 2>/dev/null
+echo "== transactions of 10 records (1 KiB), 3-node cluster"
+"$bin" bench transactions -b "$brokers" -t bench-cluster -n "$transactions" \
+  --records-per-txn 10 2>/dev/null
 
 single=4
 mkdir -p "$work/single"
@@ -118,3 +125,6 @@ echo "== produce, 1 KiB records, acks=1, single node"
 echo "== latency: 5000 records/s (1 KiB), acks=1, single node"
 "$bin" bench produce -b "$single_broker" -t bench-single -n "$paced" --rate 5000 --linger-ms 1 \
   --acks 1 2>/dev/null
+echo "== transactions of 10 records (1 KiB), single node"
+"$bin" bench transactions -b "$single_broker" -t bench-single -n "$transactions" \
+  --records-per-txn 10 2>/dev/null

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::bench::{MIB, Progress, ensure_topic, filler};
 use super::connection::{ConnectionArgs, REQUEST_TIMEOUT};
-use super::produce::send_waiting_for_room;
 
 /// How long one transaction's init, commit or abort may take before the run fails.
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,8 +51,23 @@ pub async fn run(connection: ConnectionArgs, args: BenchTxnArgs) -> anyhow::Resu
         .context("the bench task panicked")?
 }
 
+/// Queues `record`, serving delivery reports while librdkafka's queue is full.
+fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(10));
+                record = back;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
 fn bench_transactions(connection: &ConnectionArgs, args: &BenchTxnArgs) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = connection
+    // A BaseProducer, polled here: delivery reports are served on this thread.
+    let producer: BaseProducer = connection
         .client_config(&[
             ("transactional.id", &args.transactional_id),
             ("enable.idempotence", "true"),
@@ -104,8 +119,15 @@ fn bench_transactions(connection: &ConnectionArgs, args: &BenchTxnArgs) -> anyho
                     .partition(next_partition)
                     .payload(payload.as_slice());
                 next_partition = (next_partition + 1) % partitions;
-                send_waiting_for_room(&producer, record)
+                send(&producer, record)
                     .with_context(|| format!("cannot produce to {}", args.topic))?;
+            }
+            // Deliver first, polling briefly: rust-rdkafka's flush (which the commit calls)
+            // polls in steps of 100 ms that each run to their end, so a commit with
+            // records in flight would wait 100 ms whatever the broker does.
+            let deadline = Instant::now() + TXN_TIMEOUT;
+            while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                producer.poll(Duration::from_millis(1));
             }
             producer
                 .commit_transaction(TXN_TIMEOUT)
