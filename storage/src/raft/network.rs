@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -351,12 +352,42 @@ fn wrong_reply<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
     RPCError::Network(NetworkError::new(&CallError::WrongReply))
 }
 
+/// What one AppendEntries may carry, in entry payload bytes. openraft sends up to
+/// `max_payload_entries` (300) entries at once, and a partition's entry is a whole producer
+/// batch (up to 1 MiB): to a follower that fell behind under load that was hundreds of MiB,
+/// past the frame limit, and the request could never be sent, so the follower never
+/// caught up. Bigger requests are refused with openraft's PayloadTooLarge, whose hint makes
+/// it send fewer entries at a time.
+const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many of `entries` fit [`MAX_APPEND_BYTES`] (at least one), when not all do.
+fn entries_that_fit(entries: &[super::types::Entry]) -> Option<u64> {
+    let mut total = 0usize;
+    for (count, entry) in entries.iter().enumerate() {
+        total += match &entry.payload {
+            openraft::EntryPayload::Normal(command) => command.0.len(),
+            _ => 0,
+        };
+        if total > MAX_APPEND_BYTES {
+            return Some(u64::try_from(count.max(1)).unwrap_or(1));
+        }
+    }
+    None
+}
+
 impl RaftNetwork<TypeConfig> for GroupNetwork {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if rpc.entries.len() > 1
+            && let Some(fit) = entries_that_fit(&rpc.entries)
+        {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
         match self.call(Rpc::AppendEntries(rpc), &option).await? {
             Reply::AppendEntries(result) => result.map_err(|e| self.remote(e)),
             _ => Err(wrong_reply()),
@@ -386,5 +417,34 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
             Reply::Vote(result) => result.map_err(|e| self.remote(e)),
             _ => Err(wrong_reply()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::{Command, Entry};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command(vec![0; bytes])),
+        }
+    }
+
+    #[test]
+    fn appends_past_the_byte_budget_ask_openraft_for_fewer_entries() {
+        let mib = 1024 * 1024;
+        let small: Vec<Entry> = (0..300).map(|i| entry(i, 1024)).collect();
+        assert_eq!(entries_that_fit(&small), None, "300 KiB goes as it is");
+        let big: Vec<Entry> = (0..100).map(|i| entry(i, mib)).collect();
+        assert_eq!(entries_that_fit(&big), Some(8), "8 MiB per request");
+        let huge = vec![entry(0, 20 * mib), entry(1, 1)];
+        assert_eq!(
+            entries_that_fit(&huge),
+            Some(1),
+            "an entry bigger than the budget still goes, alone"
+        );
     }
 }
