@@ -356,9 +356,10 @@ fn wrong_reply<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
 /// `max_payload_entries` (300) entries at once, and a partition's entry is a whole producer
 /// batch (up to 1 MiB): to a follower that fell behind under load that was hundreds of MiB,
 /// past the frame limit, and the request could never be sent, so the follower never
-/// caught up. Bigger requests are refused with openraft's PayloadTooLarge, whose hint makes
-/// it send fewer entries at a time.
-const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
+/// caught up. The partition log store reads no more than this per request
+/// (`limited_get_log_entries`); a bigger request still (another store) is refused with
+/// openraft's PayloadTooLarge, whose hint makes it send fewer entries at a time.
+pub(super) const MAX_APPEND_BYTES: usize = 8 * 1024 * 1024;
 
 /// How many of `entries` fit [`MAX_APPEND_BYTES`] (at least one), when not all do.
 fn entries_that_fit(entries: &[super::types::Entry]) -> Option<u64> {

@@ -98,6 +98,17 @@ impl PartitionRaftLog {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, PartitionStoreError> {
+        self.read_entries_limited(start, end, usize::MAX)
+    }
+
+    /// Like [`PartitionRaftLog::read_entries`], stopping after the entry that brings the
+    /// batches read to `max_bytes` (the first entry always comes, whatever its size).
+    pub(crate) fn read_entries_limited(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, PartitionStoreError> {
         // Held for the whole read: a truncation or purge waits rather than pulling batches
         // from under it.
         let state = self.read();
@@ -109,9 +120,10 @@ impl PartitionRaftLog {
         ) else {
             return Ok(Vec::new());
         };
-        let mut entries = Vec::with_capacity((end.saturating_sub(start)) as usize);
+        let mut entries = Vec::with_capacity((end.saturating_sub(start)).min(1024) as usize);
         let mut index = start;
-        while index < end {
+        let mut read_bytes = 0usize;
+        while index < end && read_bytes < max_bytes {
             let read = self.log.read(
                 offset,
                 ReadOptions {
@@ -126,9 +138,10 @@ impl PartitionRaftLog {
                 )));
             }
             for (at, header) in Batches::new(&read.bytes) {
-                if index >= end {
+                if index >= end || read_bytes >= max_bytes {
                     break;
                 }
+                read_bytes += header.size();
                 let bytes = read.bytes.get(at..at + header.size()).unwrap_or_default();
                 if Some(header.base_offset) != state.offset_of(index) {
                     return Err(PartitionStoreError::Inconsistent(format!(

@@ -9,6 +9,7 @@ use openraft::{AnyError, LogState, OptionalSend, RaftLogReader, StorageIOError};
 use redb::Durability;
 use serde::Serialize;
 
+use super::network::MAX_APPEND_BYTES;
 use super::partition_store::{COMMITTED, PartitionRaftLog, PartitionStoreError, VOTE};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -72,6 +73,19 @@ impl RaftLogReader<TypeConfig> for PartitionLogStore {
         };
         self.shared
             .read_entries(start, end)
+            .map_err(|e| read_err(&e))
+    }
+
+    /// What replication sends in one AppendEntries: entries up to
+    /// [`MAX_APPEND_BYTES`] of batches, so a follower far behind is not sent (or read for)
+    /// hundreds of MiB at once.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.shared
+            .read_entries_limited(start, end, MAX_APPEND_BYTES)
             .map_err(|e| read_err(&e))
     }
 }

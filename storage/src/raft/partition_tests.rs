@@ -350,3 +350,24 @@ fn a_crash_before_the_snapshot_install_leaves_the_old_log_for_the_purge_to_redo(
     assert_eq!(log.offset_of(21), Some(700));
     assert_eq!(log.last_purged(), Some(log_id(3, 2, 20)));
 }
+
+#[test]
+fn a_limited_read_stops_after_the_entry_that_reaches_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append_entries(&six_entries()).unwrap();
+    let all = log.read_entries(0, 6).unwrap();
+    let sizes: Vec<usize> = stored_batches(&log).iter().map(|b| b.3.len()).collect();
+    assert_eq!(
+        log.read_entries_limited(0, 6, 1).unwrap(),
+        all[..1],
+        "one entry at least"
+    );
+    let two = sizes[0] + sizes[1];
+    assert_eq!(log.read_entries_limited(0, 6, two).unwrap(), all[..2]);
+    assert_eq!(log.read_entries_limited(0, 6, two + 1).unwrap(), all[..3]);
+    assert_eq!(
+        log.read_entries_limited(2, 6, usize::MAX).unwrap(),
+        all[2..]
+    );
+}
