@@ -324,6 +324,35 @@ pub fn free_local_addr() -> SocketAddr {
         .expect("cannot find a free local port")
 }
 
+/// A free local address for a cluster node's Raft listener, from ports below Linux's
+/// ephemeral range (32768 and up). A Raft address is in every node's `--peers`, so unlike
+/// the Kafka and HTTP ports a start cannot simply retry on another one; a port from
+/// [`free_local_addr`] may meanwhile be handed to another `bind(0)` or to a client socket
+/// (seen in CI: "cannot listen for Raft ... Address already in use"). Ports here come from
+/// a counter, unique within the test process, checked free before use.
+pub fn raft_local_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Test binaries run one after another; a per-process base keeps a rerun from reusing
+    // ports a previous run's nodes may still hold in TIME_WAIT.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let addr = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(20_000)));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    free_local_addr()
+}
+
 /// The last `lines` lines of a file.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path)

@@ -347,7 +347,7 @@ pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32) {
 }
 
 /// Sends `which` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(which: &str, pid: u32) {
+pub fn signal(which: &str, pid: u32) {
     let status = Command::new("kill")
         .args([which, &pid.to_string()])
         .status()

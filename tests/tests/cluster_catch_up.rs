@@ -11,11 +11,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use commerce_tests::cluster::Cluster;
-use commerce_tests::replicated::create_replicated_topic;
+use commerce_tests::replicated::{create_replicated_topic, signal};
 use commerce_tests::{TimeLimit, kafka};
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
@@ -125,13 +124,4 @@ fn group_view(status: &Value, group: u64) -> Option<&Value> {
         .as_array()?
         .iter()
         .find(|view| view["group"].as_u64() == Some(group))
-}
-
-/// Sends `which` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(which: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("cannot run kill");
-    assert!(status.success(), "kill {which} {pid} failed");
 }

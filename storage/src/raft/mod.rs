@@ -17,8 +17,9 @@
 //! - `partition_store.rs`: the other log store kind, for partition groups: the Raft log IS
 //!   the partition's Kafka log (one entry = one v2 batch, term = partitionLeaderEpoch);
 //!   `partition_index.rs`: its Raft index <-> offset mapping and epoch cache;
-//!   `partition_snapshot.rs` / `partition_install.rs`: a partition snapshot's bytes (with
-//!   the retained batches it carries to a replica) and installing it into the log;
+//!   `partition_snapshot.rs` / `partition_retained.rs` / `partition_install.rs`: a
+//!   partition snapshot's bytes, the retained batches it carries to a replica, and
+//!   installing it into the log;
 //!   `control_batch.rs`: blank and membership entries as Kafka control batches.
 //! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots);
 //!   `snapshot_files.rs` / `partition_snapshot_files.rs`: the files snapshots are kept,
@@ -45,6 +46,7 @@ mod partition_install;
 #[cfg(test)]
 mod partition_install_tests;
 mod partition_log_store;
+mod partition_retained;
 mod partition_snapshot;
 mod partition_snapshot_files;
 mod partition_store;

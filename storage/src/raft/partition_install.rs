@@ -1,5 +1,5 @@
-//! A partition log's side of snapshots: the retained batches a sender attaches, a snapshot
-//! install on a replica, and retention of batches that lie below Raft's purge point.
+//! A snapshot install on a partition log, and retention of batches that lie below Raft's
+//! purge point (the retained batches themselves: `partition_retained`).
 //!
 //! After a replica installed a snapshot its log holds entries Raft has purged: the batches
 //! the leader retained below the snapshot's last index (see `partition_snapshot`). Raft
@@ -15,115 +15,13 @@
 //! 2. the log reset to the first retained offset and the batches appended, fsynced;
 //! 3. the real anchor.
 
-use std::io::Write;
-
 use redb::Durability;
 
-use super::partition_index::{Anchor, Epoch, IndexState};
+use super::partition_index::{Anchor, IndexState};
+use super::partition_retained::{BatchSource, heads};
 use super::partition_snapshot::RetainedHeader;
-use super::partition_store::{
-    ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError, READ_CHUNK,
-};
+use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError};
 use super::types::LogId;
-use crate::log::ReadOptions;
-use crate::log::batch::{BatchHeader, Batches, HEADER_SIZE};
-
-/// The retained batches a snapshot will carry, located in this log (see
-/// [`PartitionRaftLog::copy_retained`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetainedPlan {
-    pub header: RetainedHeader,
-    /// The offset after the snapshot's last entry: the batches are `first_offset..upper`.
-    pub upper: i64,
-}
-
-/// Where a snapshot's retained batches are read from when it is installed: one section of
-/// the received snapshot file (or, in tests, memory). Read in place, never whole.
-pub trait BatchSource {
-    /// Bytes of the batches.
-    fn len(&self) -> u64;
-    /// Fills `buf` from position `at` of the batches.
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()>;
-}
-
-impl BatchSource for &[u8] {
-    fn len(&self) -> u64 {
-        <[u8]>::len(self) as u64
-    }
-
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let bytes = usize::try_from(at)
-            .ok()
-            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(bytes);
-        Ok(())
-    }
-}
-
-/// The section `start..start + len` of a file.
-pub struct FileSection {
-    pub file: std::fs::File,
-    pub start: u64,
-    pub len: u64,
-}
-
-impl BatchSource for FileSection {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if at.saturating_add(buf.len() as u64) > self.len {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.file.read_exact_at(buf, self.start + at)
-    }
-}
-
-/// One retained batch as found in a [`BatchSource`]: where, its offsets and epoch.
-struct Head {
-    at: u64,
-    size: usize,
-    base_offset: i64,
-    next_offset: i64,
-    epoch: i32,
-}
-
-/// Walks the batch headers of `source` (not the bodies). Errors if they do not frame it.
-fn heads(source: &dyn BatchSource) -> Result<Vec<Head>, PartitionStoreError> {
-    let mut heads = Vec::new();
-    let mut at = 0u64;
-    let mut buf = [0u8; HEADER_SIZE];
-    while at < source.len() {
-        let header = source
-            .read_at(at, &mut buf)
-            .ok()
-            .and_then(|()| BatchHeader::parse(&buf));
-        let Some((header, size)) = header.and_then(|h| h.check().ok().map(|size| (h, size))) else {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "retained batches: no whole batch header at byte {at} of {}",
-                source.len()
-            )));
-        };
-        heads.push(Head {
-            at,
-            size,
-            base_offset: header.base_offset,
-            next_offset: header.last_offset() + 1,
-            epoch: header.leader_epoch,
-        });
-        at += size as u64;
-    }
-    if at != source.len() {
-        return Err(PartitionStoreError::Inconsistent(format!(
-            "retained batches: the last batch runs past the {} bytes",
-            source.len()
-        )));
-    }
-    Ok(heads)
-}
 
 impl PartitionRaftLog {
     /// The last entry Raft purged from this log (entries up to it may still be here, see
@@ -133,72 +31,6 @@ impl PartitionRaftLog {
     }
 
     /// Where the batches from the log start through entry `last_index` are, for a snapshot
-    /// whose last entry that is. `None` when the log holds none of them (it starts after it).
-    pub(crate) fn retained_plan(&self, last_index: u64) -> Option<RetainedPlan> {
-        let state = self.read();
-        if state.pending_reset || last_index < state.first_index {
-            return None;
-        }
-        let first_offset = state.offset_of(state.first_index)?;
-        let upper = state.offset_after(last_index)?;
-        let covering = state
-            .epochs
-            .partition_point(|e| e.first_index <= state.first_index)
-            .saturating_sub(1);
-        let epochs: Vec<Epoch> = state
-            .epochs
-            .iter()
-            .skip(covering)
-            .take_while(|e| e.first_index <= last_index)
-            .copied()
-            .collect();
-        Some(RetainedPlan {
-            header: RetainedHeader {
-                first_index: state.first_index,
-                first_offset,
-                epochs,
-            },
-            upper,
-        })
-    }
-
-    /// Copies the batches `plan` names to `out`, a chunk at a time, and returns how many
-    /// bytes. The log is not locked meanwhile (appends go on); if retention deletes a
-    /// segment first, the read fails and openraft sends a newer snapshot later.
-    pub(crate) fn copy_retained(
-        &self,
-        plan: &RetainedPlan,
-        out: &mut dyn Write,
-    ) -> Result<u64, PartitionStoreError> {
-        let mut offset = plan.header.first_offset;
-        let mut copied = 0u64;
-        while offset < plan.upper {
-            let read = self.log.read(
-                offset,
-                ReadOptions {
-                    max_bytes: READ_CHUNK,
-                    min_one_batch: true,
-                    upper_bound: Some(plan.upper),
-                },
-            )?;
-            let mut read_to = offset;
-            for (at, header) in Batches::new(&read.bytes) {
-                let bytes = read.bytes.get(at..at + header.size()).unwrap_or_default();
-                out.write_all(bytes).map_err(crate::log::LogError::Io)?;
-                copied += bytes.len() as u64;
-                read_to = header.last_offset() + 1;
-            }
-            if read_to == offset {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "retained batches end at {offset}, the snapshot's last entry at {}",
-                    plan.upper
-                )));
-            }
-            offset = read_to;
-        }
-        Ok(copied)
-    }
-
     /// Makes the log continue where an installed snapshot says: its last entry is `last`
     /// and the sender's log continues at `next_offset`. With `retained`, the log is
     /// replaced by those batches; without, a purge past the log end that was waiting for

@@ -12,7 +12,7 @@ use openraft::storage::RaftStateMachine;
 use redb::Durability;
 
 use super::partition_index::{Anchor, Epoch};
-use super::partition_install::BatchSource;
+use super::partition_retained::BatchSource;
 use super::partition_snapshot::{PartitionSnapshot, RetainedHeader};
 use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog};
 use super::partition_tests::{blank, log_id, normal, open, stored_batches};

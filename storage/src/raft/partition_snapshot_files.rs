@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Cursor, Seek, SeekFrom};
 use std::path::Path;
 
-use super::partition_install::FileSection;
+use super::partition_retained::FileSection;
 use super::partition_snapshot::PartitionSnapshot;
 use super::partition_store::PartitionRaftLog;
 use super::snapshot_files::{self, StoredSnapshot};
