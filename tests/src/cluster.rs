@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::link::Link;
-use crate::node::{Node, raft_local_addr};
+use crate::node::{Node, local_listen_addr};
 
 pub struct Cluster {
     /// The `--peers` the cluster was formed with.
@@ -29,7 +29,7 @@ impl Cluster {
 
     /// [`Cluster::start`] with environment variables for every node.
     pub fn start_with_env(size: u64, env: &[(&str, &str)]) -> Cluster {
-        let raft: Vec<(u64, SocketAddr)> = (1..=size).map(|id| (id, raft_local_addr())).collect();
+        let raft: Vec<(u64, SocketAddr)> = (1..=size).map(|id| (id, local_listen_addr())).collect();
         let peers = raft
             .iter()
             .map(|(id, addr)| format!("{id}={addr}"))
@@ -83,7 +83,7 @@ impl Cluster {
     /// Starts node `id` with `--join` (not yet a member: `commerce cluster add-node` makes it
     /// one); returns its Raft address.
     pub fn start_joining(&mut self, id: u64, env: &[(&str, &str)]) -> SocketAddr {
-        let raft = raft_local_addr();
+        let raft = local_listen_addr();
         let args = vec![
             "--raft-addr".to_string(),
             raft.to_string(),

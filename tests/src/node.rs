@@ -62,8 +62,8 @@ impl Node {
             .expect("cannot create a temporary directory");
         Node {
             dir,
-            kafka_addr: free_local_addr(),
-            http_addr: free_local_addr(),
+            kafka_addr: local_listen_addr(),
+            http_addr: local_listen_addr(),
             child: None,
             starts: 0,
             env: env
@@ -100,8 +100,8 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The first start: ports come from binding port 0 and releasing it, so another process
-    /// can take one before the node binds it. Then the node exits saying so, and the start
+    /// The first start: ports are checked free and released, so another process can take
+    /// one before the node binds it. Then the node exits saying so, and the start
     /// is tried again on fresh ports (restarts keep their ports: clients know them).
     fn spawn_on_free_ports(&mut self) {
         const ATTEMPTS: u32 = 5;
@@ -110,8 +110,8 @@ impl Node {
             if self.wait_for_listeners() {
                 return;
             }
-            self.kafka_addr = free_local_addr();
-            self.http_addr = free_local_addr();
+            self.kafka_addr = local_listen_addr();
+            self.http_addr = local_listen_addr();
         }
         self.spawn();
     }
@@ -317,20 +317,20 @@ impl Drop for Node {
     }
 }
 
-/// A port nobody listens on right now (the OS picks it; we release it for the node).
-pub fn free_local_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot find a free local port")
+/// A free local address for a node listener (Kafka, HTTP or Raft): see [`local_port_run`].
+pub fn local_listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], local_port_run(1)))
 }
 
-/// A free local address for a cluster node's Raft listener, from ports below Linux's
-/// ephemeral range (32768 and up). A Raft address is in every node's `--peers`, so unlike
-/// the Kafka and HTTP ports a start cannot simply retry on another one; a port from
-/// [`free_local_addr`] may meanwhile be handed to another `bind(0)` or to a client socket
-/// (seen in CI: "cannot listen for Raft ... Address already in use"). Ports here come from
-/// a counter, unique within the test process, checked free before use.
-pub fn raft_local_addr() -> SocketAddr {
+/// The first of `count` consecutive local ports nobody listens on, for node listeners.
+///
+/// They come from below Linux's ephemeral range (32768 and up), from a counter unique within
+/// the test process, each checked free. A port found by `bind(0)` and released is in the
+/// ephemeral range, so before the node binds it an outgoing connection (a node dialing a
+/// peer, a client) may be given it as its local port: seen in CI as "cannot listen for
+/// HTTP ... Address already in use" on a cluster node, whose start cannot simply be retried
+/// on other ports because its Raft address is in every member's `--peers`.
+pub fn local_port_run(count: u16) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
@@ -343,14 +343,24 @@ pub fn raft_local_addr() -> SocketAddr {
         Ordering::Relaxed,
         Ordering::Relaxed,
     );
+    let count = u32::from(count.max(1));
     for _ in 0..SPAN {
-        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
-        let addr = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap_or(20_000)));
-        if TcpListener::bind(addr).is_ok() {
-            return addr;
+        let offset = NEXT.fetch_add(count, Ordering::Relaxed) % SPAN;
+        if offset + count > SPAN {
+            continue;
+        }
+        let first = FIRST + offset;
+        let all_free = (first..first + count).all(|port| {
+            u16::try_from(port).is_ok_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if all_free && let Ok(first) = u16::try_from(first) {
+            return first;
         }
     }
-    free_local_addr()
+    panic!(
+        "no {count} consecutive free local ports in {FIRST}..{}",
+        FIRST + SPAN
+    );
 }
 
 /// The last `lines` lines of a file.

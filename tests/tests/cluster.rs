@@ -5,11 +5,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use commerce_tests::cluster::{Cluster, agreed_leader, controller, registered};
+use commerce_tests::node::local_port_run;
 use commerce_tests::{TimeLimit, cli};
 use serde_json::Value;
 
@@ -190,17 +190,6 @@ fn a_node_not_in_its_peers_is_refused() {
     assert!(stderr.contains("not in --peers"), "{stderr}");
 }
 
-/// A base port with `count` free ports from it.
-fn free_run(count: u16) -> u16 {
-    let mut candidate = 20_000 + (std::process::id() % 20_000) as u16;
-    loop {
-        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", candidate + offset)).is_ok()) {
-            return candidate;
-        }
-        candidate = candidate.wrapping_add(97).max(20_000);
-    }
-}
-
 #[test]
 fn cluster_up_runs_three_nodes_until_stopped() {
     let _limit = TimeLimit::new(
@@ -208,7 +197,7 @@ fn cluster_up_runs_three_nodes_until_stopped() {
         Duration::from_secs(180),
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let (kafka, http, raft) = (free_run(3), free_run(6) + 3, free_run(9) + 6);
+    let (kafka, http, raft) = (local_port_run(3), local_port_run(3), local_port_run(3));
     let mut up = Command::new(commerce_tests::commerce_bin())
         .args(["cluster", "up", "--nodes", "3", "--data-dir"])
         .arg(dir.path())
