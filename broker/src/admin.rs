@@ -8,6 +8,10 @@ use crate::error::{BrokerError, Result};
 use crate::metadata_store::TopicRecord;
 use crate::topic_config::TopicConfig;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+/// How long a cluster's DeleteRecords waits for a majority to take the new log start.
+const DELETE_RECORDS_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Broker {
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -122,11 +126,21 @@ impl Broker {
     /// Moves a partition's log start to `offset` (DeleteRecords); -1 means the high
     /// watermark. Returns the new low watermark.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
-        if self.replication().is_some() {
+        let partition = match self.partition(topic, partition) {
+            // A cluster node holding no replica: the client's metadata is stale.
+            Err(BrokerError::UnknownTopicOrPartition(name))
+                if self.replication().is_some() && self.topic(topic).is_some() =>
+            {
+                return Err(BrokerError::NotLeaderOrFollower(name));
+            }
+            found => found?,
+        };
+        if let Some(replica) = partition.replica() {
             // A partition group's log start moves only through Raft, on every replica.
-            return Err(BrokerError::NotInClusterMode("DeleteRecords"));
+            let name = format!("{topic}-{}", partition.index);
+            let moved = replica.delete_records(&name, offset, DELETE_RECORDS_TIMEOUT);
+            return crate::replication::wait_blocking(moved)?;
         }
-        let partition = self.partition(topic, partition)?;
         let target = if offset == -1 {
             partition.high_watermark()
         } else {

@@ -27,6 +27,9 @@ pub enum BrokerError {
     MessageTooLarge { size: usize, limit: usize },
     #[error("invalid required acks {0}")]
     InvalidRequiredAcks(i16),
+    /// A batch the broker refuses as a whole, whatever its framing (INVALID_RECORD).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(&'static str),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("metadata store: {0}")]
@@ -69,6 +72,7 @@ impl BrokerError {
             BrokerError::InvalidConfig { .. } => ResponseError::InvalidConfig,
             BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             BrokerError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+            BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord,
             BrokerError::Log(LogError::CorruptBatch { .. }) => ResponseError::CorruptMessage,
             BrokerError::Log(LogError::UnsupportedMagic { .. }) => {
                 ResponseError::UnsupportedForMessageFormat

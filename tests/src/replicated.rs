@@ -322,8 +322,21 @@ fn agreed_partition_leaders(
 /// CreateTopics with replication factor 3, retried while the cluster is still settling (a
 /// retry that finds the topic created by the previous attempt is a success).
 pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_replicated_topic_with(bootstrap, topic, partitions, &[]);
+}
+
+/// [`create_replicated_topic`] with topic configs.
+pub fn create_replicated_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = kafka::admin(bootstrap);
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(3));
+    let new_topic = configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(3)),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    );
     let deadline = Instant::now() + SETTLE;
     loop {
         let refused =
@@ -353,4 +366,28 @@ pub fn signal(which: &str, pid: u32) {
         .status()
         .expect("cannot run kill");
     assert!(status.success(), "kill {which} {pid} failed");
+}
+
+/// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`
+/// that does not start at 0: a partition whose start retention, DeleteRecords or a
+/// snapshot moved (a node's other groups are small and start at 0).
+pub fn moved_log_starts(data_dir: &std::path::Path) -> Vec<i64> {
+    let Ok(groups) = std::fs::read_dir(data_dir.join("raft").join("groups")) else {
+        return Vec::new();
+    };
+    groups
+        .flatten()
+        .filter_map(|group| {
+            let mut offsets: Vec<i64> = std::fs::read_dir(group.path().join("log"))
+                .ok()?
+                .flatten()
+                .filter_map(|file| {
+                    let name = file.file_name().to_string_lossy().to_string();
+                    name.strip_suffix(".log")?.parse().ok()
+                })
+                .collect();
+            offsets.sort_unstable();
+            offsets.first().copied().filter(|first| *first > 0)
+        })
+        .collect()
 }

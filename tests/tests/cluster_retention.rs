@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use commerce_tests::cluster::Cluster;
+use commerce_tests::replicated::{create_replicated_topic_with, moved_log_starts};
 use commerce_tests::{TimeLimit, kafka};
-use rdkafka::admin::{AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 
 const TOPIC: &str = "short-lived";
@@ -165,7 +166,7 @@ fn wiped_replica_gets_every_retained_record_back(shape: &Shape) -> usize {
     // The wiped replica's partition log may not start after the log start the leader had.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let first = first_segment_offsets(&cluster.node(victim).data_dir());
+        let first = moved_log_starts(&cluster.node(victim).data_dir());
         if !first.is_empty() && first.iter().all(|offset| *offset <= start) {
             break;
         }
@@ -219,30 +220,6 @@ fn wiped_replica_gets_every_retained_record_back(shape: &Shape) -> usize {
     before.iter().map(|record| record.value.len()).sum()
 }
 
-/// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`
-/// that does not start at 0: this topic's, once retention or a snapshot moved its start
-/// (the node's other groups are small and start at 0).
-fn first_segment_offsets(data_dir: &std::path::Path) -> Vec<i64> {
-    let Ok(groups) = std::fs::read_dir(data_dir.join("raft").join("groups")) else {
-        return Vec::new();
-    };
-    groups
-        .flatten()
-        .filter_map(|group| {
-            let mut offsets: Vec<i64> = std::fs::read_dir(group.path().join("log"))
-                .ok()?
-                .flatten()
-                .filter_map(|file| {
-                    let name = file.file_name().to_string_lossy().to_string();
-                    name.strip_suffix(".log")?.parse().ok()
-                })
-                .collect();
-            offsets.sort_unstable();
-            offsets.first().copied().filter(|first| *first > 0)
-        })
-        .collect()
-}
-
 /// Three nodes with [`TOPIC`] (one partition on all three) holding `shape`'s records, then
 /// capped by AlterConfigs to its retention bytes: returns the cluster, its bootstrap list
 /// and the partition's watermarks once retention has moved its log start.
@@ -254,18 +231,8 @@ fn purged_cluster(shape: &Shape) -> (Cluster, String, (i64, i64)) {
         .join(",");
     let segment_bytes = shape.segment_bytes.to_string();
     let retention_bytes = shape.retention_bytes.to_string();
-    let topic =
-        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", &segment_bytes);
+    create_replicated_topic_with(&bootstrap, TOPIC, 1, &[("segment.bytes", &segment_bytes)]);
     let admin = kafka::admin(&bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let results = kafka::block_on(admin.create_topics([&topic], &kafka::admin_options()));
-        if results.is_ok_and(|results| results.iter().all(Result::is_ok)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cannot create {TOPIC}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 
     let producer = kafka::producer(&bootstrap, &[("linger.ms", "1"), ("batch.size", "4096")]);
     let padding = "x".repeat(shape.padding);

@@ -1,5 +1,5 @@
 //! The produce path keeps what clients send: every compression codec is stored as sent and
-//! read back intact, and batches the broker must refuse (too large, corrupt) are refused
+//! read back intact, and batches the broker must refuse (too large, corrupt, control) are refused
 //! with Kafka's error code and leave the partition unchanged.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
@@ -13,6 +13,9 @@ use commerce_tests::{Node, TimeLimit, kafka};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use rdkafka::producer::{BaseRecord, Producer};
 
 fn dir_size(path: &Path) -> u64 {
@@ -177,4 +180,55 @@ fn a_corrupt_batch_is_refused_with_corrupt_message_and_not_stored() {
     let stored = kafka::read_all(&node.bootstrap(), topic, &[0], Duration::from_secs(30));
     let values: Vec<&str> = stored.iter().map(|record| record.value_str()).collect();
     assert_eq!(values, ["one", "two"]);
+}
+
+/// Control batches (transaction markers and the cluster's own entries) are the broker's to
+/// write: a client's would end other producers' transactions, or in a cluster move every
+/// replica's log start. Kafka refuses them with INVALID_RECORD; so must we, storing nothing.
+#[test]
+fn a_control_batch_from_a_client_is_refused_with_invalid_record() {
+    let _limit = TimeLimit::new(
+        "a_control_batch_from_a_client_is_refused",
+        Duration::from_secs(120),
+    );
+    let node = Node::start();
+    let topic = "no-forged-markers";
+    kafka::create_topic(&node.bootstrap(), topic, 1, &[]);
+    assert_eq!(
+        produce(node.kafka_addr(), topic, batch(&["one"]).freeze()),
+        0
+    );
+
+    // A COMMIT marker (control key version 0, type 1; value version 0, coordinator epoch 0).
+    let marker = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: 4_242,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(Bytes::from_static(&[0, 0, 0, 1])),
+        value: Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+        headers: Default::default(),
+    };
+    let mut forged = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut forged, [&marker], &options).unwrap();
+    const INVALID_RECORD: i16 = 87;
+    assert_eq!(
+        produce(node.kafka_addr(), topic, forged.freeze()),
+        INVALID_RECORD
+    );
+    assert_eq!(
+        kafka::watermarks(&node.bootstrap(), topic, 0),
+        (0, 1),
+        "the control batch took no offset"
+    );
 }

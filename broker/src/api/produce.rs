@@ -13,6 +13,7 @@ use super::str_bytes;
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
 use crate::producer::batch_header::ProducerBatch;
+use crate::producer::partition_state::batches;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -114,6 +115,17 @@ async fn append(
     let limit = topic.config().max_message_bytes();
     if let Some(size) = batch_sizes(&records).find(|size| *size > limit) {
         return Err(BrokerError::MessageTooLarge { size, limit });
+    }
+    // Control batches (transaction markers, the Raft group's own entries) are written by
+    // the broker only; a client's would end other producers' transactions or move the log
+    // start in a cluster. Kafka refuses them the same way.
+    if batches(&records)
+        .filter_map(ProducerBatch::parse)
+        .any(|header| header.control)
+    {
+        return Err(BrokerError::InvalidRecord(
+            "clients may not write control batches",
+        ));
     }
     // A transactional batch may only go to a partition its transaction added. In a cluster
     // the coordinator is generally another node, and the leader takes the batch unchecked,

@@ -1,7 +1,7 @@
 //! Topic administration on a cluster node: config changes and added partitions are
 //! controller commands (every node applies them as its reconciler sees them), and this
-//! node answers once it has applied the change itself. DeleteRecords is refused for now:
-//! moving a partition group's log start must go through Raft on every replica.
+//! node answers once it has applied the change itself. (DeleteRecords is a partition
+//! group's own entry: `Replica::delete_records`.)
 
 use super::topics::{submit, wait_until};
 use super::{DEFAULT_REPLICATION_FACTOR, Replication};

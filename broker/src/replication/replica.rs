@@ -15,7 +15,9 @@ use crate::error::{BrokerError, Result};
 use crate::producer::batch_header::ProducerBatch;
 use crate::producer::partition_state::{ProducerState, Verdict, batches};
 use commerce_storage::AppendInfo;
-use commerce_storage::raft::{GroupId, GroupStatus, PartitionRaftLog, RaftGroupError, RaftNode};
+use commerce_storage::raft::{
+    GroupId, GroupStatus, PartitionRaftLog, RaftGroupError, RaftNode, log_start_command,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,8 +76,13 @@ impl Replica {
     /// Raft has purged already (a replica that installed a snapshot holds the ones the
     /// leader retained below it) are deleted here directly.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<()> {
-        let Some(start) = self.log.log().retention_start(now_ms) else {
-            return Ok(());
+        // DeleteRecords moved the log start at apply and left the segments below it to
+        // this pass, like segments retention would delete.
+        let log_start = self.log.log().log_start_offset();
+        let start = match self.log.log().retention_start(now_ms) {
+            Some(retained) => retained.max(log_start),
+            None if self.log.log().first_segment_base() < log_start => log_start,
+            None => return Ok(()),
         };
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || log.discard_purged_below(start))
@@ -96,6 +103,45 @@ impl Replica {
             .purge_through(self.group, index)
             .await
             .map_err(|error| BrokerError::Replication(error.to_string()))
+    }
+
+    /// DeleteRecords on the leader: moves the log start to `offset` (-1: the high
+    /// watermark) on every replica, through a log-start entry that each applies at the same
+    /// place in the log (`commerce_storage::raft::log_start_command`). Answers with the new
+    /// low watermark once a majority has the entry and this node applied it. Past the high
+    /// watermark is OFFSET_OUT_OF_RANGE and changes nothing. The segments below go at the
+    /// next retention pass, through a Raft purge ([`Replica::enforce_retention`]).
+    pub async fn delete_records(&self, name: &str, offset: i64, timeout: Duration) -> Result<i64> {
+        if !self.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower(name.to_string()));
+        }
+        // A new leader's high watermark is its predecessor's only once it applied its log.
+        self.caught_up().await?;
+        let high_watermark = self.log.high_watermark();
+        let start = self.log.log().log_start_offset();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if !(0..=high_watermark).contains(&target) {
+            return Err(BrokerError::Log(
+                commerce_storage::LogError::OffsetOutOfRange {
+                    requested: target,
+                    start,
+                    end: high_watermark,
+                },
+            ));
+        }
+        if target <= start {
+            return Ok(start);
+        }
+        let proposal = self.raft.propose(self.group, log_start_command(target));
+        match tokio::time::timeout(timeout, proposal).await {
+            Ok(answer) => answer.map_err(|error| self.error(name, error))?,
+            Err(_) => {
+                return Err(BrokerError::RequestTimedOut(format!(
+                    "{name}: no majority within {timeout:?}"
+                )));
+            }
+        };
+        Ok(self.log.log().log_start_offset())
     }
 
     /// The group's role, term and leader on this node.

@@ -48,9 +48,28 @@ impl PartitionLog {
     /// Moves the log start forward to `offset` (DeleteRecords): reads below it fail with
     /// `OffsetOutOfRange` from now on and after a restart, and sealed segments that lie
     /// wholly below it are deleted. `offset` past the log end is `OffsetOutOfRange`; an
-    /// offset at or below the current start changes nothing. Returns the log start after.
+    /// offset at or below the current start moves nothing, but segments wholly below
+    /// `offset` still go (a Raft group's purge, after [`PartitionLog::raise_log_start`]
+    /// moved the start first). Returns the log start after.
     pub fn advance_log_start(&self, offset: i64) -> Result<i64, LogError> {
         let _writer = lock(&self.writer);
+        let start = self.raise_locked(offset)?;
+        self.delete_segments_below(offset)?;
+        Ok(start)
+    }
+
+    /// Moves the log start forward to `offset` as [`PartitionLog::advance_log_start`] does,
+    /// durably, but deletes nothing: for a Raft group's log, whose entries below the new
+    /// start stay until Raft purges them (a lagging replica may still need them), while
+    /// Kafka readers see the log from the new start on. Read them with
+    /// [`PartitionLog::read_below_start`].
+    pub fn raise_log_start(&self, offset: i64) -> Result<i64, LogError> {
+        let _writer = lock(&self.writer);
+        self.raise_locked(offset)
+    }
+
+    /// The log start after moving it to `offset` (checkpointed first); the writer lock held.
+    fn raise_locked(&self, offset: i64) -> Result<i64, LogError> {
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         if offset > end || offset < 0 {
@@ -65,28 +84,39 @@ impl PartitionLog {
         }
         write_checkpoint(&self.dir, offset)?;
         self.log_start.store(offset, Ordering::Release);
+        info!(dir = %self.dir.display(), log_start = offset, "advanced log start");
+        Ok(offset)
+    }
 
-        // A sealed segment is wholly below the new start when the next segment starts at or
-        // before it. The active segment is never deleted.
+    /// Deletes the sealed segments wholly below `offset`: a sealed segment is when the
+    /// next segment starts at or before it. The active segment is never deleted. The
+    /// writer lock held.
+    fn delete_segments_below(&self, offset: i64) -> Result<(), LogError> {
         let segments = self.segments();
         let deletable = segments
             .windows(2)
             .take_while(|pair| pair.get(1).is_some_and(|next| next.base_offset() <= offset))
             .count();
-        if deletable > 0 {
-            let (deleted, kept) = segments.split_at(deletable);
-            *self
-                .segments
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = Arc::new(kept.to_vec());
-            let freed: u64 = deleted.iter().map(|s| s.size()).sum();
-            self.size.fetch_sub(freed, Ordering::AcqRel);
-            for segment in deleted {
-                segment.delete_files()?;
-            }
-            sync_dir(&self.dir)?;
+        if deletable == 0 {
+            return Ok(());
         }
-        info!(dir = %self.dir.display(), log_start = offset, deleted_segments = deletable, "advanced log start");
-        Ok(offset)
+        let (deleted, kept) = segments.split_at(deletable);
+        *self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(kept.to_vec());
+        // A purge below a raised start: the first kept segment now bounds it from below.
+        if let Some(first) = kept.first() {
+            self.log_start
+                .fetch_max(first.base_offset(), Ordering::AcqRel);
+        }
+        let freed: u64 = deleted.iter().map(|s| s.size()).sum();
+        self.size.fetch_sub(freed, Ordering::AcqRel);
+        for segment in deleted {
+            segment.delete_files()?;
+        }
+        sync_dir(&self.dir)?;
+        info!(dir = %self.dir.display(), deleted_segments = deletable, "deleted segments below {offset}");
+        Ok(())
     }
 }

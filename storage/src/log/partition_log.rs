@@ -242,13 +242,40 @@ impl PartitionLog {
     /// the caller reads on from the next offset. `offset == log end` gives no bytes;
     /// outside `[log start, log end]` is `OffsetOutOfRange`.
     pub fn read(&self, offset: i64, options: ReadOptions) -> Result<LogRead, LogError> {
+        self.read_from(offset, options, self.log_start_offset())
+    }
+
+    /// [`PartitionLog::read`] that also reads what the segments still hold below the log
+    /// start: a Raft group's entries that [`PartitionLog::raise_log_start`] hid from Kafka
+    /// readers but Raft has not purged (a lagging replica is sent them).
+    pub fn read_below_start(&self, offset: i64, options: ReadOptions) -> Result<LogRead, LogError> {
+        let floor = self.first_segment_base().min(self.log_start_offset());
+        self.read_from(offset, options, floor)
+    }
+
+    /// The base offset of the first segment: the log start, unless the log start was
+    /// moved inside the segments (DeleteRecords).
+    pub fn first_segment_base(&self) -> i64 {
+        self.segments()
+            .first()
+            .map_or_else(|| self.log_start_offset(), |s| s.base_offset())
+    }
+
+    /// A read of the offsets from `floor` on.
+    fn read_from(
+        &self,
+        offset: i64,
+        options: ReadOptions,
+        floor: i64,
+    ) -> Result<LogRead, LogError> {
         let _no_truncation = self.rewrite.read().unwrap_or_else(PoisonError::into_inner);
         let end = self.log_end_offset();
-        let start = self.log_start_offset();
+        let start = floor;
+        let log_start_offset = self.log_start_offset();
         let empty = |bytes| {
             Ok(LogRead {
                 bytes,
-                log_start_offset: start,
+                log_start_offset,
                 log_end_offset: end,
             })
         };

@@ -29,6 +29,10 @@ use crate::log::batch::{self, BatchHeader, HEADER_SIZE};
 pub const LEADER_CHANGE_TYPE: i16 = 2;
 /// A control record type of our own for openraft membership (Kafka uses 0..=6).
 pub const MEMBERSHIP_TYPE: i16 = 0x7F01;
+/// A control record type of our own: the partition's log start moves (DeleteRecords),
+/// value `{"logStartOffset":<offset>}`. A normal entry the broker proposes, so that every
+/// replica moves its log start at the same place in the log (see [`log_start_command`]).
+pub const LOG_START_TYPE: i16 = 0x7F02;
 /// Attributes bit 5: the batch holds control records.
 pub const CONTROL_BIT: i16 = 0x20;
 /// Attributes bit 4: the batch belongs to a transaction.
@@ -57,8 +61,9 @@ pub enum EntryBatchError {
     Json(#[from] serde_json::Error),
 }
 
-/// Checks that a proposed command is exactly one well-formed v2 batch: a record batch, or a
-/// transaction marker. Other control batches are Raft's own and never proposed.
+/// Checks that a proposed command is exactly one well-formed v2 batch: a record batch, a
+/// transaction marker or a log-start entry. Other control batches are Raft's own and never
+/// proposed.
 pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
     let summary =
         batch::validate_batches(bytes).map_err(|e| EntryBatchError::NotOneBatch(e.to_string()))?;
@@ -69,9 +74,46 @@ pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
         )));
     }
     if attributes(bytes) & CONTROL_BIT != 0 {
+        if control_record(bytes)?.0 == LOG_START_TYPE {
+            return log_start_value(bytes).map(|_| ());
+        }
         return validate_marker(bytes);
     }
     Ok(())
+}
+
+/// What a log-start entry's value holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogStartValue {
+    log_start_offset: i64,
+}
+
+/// The command that moves a partition group's log start to `offset` on every replica when
+/// it is applied (DeleteRecords): a control batch every Kafka consumer skips.
+pub fn log_start_command(offset: i64) -> Vec<u8> {
+    let value = serde_json::to_vec(&LogStartValue {
+        log_start_offset: offset,
+    })
+    .unwrap_or_default();
+    control_batch(LOG_START_TYPE, &value)
+}
+
+/// The log start a stored batch moves to, if it is a log-start entry.
+pub fn log_start_of(batch: &[u8]) -> Option<i64> {
+    if !is_control(batch) || control_record(batch).ok()?.0 != LOG_START_TYPE {
+        return None;
+    }
+    log_start_value(batch).ok()
+}
+
+fn log_start_value(batch: &[u8]) -> Result<i64, EntryBatchError> {
+    let (_, value) = control_record(batch)?;
+    let parsed: LogStartValue = serde_json::from_slice(value)?;
+    if parsed.log_start_offset < 0 {
+        return Err(EntryBatchError::BadControl("a negative log start"));
+    }
+    Ok(parsed.log_start_offset)
 }
 
 /// A control batch proposed as a command must be one transaction marker of a producer.
@@ -137,6 +179,7 @@ pub fn decode_payload(batch: &[u8]) -> Result<EntryPayload<TypeConfig>, EntryBat
     let (control_type, value) = control_record(batch)?;
     match control_type {
         marker if is_marker_type(marker) => Ok(EntryPayload::Normal(Command(batch.to_vec()))),
+        LOG_START_TYPE => Ok(EntryPayload::Normal(Command(batch.to_vec()))),
         LEADER_CHANGE_TYPE => Ok(EntryPayload::Blank),
         MEMBERSHIP_TYPE => Ok(EntryPayload::Membership(serde_json::from_slice(value)?)),
         other => Err(EntryBatchError::UnknownControl(other)),
@@ -331,6 +374,33 @@ mod tests {
             validate_command(&forged),
             Err(EntryBatchError::ControlFromProducer)
         ));
+    }
+
+    #[test]
+    fn a_log_start_command_validates_and_carries_its_offset() {
+        let command = log_start_command(1_234);
+        validate_command(&command).unwrap();
+        assert_eq!(log_start_of(&command), Some(1_234));
+        assert_eq!(
+            decode_payload(&command).unwrap(),
+            EntryPayload::Normal(Command(command.clone()))
+        );
+        assert_eq!(
+            log_start_of(&marker(COMMIT_MARKER_TYPE, 42, CONTROL_BIT)),
+            None
+        );
+        assert_eq!(
+            log_start_of(&crate::log::tests::support::batch(2, 10, 5)),
+            None
+        );
+        // A negative start or a value that is not the JSON is no command.
+        for bad in [
+            control_batch(LOG_START_TYPE, br#"{"logStartOffset":-5}"#),
+            control_batch(LOG_START_TYPE, b"12"),
+        ] {
+            assert!(validate_command(&bad).is_err());
+            assert_eq!(log_start_of(&bad), None);
+        }
     }
 
     #[test]

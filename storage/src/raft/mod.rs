@@ -63,7 +63,10 @@ mod storage_suite;
 mod types;
 mod wire;
 
-pub use control_batch::{EntryBatchError, LEADER_CHANGE_TYPE, MEMBERSHIP_TYPE};
+pub use control_batch::{
+    EntryBatchError, LEADER_CHANGE_TYPE, LOG_START_TYPE, MEMBERSHIP_TYPE, log_start_command,
+    log_start_of,
+};
 pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use partition_store::{PartitionRaftLog, PartitionStoreError};

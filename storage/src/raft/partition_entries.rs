@@ -124,7 +124,7 @@ impl PartitionRaftLog {
         let mut index = start;
         let mut read_bytes = 0usize;
         while index < end && read_bytes < max_bytes {
-            let read = self.log.read(
+            let read = self.log.read_below_start(
                 offset,
                 ReadOptions {
                     max_bytes: READ_CHUNK,

@@ -12,7 +12,8 @@
 //! calls [`PartitionRaftLog::install_snapshot_log`], see `snapshot_files`):
 //! 1. the purge mark (the snapshot's last id), the epoch cache of the retained entries and a
 //!    pending anchor (offset -1: open waits for the snapshot file to redo the install);
-//! 2. the log reset to the first retained offset and the batches appended, fsynced;
+//! 2. the log reset to the first retained offset and the batches appended, fsynced, and the
+//!    sender's log start where DeleteRecords had moved it;
 //! 3. the real anchor.
 
 use redb::Durability;
@@ -73,6 +74,7 @@ impl PartitionRaftLog {
             first_index,
             first_offset,
             ref epochs,
+            log_start_offset,
         } = *header;
         let inconsistent = |what: String| Err(PartitionStoreError::Inconsistent(what));
         let count = (last.index + 1).saturating_sub(first_index);
@@ -135,6 +137,13 @@ impl PartitionRaftLog {
                 planned.end_offset
             ));
         }
+        if let Some(start) = log_start_offset
+            && !(first_offset..=next_offset).contains(&start)
+        {
+            return inconsistent(format!(
+                "the sender's log start {start} lies outside its batches {first_offset}..{next_offset}"
+            ));
+        }
         // Step 1: the install is recorded; a crash from here on redoes it on open.
         self.write_meta(
             &[
@@ -168,6 +177,10 @@ impl PartitionRaftLog {
             }
         }
         self.log.flush()?;
+        if let Some(start) = log_start_offset {
+            // Where the sender's readers start (DeleteRecords); durable before step 3.
+            self.log.raise_log_start(start)?;
+        }
         // Step 3: the anchor of a log that holds them.
         planned.pending_reset = false;
         self.write_meta(

@@ -132,6 +132,8 @@ impl PartitionRaftLog {
                 first_index: state.first_index,
                 first_offset,
                 epochs,
+                log_start_offset: Some(self.log.log_start_offset())
+                    .filter(|start| *start > first_offset),
             },
             upper,
         })
@@ -148,7 +150,7 @@ impl PartitionRaftLog {
         let mut offset = plan.header.first_offset;
         let mut copied = 0u64;
         while offset < plan.upper {
-            let read = self.log.read(
+            let read = self.log.read_below_start(
                 offset,
                 ReadOptions {
                     max_bytes: READ_CHUNK,

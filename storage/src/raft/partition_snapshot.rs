@@ -53,6 +53,10 @@ pub struct RetainedHeader {
     /// The epoch cache rows covering the retained entries, the one `first_index` belongs
     /// to first.
     pub epochs: Vec<Epoch>,
+    /// The sender's Kafka log start when DeleteRecords moved it above `first_offset`: the
+    /// batches below it are Raft's still, but no reader's. Absent in older snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start_offset: Option<i64>,
 }
 
 /// Writes the retained batches into a snapshot being written; returns how many bytes.
@@ -181,6 +185,7 @@ mod tests {
                 leader: 3,
                 first_index: 5,
             }],
+            log_start_offset: Some(304),
         }
     }
 

@@ -91,7 +91,8 @@ impl PartitionRaftLog {
         let committed: Option<LogId> = this.read_meta::<Option<LogId>>(COMMITTED)?.flatten();
         let anchor = this.read_meta::<Anchor>(ANCHOR)?.unwrap_or(Anchor {
             index: last_purged.map_or(0, |id| id.index + 1),
-            offset: this.log.log_start_offset(),
+            // Not the log start: DeleteRecords may have raised it inside the first batch.
+            offset: this.log.first_segment_base(),
         });
         if anchor.offset < 0 {
             // Purged past the log end before the snapshot said where the log continues;
@@ -114,12 +115,16 @@ impl PartitionRaftLog {
             this.log.reset_to(anchor.offset)?;
         } else if start < anchor.offset {
             this.log.advance_log_start(anchor.offset)?;
-        } else if start > anchor.offset {
+        } else if this.log.first_segment_base() > anchor.offset {
             return Err(PartitionStoreError::Inconsistent(format!(
-                "log starts at {start} but entry {} is at {}",
-                anchor.index, anchor.offset
+                "log segments start at {} but entry {} is at {}",
+                this.log.first_segment_base(),
+                anchor.index,
+                anchor.offset
             )));
         }
+        // A log start above the anchor is DeleteRecords' (`raise_log_start`): the entries
+        // below it stay Raft's until a purge.
         let heads = this.log.batch_heads_from(anchor.offset)?;
         if heads
             .first()

@@ -371,3 +371,68 @@ fn a_limited_read_stops_after_the_entry_that_reaches_the_byte_budget() {
         all[2..]
     );
 }
+
+/// DeleteRecords on a partition group: the log start moves inside the log (here into
+/// entry 3's batch, offsets 7..=9) while Raft keeps every entry, so a lagging replica is
+/// still sent entries below it; reopening accepts a log start above the first entry; a
+/// later purge deletes below it.
+#[tokio::test]
+async fn a_raised_log_start_hides_offsets_from_readers_but_not_entries_from_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = {
+        let log = open(dir.path());
+        log.append_entries(&six_entries()).unwrap();
+        let stored = log.read_entries(0, 100).unwrap();
+        assert_eq!(log.log().raise_log_start(8).unwrap(), 8);
+        let options = ReadOptions {
+            max_bytes: usize::MAX,
+            min_one_batch: true,
+            upper_bound: None,
+        };
+        assert!(log.log().read(6, options).is_err());
+        assert_eq!(
+            log.read_entries(0, 100).unwrap(),
+            stored,
+            "Raft still reads every entry"
+        );
+        stored
+    };
+    let log = open(dir.path());
+    assert_eq!(log.log().log_start_offset(), 8, "kept across a restart");
+    assert_eq!(log.read_entries(0, 100).unwrap(), stored);
+    // Raft purges through entry 2 (offsets 4..=6): the start stays where it was raised.
+    log.purge_entries(log_id(1, 1, 2)).unwrap();
+    assert_eq!(log.log().log_start_offset(), 8);
+    assert_eq!(
+        log.read_entries(0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    drop(log);
+    assert_eq!(open(dir.path()).log().log_start_offset(), 8);
+}
+
+#[test]
+fn a_log_start_entry_is_a_command_stored_as_proposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append_entries(&six_entries()).unwrap();
+    let command = control_batch::log_start_command(12);
+    let entry = Entry {
+        log_id: log_id(1, 1, 6),
+        payload: EntryPayload::Normal(Command(command.clone())),
+    };
+    log.append_entries(std::slice::from_ref(&entry)).unwrap();
+    let stored = log.read_entries(6, 7).unwrap();
+    let EntryPayload::Normal(Command(batch)) = &stored[0].payload else {
+        panic!(
+            "a log-start entry reads back as a normal entry: {:?}",
+            stored[0]
+        );
+    };
+    assert_eq!(control_batch::log_start_of(batch), Some(12));
+    assert!(control_batch::is_control(batch), "consumers skip it");
+}

@@ -16,6 +16,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::Mutex;
 
+use super::control_batch;
 use super::partition_snapshot::PartitionSnapshot;
 use super::partition_snapshot_files::{self as partition_files, BoxError};
 use super::partition_store::PartitionRaftLog;
@@ -24,6 +25,7 @@ use super::types::{
     CommandResponse, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
+use crate::log::LogError;
 
 /// A deterministic state machine fed by a Raft group. Every replica applies the same
 /// commands in the same order and must reach the same state: no clocks, no randomness, no
@@ -205,6 +207,10 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(command) => {
+                    if let Some(partition) = &inner.partition {
+                        apply_log_start(partition, &command.0)
+                            .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                    }
                     inner.machine.apply(entry.log_id.index, &command.0)
                 }
                 EntryPayload::Membership(membership) => {
@@ -303,6 +309,20 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
+}
+
+/// A log-start entry (DeleteRecords) moves the partition's log start here, on every replica
+/// at the same entry. Never past the entry itself: the leader checked the offset against its
+/// high watermark, which this entry follows. The segments below stay until Raft purges them.
+fn apply_log_start(partition: &PartitionRaftLog, batch: &[u8]) -> Result<(), LogError> {
+    let Some(offset) = control_batch::log_start_of(batch) else {
+        return Ok(());
+    };
+    let own_offset = batch
+        .first_chunk::<8>()
+        .map_or(offset, |bytes| i64::from_be_bytes(*bytes));
+    partition.log().raise_log_start(offset.min(own_offset))?;
+    Ok(())
 }
 
 /// The kept snapshot of a partition group on open, and the state to restore: the log is
