@@ -391,3 +391,34 @@ pub fn moved_log_starts(data_dir: &std::path::Path) -> Vec<i64> {
         })
         .collect()
 }
+
+/// The leader of `topic`/`partition` as `bootstrap`'s metadata names it, once it names one
+/// that `wanted` accepts: right after CreateTopics, or after a kill, the metadata may name
+/// none (-1) for a while, and a returning preferred leader first catches up.
+pub fn wait_for_leader(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    wanted: impl Fn(u64) -> bool,
+) -> u64 {
+    const LEADER_WAIT: Duration = Duration::from_secs(60);
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        let leader = kafka::consumer(bootstrap)
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()
+            .and_then(|metadata| {
+                let topic = metadata.topics().first()?;
+                let found = topic.partitions().iter().find(|p| p.id() == partition)?;
+                u64::try_from(found.leader()).ok()
+            });
+        if let Some(leader) = leader.filter(|leader| wanted(*leader)) {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no wanted leader of {topic}/{partition} within {LEADER_WAIT:?} (leader {leader:?})"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -14,9 +14,8 @@
 use std::time::Duration;
 
 use commerce_tests::cluster::Cluster;
-use commerce_tests::replicated::{create_replicated_topic, signal};
+use commerce_tests::replicated::{create_replicated_topic, signal, wait_for_leader};
 use commerce_tests::{TimeLimit, kafka};
-use rdkafka::consumer::Consumer;
 use serde_json::Value;
 
 const TOPIC: &str = "far-behind";
@@ -36,10 +35,7 @@ fn a_follower_far_behind_catches_up_by_replication() {
         .collect::<Vec<_>>()
         .join(",");
     create_replicated_topic(&bootstrap, TOPIC, 1);
-    let metadata = kafka::consumer(&bootstrap)
-        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
-        .unwrap();
-    let leader = u64::try_from(metadata.topics()[0].partitions()[0].leader()).unwrap();
+    let leader = wait_for_leader(&bootstrap, TOPIC, 0, |_| true);
     let mut followers = (1..=3u64).filter(|id| *id != leader);
     let (paused, other) = (followers.next().unwrap(), followers.next().unwrap());
 

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use commerce_tests::cluster::Cluster;
-use commerce_tests::replicated::{create_replicated_topic_with, moved_log_starts};
+use commerce_tests::replicated::{create_replicated_topic_with, moved_log_starts, wait_for_leader};
 use commerce_tests::{TimeLimit, kafka};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -101,14 +101,14 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
     }
 
     // The leader killed: the next one has the same log start.
-    let leader = partition_leader(&bootstrap);
+    let leader = wait_for_leader(&bootstrap, TOPIC, 0, |_| true);
     cluster.node(leader).kill();
     let survivors: String = (1..=3)
         .filter(|id| *id != leader)
         .map(|id| cluster.node(id).bootstrap())
         .collect::<Vec<_>>()
         .join(",");
-    wait_for_leader(&survivors, |id| id != leader);
+    wait_for_leader(&survivors, TOPIC, 0, |id| id != leader);
     assert_eq!(kafka::watermarks(&survivors, TOPIC, 0).0, NEW_START);
     expect_records_from(&survivors, first_value, "after a failover");
     cluster.node(leader).restart();
@@ -122,7 +122,7 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
     std::fs::create_dir_all(&dir).unwrap();
     cluster.node(preferred).restart();
     let through = cluster.node(preferred).bootstrap();
-    wait_for_leader(&through, |id| id == preferred);
+    wait_for_leader(&through, TOPIC, 0, |id| id == preferred);
     assert_eq!(
         kafka::watermarks(&through, TOPIC, 0).0,
         NEW_START,
@@ -161,35 +161,9 @@ fn value_number(record: &kafka::Record) -> usize {
     String::from_utf8_lossy(&record.value)[..6].parse().unwrap()
 }
 
-fn metadata_leader(bootstrap: &str) -> Option<u64> {
-    let metadata = kafka::consumer(bootstrap)
-        .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
-        .ok()?;
-    u64::try_from(metadata.topics().first()?.partitions().first()?.leader()).ok()
-}
-
-fn partition_leader(bootstrap: &str) -> u64 {
-    metadata_leader(bootstrap).expect("the partition has a leader")
-}
-
 fn preferred_leader(bootstrap: &str) -> u64 {
     let metadata = kafka::consumer(bootstrap)
         .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
         .unwrap();
     u64::try_from(metadata.topics()[0].partitions()[0].replicas()[0]).unwrap()
-}
-
-fn wait_for_leader(bootstrap: &str, wanted: impl Fn(u64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let leader = metadata_leader(bootstrap);
-        if leader.is_some_and(&wanted) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no wanted leader of {TOPIC}/0 (leader {leader:?})"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
