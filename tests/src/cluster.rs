@@ -122,6 +122,20 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id}"))
     }
 
+    /// `bootstrap.servers` naming the Kafka listeners of nodes `ids`, in that order.
+    pub fn bootstrap_of(&self, ids: impl IntoIterator<Item = u64>) -> String {
+        ids.into_iter()
+            .map(|id| {
+                self.nodes
+                    .iter()
+                    .find(|node| node.node_id() == id)
+                    .unwrap_or_else(|| panic!("no node {id}"))
+                    .bootstrap()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.nodes.iter().map(Node::node_id).collect()
     }

@@ -30,10 +30,7 @@ fn a_follower_far_behind_catches_up_by_replication() {
         Duration::from_secs(180),
     );
     let mut cluster = Cluster::start(3);
-    let bootstrap: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.bootstrap_of(1..=3);
     create_replicated_topic(&bootstrap, TOPIC, 1);
     let leader = wait_for_leader(&bootstrap, TOPIC, 0, |_| true);
     let mut followers = (1..=3u64).filter(|id| *id != leader);

@@ -26,10 +26,7 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
         Duration::from_secs(240),
     );
     let mut cluster = Cluster::start(3);
-    let bootstrap: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.bootstrap_of(1..=3);
     create_replicated_topic_with(&bootstrap, TOPIC, 1, &[("segment.bytes", "16384")]);
     let producer = kafka::producer(&bootstrap, &[("linger.ms", "1"), ("batch.size", "4096")]);
     let padding = "x".repeat(212);
@@ -103,11 +100,7 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
     // The leader killed: the next one has the same log start.
     let leader = wait_for_leader(&bootstrap, TOPIC, 0, |_| true);
     cluster.node(leader).kill();
-    let survivors: String = (1..=3)
-        .filter(|id| *id != leader)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let survivors = cluster.bootstrap_of((1..=3).filter(|id| *id != leader));
     wait_for_leader(&survivors, TOPIC, 0, |id| id != leader);
     assert_eq!(kafka::watermarks(&survivors, TOPIC, 0).0, NEW_START);
     expect_records_from(&survivors, first_value, "after a failover");

@@ -77,12 +77,7 @@ fn committed_offsets_survive_a_coordinator_kill() {
         Duration::from_secs(150),
     );
     let mut cluster = Cluster::start(3);
-    let bootstrap = cluster
-        .ids()
-        .into_iter()
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.bootstrap_of(cluster.ids());
     commerce_tests::replicated::create_replicated_topic(&bootstrap, TOPIC, 1);
     let producer = kafka::producer(&bootstrap, &[("enable.idempotence", "true")]);
     for value in 0..RECORDS {

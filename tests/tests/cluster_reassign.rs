@@ -76,10 +76,7 @@ fn a_removed_node_hands_its_replicas_to_the_others() {
         Duration::from_secs(180),
     );
     let mut cluster = Cluster::start_with_env(3, &ADMIN);
-    let all: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let all = cluster.bootstrap_of(1..=3);
     commerce_tests::replicated::create_replicated_topic(&all, TOPIC, PARTITIONS);
     produce(&all, 0, 600);
 
@@ -104,10 +101,7 @@ fn a_removed_node_hands_its_replicas_to_the_others() {
     remove.extend_from_slice(&access);
     remove.extend_from_slice(&["--node-id", "1"]);
     cli::run_ok(&remove, b"", Duration::from_secs(120));
-    let rest: String = (2..=4)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let rest = cluster.bootstrap_of(2..=4);
     let moved: BTreeSet<i32> = [2, 3, 4].into();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -137,10 +131,7 @@ fn a_removed_node_hands_its_replicas_to_the_others() {
     // Node 4 only ever received the data from the leaders: with node 2 gone too, nodes 3
     // and 4 are a majority of every partition, and node 4 must hold all of it.
     cluster.node(2).kill();
-    let two: String = (3..=4)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let two = cluster.bootstrap_of(3..=4);
     assert_eq!(
         values(&two),
         expected,

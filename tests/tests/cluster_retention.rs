@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use commerce_tests::cluster::Cluster;
-use commerce_tests::replicated::{create_replicated_topic_with, moved_log_starts};
+use commerce_tests::replicated::{create_replicated_topic_with, moved_log_starts, wait_for_leader};
 use commerce_tests::{TimeLimit, kafka};
 use rdkafka::admin::{AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
@@ -81,10 +81,7 @@ fn partitions_added_to_a_replicated_topic_are_replicated() {
         Duration::from_secs(120),
     );
     let mut cluster = Cluster::start(3);
-    let bootstrap: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.bootstrap_of(1..=3);
     commerce_tests::replicated::create_replicated_topic(&bootstrap, "growing", 1);
     let admin = kafka::admin(&bootstrap);
     let results = kafka::block_on(admin.create_partitions(
@@ -180,24 +177,7 @@ fn wiped_replica_gets_every_retained_record_back(shape: &Shape) -> usize {
 
     // Once it leads partition 0 again, everything is read through it as before.
     let victim_bootstrap = cluster.node(victim).bootstrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let leader = kafka::consumer(&victim_bootstrap)
-            .fetch_metadata(Some(TOPIC), Duration::from_secs(10))
-            .ok()
-            .and_then(|metadata| {
-                let partition = metadata.topics().first()?.partitions().first()?.leader();
-                u64::try_from(partition).ok()
-            });
-        if leader == Some(victim) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {victim} did not take back the leadership of {TOPIC}/0 (leader {leader:?})"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_leader(&victim_bootstrap, TOPIC, 0, |id| id == victim);
     // The end has moved by the leader changes' control batches, not by records.
     let (low, high) = kafka::watermarks(&victim_bootstrap, TOPIC, 0);
     assert_eq!(
@@ -225,10 +205,7 @@ fn wiped_replica_gets_every_retained_record_back(shape: &Shape) -> usize {
 /// and the partition's watermarks once retention has moved its log start.
 fn purged_cluster(shape: &Shape) -> (Cluster, String, (i64, i64)) {
     let mut cluster = Cluster::start(3);
-    let bootstrap: String = (1..=3)
-        .map(|id| cluster.node(id).bootstrap())
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap = cluster.bootstrap_of(1..=3);
     let segment_bytes = shape.segment_bytes.to_string();
     let retention_bytes = shape.retention_bytes.to_string();
     create_replicated_topic_with(&bootstrap, TOPIC, 1, &[("segment.bytes", &segment_bytes)]);
