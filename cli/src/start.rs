@@ -8,7 +8,10 @@ use anyhow::Context;
 use commerce_broker::controller::NodeRecord;
 use commerce_broker::replication::Replication;
 use commerce_broker::{Broker, BrokerConfig};
+use commerce_storage::raft::{GroupId, GroupStart, RaftNode, RaftNodeConfig};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -71,9 +74,31 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     } else {
         broker.clone()
     };
+    // Every service's command log is a Raft group: with the cluster's voters, or this node
+    // alone.
+    let (raft, service_start) = match (&cluster, &settings.cluster) {
+        (Some(runtime), Some(cluster)) => (runtime.raft(), cluster_service_start(cluster)),
+        _ => {
+            let raft = start_local_raft(&settings).await?;
+            let me = BTreeMap::from([(raft.node_id(), raft.addr().to_string())]);
+            (raft, GroupStart::Bootstrap(me))
+        }
+    };
     let mut services = crate::services::open(&settings)?;
-    if let Some((email, password)) = &settings.admin {
-        crate::services::ensure_admin(&services.identity, email, password).await?;
+    services.replicate(&raft, &service_start).await?;
+    let admin_ready = Arc::new(AtomicBool::new(settings.admin.is_none()));
+    let admin_task = settings.admin.clone().map(|(email, password)| {
+        tokio::spawn(ensure_admin_when_possible(
+            services.identity.clone(),
+            email,
+            password,
+            admin_ready.clone(),
+            stopped.clone(),
+        ))
+    });
+    if cluster.is_none() {
+        // A node alone elects itself at once: its first HTTP request finds the admin there.
+        wait_for(&admin_ready, ADMIN_WAIT).await;
     }
     let metrics = commerce_gateway::metrics::Metrics::install()
         .map_err(|error| anyhow::anyhow!("cannot install the metrics recorder: {error}"))?;
@@ -89,7 +114,13 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             .mounts
             .push(crate::cluster::admin::mount(cluster.clone()));
     }
-    let mut app = commerce_gateway::router(&gateway, gateway_services, readiness(&broker), metrics)
+    let ready = readiness(
+        &broker,
+        raft.clone(),
+        services.groups(),
+        admin_ready.clone(),
+    );
+    let mut app = commerce_gateway::router(&gateway, gateway_services, ready, metrics)
         .context("cannot build the HTTP gateway")?;
     if let Some(cluster) = &cluster {
         app = app.merge(crate::cluster::status::router(cluster.clone()));
@@ -137,15 +168,19 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             stopped.clone(),
         )));
     }
-    let service_tasks = services.spawn(service_broker.clone(), stopped.clone());
+    let service_log = Arc::new(crate::event_log::BrokerEventLog::new(
+        service_broker.clone(),
+    ));
+    let mut service_tasks = services.spawn(raft.clone(), service_log, stopped.clone());
+    service_tasks.extend(admin_task);
 
-    let raft = settings
+    let raft_note = settings
         .cluster
         .as_ref()
         .map(|cluster| format!(", raft {}", cluster.raft_addr))
         .unwrap_or_default();
     println!(
-        "commerce node {} listening: kafka {kafka_addr}, http {http_addr}{raft}, data {}",
+        "commerce node {} listening: kafka {kafka_addr}, http {http_addr}{raft_note}, data {}",
         settings.node_id,
         settings.data_dir.display()
     );
@@ -157,13 +192,16 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             tracing::warn!("a task did not stop within {DRAIN_TIMEOUT:?}");
         }
     }
-    services.close();
     if let Some(cluster) = cluster {
+        drop(raft);
         match Arc::try_unwrap(cluster) {
             Ok(cluster) => cluster.shutdown().await,
             Err(_) => tracing::warn!("the cluster runtime is still in use; not shut down cleanly"),
         }
+    } else {
+        raft.shutdown().await;
     }
+    services.close();
     let mut logs = vec![broker.clone()];
     if !Arc::ptr_eq(&broker, &service_broker) {
         logs.push(service_broker.clone());
@@ -234,14 +272,100 @@ fn open_service_broker(
         .with_context(|| format!("cannot open the services' log in {}", dir.display()))
 }
 
-fn readiness(broker: &Broker) -> commerce_gateway::ReadinessCheck {
+/// Ready when the data directory is still there, every service's group has a leader this
+/// node can reach (a node cut off from its majority, or a `--join` node not yet added, has
+/// none), and the configured admin exists.
+fn readiness(
+    broker: &Broker,
+    raft: Arc<RaftNode>,
+    groups: Vec<(&'static str, GroupId)>,
+    admin_ready: Arc<AtomicBool>,
+) -> commerce_gateway::ReadinessCheck {
     let data_dir = broker.config().data_dir.clone();
     Arc::new(move || {
-        // Ready when the data directory is still there and writable metadata can be read.
         std::fs::metadata(data_dir.join("metadata.redb"))
-            .map(|_| ())
-            .map_err(|error| format!("metadata store unavailable: {error}"))
+            .map_err(|error| format!("metadata store unavailable: {error}"))?;
+        for (service, group) in &groups {
+            crate::services::group_ready(&raft, *group)
+                .map_err(|why| format!("the {service} service is not available here: {why}"))?;
+        }
+        if !admin_ready.load(Ordering::Acquire) {
+            return Err("the configured admin account is not created yet".to_string());
+        }
+        Ok(())
     })
+}
+
+/// How a cluster node opens the services' groups: with the cluster's first voters, or (a
+/// node added later) joining, to be brought in by the leader.
+fn cluster_service_start(cluster: &crate::cluster::peers::ClusterSettings) -> GroupStart {
+    if cluster.join {
+        GroupStart::Join
+    } else {
+        GroupStart::Bootstrap(
+            cluster
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, addr.to_string()))
+                .collect(),
+        )
+    }
+}
+
+/// A node alone still runs its services' command logs as Raft groups (of one voter): their
+/// Raft listener only ever hears from itself, so it takes any free loopback port.
+async fn start_local_raft(settings: &NodeSettings) -> anyhow::Result<Arc<RaftNode>> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot open the local Raft listener")?;
+    let node_id = u64::try_from(settings.node_id)
+        .with_context(|| format!("the node id {} is negative", settings.node_id))?;
+    let config = RaftNodeConfig::new(node_id, settings.data_dir.join("raft"));
+    let raft = RaftNode::start(config, listener)
+        .await
+        .context("cannot start the services' Raft groups")?;
+    Ok(Arc::new(raft))
+}
+
+/// How long a node alone waits for its admin account before serving anyway.
+const ADMIN_WAIT: Duration = Duration::from_secs(30);
+/// How often the admin creation is retried while the services have no leader.
+const ADMIN_RETRY: Duration = Duration::from_millis(300);
+
+/// Creates the configured admin unless it exists, retrying while the identity service has
+/// no leader with a majority (a cluster forming, a node back before its peers).
+async fn ensure_admin_when_possible(
+    identity: Arc<commerce_services::identity::IdentityService>,
+    email: String,
+    password: String,
+    done: Arc<AtomicBool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut reported = false;
+    loop {
+        match crate::services::ensure_admin(&identity, &email, &password).await {
+            Ok(()) => {
+                done.store(true, Ordering::Release);
+                return;
+            }
+            Err(error) if !reported => {
+                tracing::info!(%error, "the admin account cannot be created yet; retrying");
+                reported = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ADMIN_RETRY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn wait_for(flag: &AtomicBool, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !flag.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn serve_http(listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>) {

@@ -43,7 +43,11 @@ pub async fn layer(
         match auth.verifier.verify(token) {
             Ok(principal) => {
                 let live = match &principal.session_id {
-                    Some(session) => auth.identity.session_active(session, &principal.user_id),
+                    Some(session) => {
+                        auth.identity
+                            .session_active(session, &principal.user_id)
+                            .await
+                    }
                     None => Ok(false),
                 };
                 match live {

@@ -522,3 +522,48 @@ async fn a_follower_forwards_proposals_to_the_leader() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_barrier_on_any_member_sees_every_answered_proposal() {
+    bounded(async {
+        let mut cluster = Cluster::start(&[1], |_| {}).await;
+        let g1 = GroupId(1);
+        let leader = cluster.leader(g1).await;
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        for (n, command) in commands(g1, 0..30).into_iter().enumerate() {
+            // Answered by the leader; then a read on the other nodes must include it.
+            cluster.node(leader).propose(g1, command).await.unwrap();
+            for &i in &others {
+                cluster
+                    .node(i)
+                    .read_barrier(g1, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    cluster.applied(i, g1).len(),
+                    n + 1,
+                    "node {i} after the barrier"
+                );
+            }
+        }
+        cluster
+            .node(leader)
+            .read_barrier(g1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // A node cut off from its majority cannot pass a barrier: it cannot know what was
+        // committed meanwhile.
+        cluster.stop(others[0]).await;
+        cluster.stop(others[1]).await;
+        let alone = cluster
+            .node(leader)
+            .read_barrier(g1, Duration::from_secs(2))
+            .await;
+        assert!(
+            alone.is_err(),
+            "a leader without a majority passed a read barrier"
+        );
+        cluster.shutdown().await;
+    })
+    .await;
+}

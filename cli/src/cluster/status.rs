@@ -112,7 +112,10 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
         let name = match (&reported.partition, reported.group) {
             (_, 0) => "controller".to_string(),
             (Some(partition), group) => format!("{partition} (group {group})"),
-            (None, group) => format!("group-{group}"),
+            (None, group) => match crate::services::group_service(group) {
+                Some(service) => format!("service {service}"),
+                None => format!("group-{group}"),
+            },
         };
         let leader = reported
             .leader

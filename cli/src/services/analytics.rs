@@ -1,6 +1,6 @@
 //! analytics: aggregates over every domain topic; emits nothing, so it has no relay.
 
-use super::{Wired, consumer, mount};
+use super::{ServiceEngine, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::analytics::routes::AnalyticsApi;
 use commerce_services::analytics::{self, AnalyticsService};
@@ -13,17 +13,17 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<AnalyticsService>, Wired)> {
         .with_context(|| format!("cannot open the analytics service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, analytics::consumers::AnalyticsSubscriber);
-    let store = service.engine.store().clone();
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "analytics",
         mount: Some(mount(
             "/api/analytics",
             service.router(),
             AnalyticsApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: None,
+        engine: handle,
+        producer_id: None,
         tasks: vec![consumer],
     };
     Ok((service, wired))

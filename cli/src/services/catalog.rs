@@ -1,6 +1,6 @@
 //! catalog: products, and its read model of identity's users.
 
-use super::{Wired, consumer, mount};
+use super::{ServiceEngine, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::catalog::routes::CatalogApi;
 use commerce_services::catalog::{self, CatalogService};
@@ -13,17 +13,17 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<CatalogService>, Wired)> {
         .with_context(|| format!("cannot open the catalog service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, catalog::consumers::CatalogSubscriber);
-    let store = service.engine.store().clone();
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "catalog",
         mount: Some(mount(
             "/api/catalog",
             service.router(),
             CatalogApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((catalog::PRODUCER_ID, service.engine.outbox_signal())),
+        engine: handle,
+        producer_id: Some(catalog::PRODUCER_ID),
         tasks: vec![consumer],
     };
     Ok((service, wired))

@@ -1,7 +1,7 @@
 //! identity: users, sessions and tokens. The gateway mounts its routes itself, since it also
 //! asks identity about tokens and sessions.
 
-use super::Wired;
+use super::{ServiceEngine, Wired};
 use anyhow::Context;
 use commerce_services::identity::{self, IdentityService};
 use std::path::Path;
@@ -12,9 +12,9 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<IdentityService>, Wired)> {
         .with_context(|| format!("cannot open the identity service in {}", dir.display()))?;
     let wired = Wired {
         name: "identity",
-        store: service.engine.store().clone(),
+        engine: service.engine.clone() as Arc<dyn ServiceEngine>,
         mount: None,
-        relay: Some((identity::PRODUCER_ID, service.engine.outbox_signal())),
+        producer_id: Some(identity::PRODUCER_ID),
         tasks: Vec::new(),
     };
     Ok((service, wired))

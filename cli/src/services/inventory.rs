@@ -1,6 +1,6 @@
 //! inventory: stock, reservations for the order saga, and the reservation expiry worker.
 
-use super::{Task, Wired, consumer, mount};
+use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::inventory::routes::InventoryApi;
 use commerce_services::inventory::{self, InventoryService};
@@ -14,20 +14,20 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<InventoryService>, Wired)> {
     let engine = service.engine.clone();
     let consumer = consumer(engine, inventory::consumers::InventorySubscriber);
     let expiry_service = service.clone();
-    let expiry: Task = Box::new(move |_log, stopped| {
-        tokio::spawn(inventory::expiry::run(expiry_service, stopped))
+    let expiry: Task = Arc::new(move |_log, stopped| {
+        tokio::spawn(inventory::expiry::run(expiry_service.clone(), stopped))
     });
-    let store = service.engine.store().clone();
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "inventory",
         mount: Some(mount(
             "/api/inventory",
             service.router(),
             InventoryApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((inventory::PRODUCER_ID, service.engine.outbox_signal())),
+        engine: handle,
+        producer_id: Some(inventory::PRODUCER_ID),
         tasks: vec![consumer, expiry],
     };
     Ok((service, wired))

@@ -1,42 +1,93 @@
-//! Wiring the services: their stores under `<data-dir>/services/`, their routes handed to the
-//! gateway, their outbox relays publishing through the built-in broker, and their consumers
-//! and workers reading from it. One file per service says how that service is wired
-//! ([`Wired`]); this file runs them all the same way.
+//! Wiring the services: their stores under `<data-dir>/services/`, their command logs as
+//! Raft groups, their routes handed to the gateway, and their outbox relays, consumers and
+//! workers, which run on the leader of the service's group only (`leadership.rs`). One file
+//! per service says how that service is wired ([`Wired`]); this file runs them all the same
+//! way.
 
 mod analytics;
 mod catalog;
+mod engine_handle;
 mod identity;
 mod inventory;
+mod leadership;
 mod notification;
 mod order;
 mod payment;
 mod shipping;
 
+pub use engine_handle::ServiceEngine;
+
 use crate::config::NodeSettings;
-use crate::event_log::BrokerEventLog;
-use commerce_broker::Broker;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
-use commerce_services::platform::outbox::Relay;
 use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
-use commerce_services::platform::{Engine, Store};
+use commerce_services::platform::{Engine, StoreError};
+use commerce_storage::raft::{GroupId, GroupStart, RaftNode};
 use std::sync::Arc;
-use tokio::sync::{Notify, watch};
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A background task a service runs once the broker is up: a consumer or a worker.
-pub type Task =
-    Box<dyn FnOnce(Arc<BrokerEventLog>, watch::Receiver<bool>) -> JoinHandle<()> + Send>;
+/// The event log the services publish to and consume from.
+pub type ServiceLog = crate::event_log::BrokerEventLog;
+
+/// A background task a service's leader runs: a consumer or a worker. Called again each
+/// time this node becomes the group's leader; the task stops when `stopped` turns true.
+pub type Task = Arc<dyn Fn(Arc<ServiceLog>, watch::Receiver<bool>) -> JoinHandle<()> + Send + Sync>;
+
+/// Service groups' ids: far above the partition groups the controller numbers from 1.
+const SERVICE_GROUP_BASE: u64 = 1 << 48;
+
+/// Every replicated service state, in group id order (an id never changes once used).
+pub const SERVICE_GROUPS: [&str; 8] = [
+    "identity",
+    "catalog",
+    "inventory",
+    "payment",
+    "shipping",
+    "notification",
+    "analytics",
+    "order",
+];
+
+/// The Raft group of the service state named `name`.
+pub fn service_group(name: &str) -> Option<GroupId> {
+    SERVICE_GROUPS
+        .iter()
+        .position(|known| *known == name)
+        .and_then(|index| u64::try_from(index).ok())
+        .map(|index| GroupId(SERVICE_GROUP_BASE + index + 1))
+}
+
+/// The service name of a group id, for status pages.
+pub fn group_service(group: u64) -> Option<&'static str> {
+    let index = group.checked_sub(SERVICE_GROUP_BASE + 1)?;
+    SERVICE_GROUPS.get(usize::try_from(index).ok()?).copied()
+}
+
+/// Whether `group` can serve here: it has a leader, and if that is this node, a majority
+/// acknowledged it lately. A node cut off from its majority finds no leader (its elections
+/// fail); a `--join` node not yet added has no leader either.
+pub fn group_ready(raft: &RaftNode, group: GroupId) -> Result<(), String> {
+    let metrics = raft.metrics(group).map_err(|error| error.to_string())?;
+    match metrics.current_leader {
+        None => Err("its command log has no leader this node can reach".to_string()),
+        Some(leader) if leader == raft.node_id() && !raft.leads(group, leadership::LEASE) => {
+            Err("this node leads its command log but has lost its majority".to_string())
+        }
+        Some(_) => Ok(()),
+    }
+}
 
 /// One service, ready to run.
 pub struct Wired {
     pub name: &'static str,
-    pub store: Arc<Store>,
+    pub engine: Arc<dyn ServiceEngine>,
     /// Its routes, `None` for identity (the gateway mounts identity itself).
     pub mount: Option<ServiceMount>,
-    /// Its outbox relay's fixed producer id and wake-up signal; `None` if it emits nothing.
-    pub relay: Option<(i64, Arc<Notify>)>,
+    /// Its outbox relay's fixed producer id; `None` if it emits nothing.
+    pub producer_id: Option<i64>,
     pub tasks: Vec<Task>,
 }
 
@@ -84,36 +135,66 @@ impl NodeServices {
         }
     }
 
-    /// Starts every relay, consumer and worker; each stops when `stopped` turns true.
+    /// Opens every service's Raft group on `raft`, each started as `start` says.
+    pub async fn replicate(&self, raft: &Arc<RaftNode>, start: &GroupStart) -> anyhow::Result<()> {
+        for wired in &self.wired {
+            let group = service_group(wired.name).ok_or_else(|| {
+                anyhow::anyhow!("the service {} has no Raft group id", wired.name)
+            })?;
+            wired
+                .engine
+                .replicate(raft.clone(), group, start.clone())
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "cannot open the {} service's command log: {error}",
+                        wired.name
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The groups of the services, for readiness: every one must have a leader.
+    pub fn groups(&self) -> Vec<(&'static str, GroupId)> {
+        self.wired
+            .iter()
+            .filter_map(|wired| Some((wired.name, service_group(wired.name)?)))
+            .collect()
+    }
+
+    /// Starts, for every service, the supervisor that runs its relay, consumers and workers
+    /// while this node leads the service's group; each stops when `stopped` turns true.
     pub fn spawn(
         &mut self,
-        broker: Arc<Broker>,
+        raft: Arc<RaftNode>,
+        log: Arc<ServiceLog>,
         stopped: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
-        let log = Arc::new(BrokerEventLog::new(broker));
-        let mut handles = Vec::new();
-        for wired in &mut self.wired {
-            if let Some((producer_id, signal)) = wired.relay.clone() {
-                let relay = Relay {
+        self.wired
+            .iter()
+            .filter_map(|wired| {
+                let group = service_group(wired.name)?;
+                let leader = leadership::LeaderTasks {
                     service: wired.name,
-                    store: wired.store.clone(),
-                    log: log.clone(),
-                    producer_id,
-                    signal,
+                    engine: wired.engine.clone(),
+                    producer_id: wired.producer_id,
+                    tasks: wired.tasks.clone(),
                 };
-                handles.push(tokio::spawn(relay.run(stopped.clone())));
-            }
-            for task in wired.tasks.drain(..) {
-                handles.push(task(log.clone(), stopped.clone()));
-            }
-        }
-        handles
+                Some(tokio::spawn(leader.run(
+                    raft.clone(),
+                    group,
+                    log.clone(),
+                    stopped.clone(),
+                )))
+            })
+            .collect()
     }
 
     /// Flushes the service stores on a clean stop.
     pub fn close(&self) {
         for wired in &self.wired {
-            if let Err(error) = wired.store.sync() {
+            if let Err(error) = wired.engine.store().sync() {
                 tracing::warn!(service = wired.name, %error, "cannot flush the service store");
             }
         }
@@ -122,12 +203,12 @@ impl NodeServices {
 
 /// The task that runs `subscriber` for the service behind `engine`, with the platform's
 /// retry and circuit-breaker defaults.
-fn consumer<S: Subscriber>(engine: Arc<Engine<S::Machine>>, subscriber: S) -> Task {
-    Box::new(move |log, stopped| {
+fn consumer<S: Subscriber + Clone>(engine: Arc<Engine<S::Machine>>, subscriber: S) -> Task {
+    Arc::new(move |log, stopped| {
         let consumer = Consumer {
             log,
-            engine,
-            subscriber,
+            engine: engine.clone(),
+            subscriber: subscriber.clone(),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
         };
@@ -135,20 +216,51 @@ fn consumer<S: Subscriber>(engine: Arc<Engine<S::Machine>>, subscriber: S) -> Ta
     })
 }
 
-/// A mount whose readiness follows its store's health.
+/// How long a request waits for its node to catch up with the service group's leader.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A mount whose readiness follows its store's health, and whose every request first waits
+/// for this node's replica to have applied what the group's leader had committed (so any
+/// node answers as the leader would).
 fn mount(
     path: &'static str,
     router: axum::Router,
     openapi: utoipa::openapi::OpenApi,
-    store: &Arc<Store>,
+    engine: Arc<dyn ServiceEngine>,
 ) -> ServiceMount {
-    let store = store.clone();
+    let healthy = engine.clone();
+    let router = router.layer(axum::middleware::from_fn_with_state(engine, read_barrier));
     ServiceMount {
         path,
         router,
         openapi,
-        healthy: Arc::new(move || store.is_healthy()),
+        healthy: Arc::new(move || healthy.store().is_healthy()),
     }
+}
+
+async fn read_barrier(
+    axum::extract::State(engine): axum::extract::State<Arc<dyn ServiceEngine>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let caught_up = tokio::time::timeout(READ_BARRIER_TIMEOUT, engine.read_barrier()).await;
+    match caught_up {
+        Ok(Ok(())) => next.run(request).await,
+        Ok(Err(error)) => unavailable(&error),
+        Err(_) => unavailable(&StoreError::Unavailable(
+            "the service's replica did not catch up in time".to_string(),
+        )),
+    }
+}
+
+fn unavailable(error: &StoreError) -> axum::response::Response {
+    tracing::warn!(%error, "a request waited for its service's replica in vain");
+    commerce_services::platform::http::error_response(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the service cannot reach a majority of its replicas; retry shortly",
+        None,
+    )
 }
 
 /// Creates the configured admin unless an account with that email exists.

@@ -1,7 +1,7 @@
 //! notification: messages to customers from identity, order, payment and shipping events;
 //! its worker hands them to the recording sink outside the state machine.
 
-use super::{Task, Wired, consumer, mount};
+use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::notification::routes::NotificationApi;
 use commerce_services::notification::{self, NotificationService};
@@ -14,20 +14,31 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<NotificationService>, Wired)> {
         .with_context(|| format!("cannot open the notification service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, notification::consumers::NotificationSubscriber);
-    let worker = service.worker();
-    let worker: Task = Box::new(move |_log, stopped| tokio::spawn(worker.run(stopped)));
-    let store = service.engine.store().clone();
+    let worker_service = service.clone();
+    let worker: Task =
+        Arc::new(move |_log, stopped| tokio::spawn(worker_service.worker().run(stopped)));
+    // The leader stores the default templates if some are missing.
+    let seed_service = service.clone();
+    let seed: Task = Arc::new(move |_log, _stopped| {
+        let service = seed_service.clone();
+        tokio::spawn(async move {
+            if let Err(error) = service.seed_templates().await {
+                tracing::warn!(%error, "cannot seed the notification templates");
+            }
+        })
+    });
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "notification",
         mount: Some(mount(
             "/api/notifications",
             service.router(),
             NotificationApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((notification::PRODUCER_ID, service.engine.outbox_signal())),
-        tasks: vec![consumer, worker],
+        engine: handle,
+        producer_id: Some(notification::PRODUCER_ID),
+        tasks: vec![consumer, worker, seed],
     };
     Ok((service, wired))
 }

@@ -1,7 +1,7 @@
 //! order: orders and the order saga, pricing from the catalog through the order service's
 //! `ProductCatalog` port.
 
-use super::{Task, Wired, consumer, mount};
+use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::catalog::CatalogService;
 use commerce_services::order::routes::OrderApi;
@@ -42,18 +42,19 @@ pub fn wire(
     let engine = service.engine.clone();
     let consumer = consumer(engine, order::consumers::OrderSubscriber);
     let clock_service = service.clone();
-    let clock: Task = Box::new(move |_log, stopped| tokio::spawn(clock_service.run_clock(stopped)));
-    let store = service.engine.store().clone();
+    let clock: Task =
+        Arc::new(move |_log, stopped| tokio::spawn(clock_service.clone().run_clock(stopped)));
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "order",
         mount: Some(mount(
             "/api/orders",
             service.router(),
             OrderApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((order::PRODUCER_ID, service.engine.outbox_signal())),
+        engine: handle,
+        producer_id: Some(order::PRODUCER_ID),
         tasks: vec![consumer, clock],
     };
     Ok((service, wired))

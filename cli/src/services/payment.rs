@@ -1,7 +1,7 @@
 //! payment: charges and refunds through the built-in test provider, answering the saga's
 //! commands; its worker calls the provider outside the state machine.
 
-use super::{Task, Wired, consumer, mount};
+use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::payment::routes::PaymentApi;
 use commerce_services::payment::{self, PaymentService};
@@ -14,19 +14,20 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<PaymentService>, Wired)> {
         .with_context(|| format!("cannot open the payment service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, payment::consumers::PaymentSubscriber);
-    let worker = service.worker();
-    let worker: Task = Box::new(move |_log, stopped| tokio::spawn(worker.run(stopped)));
-    let store = service.engine.store().clone();
+    let worker_service = service.clone();
+    let worker: Task =
+        Arc::new(move |_log, stopped| tokio::spawn(worker_service.worker().run(stopped)));
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "payment",
         mount: Some(mount(
             "/api/payments",
             service.router(),
             PaymentApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((payment::PRODUCER_ID, service.engine.outbox_signal())),
+        engine: handle,
+        producer_id: Some(payment::PRODUCER_ID),
         tasks: vec![consumer, worker],
     };
     Ok((service, wired))

@@ -1,6 +1,6 @@
 //! shipping: shipments for the order saga, status changes by admins and the carrier.
 
-use super::{Wired, consumer, mount};
+use super::{ServiceEngine, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::shipping::routes::ShippingApi;
 use commerce_services::shipping::{self, ShippingService};
@@ -13,17 +13,17 @@ pub fn wire(dir: &Path) -> anyhow::Result<(Arc<ShippingService>, Wired)> {
         .with_context(|| format!("cannot open the shipping service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, shipping::consumers::ShippingSubscriber);
-    let store = service.engine.store().clone();
+    let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "shipping",
         mount: Some(mount(
             "/api/shipping",
             service.router(),
             ShippingApi::openapi(),
-            &store,
+            handle.clone(),
         )),
-        store,
-        relay: Some((shipping::PRODUCER_ID, service.engine.outbox_signal())),
+        engine: handle,
+        producer_id: Some(shipping::PRODUCER_ID),
         tasks: vec![consumer],
     };
     Ok((service, wired))

@@ -73,6 +73,7 @@ struct Shipment {
     shipment_id: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct AnalyticsSubscriber;
 
 impl Subscriber for AnalyticsSubscriber {

@@ -25,6 +25,7 @@ struct UserRolesChanged {
     roles: Vec<String>,
 }
 
+#[derive(Clone, Copy)]
 pub struct CatalogSubscriber;
 
 impl Subscriber for CatalogSubscriber {

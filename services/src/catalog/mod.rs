@@ -21,9 +21,10 @@ pub const PRODUCER_ID: i64 = 0x4000_0000_0000_0002;
 
 pub struct CatalogService {
     pub engine: Arc<Engine<Catalog>>,
-    /// Every product, read once and shared by list requests until the next write: browsing is
-    /// far more frequent than catalog changes.
-    cache: RwLock<Option<Arc<Vec<Product>>>>,
+    /// Every product, read once and shared by list requests until the next applied command
+    /// (made through any node): browsing is far more frequent than catalog changes. Keyed by
+    /// the applied index it was read at.
+    cache: RwLock<Option<(u64, Arc<Vec<Product>>)>>,
 }
 
 impl CatalogService {
@@ -46,8 +47,10 @@ impl CatalogService {
     }
 
     pub(crate) fn all_products(&self) -> Result<Arc<Vec<Product>>, StoreError> {
+        let applied = self.engine.applied_index();
         if let Ok(cache) = self.cache.read()
-            && let Some(products) = cache.as_ref()
+            && let Some((at, products)) = cache.as_ref()
+            && *at == applied
         {
             return Ok(products.clone());
         }
@@ -56,7 +59,7 @@ impl CatalogService {
         products.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         let products = Arc::new(products);
         if let Ok(mut cache) = self.cache.write() {
-            *cache = Some(products.clone());
+            *cache = Some((applied, products.clone()));
         }
         Ok(products)
     }

@@ -13,7 +13,7 @@ pub const EMAILS: UniqueIndex = UniqueIndex::new("email");
 pub const USER_SESSIONS: Table<String> = Table::new("user_session");
 
 /// What a successful command answers.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     User(User),
     Session(Session),

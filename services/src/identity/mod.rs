@@ -57,10 +57,25 @@ impl IdentityService {
 
     /// Whether the session an access token names is still live (not logged out, not revoked
     /// by a password change), so logout takes effect before the token expires.
-    pub fn session_active(&self, session_id: &str, user_id: &str) -> Result<bool, StoreError> {
+    /// Whether a token's session is live. A session unknown here may have been opened
+    /// through another node a moment ago: then this replica first catches up with the
+    /// group's leader (a read barrier) and looks again.
+    pub async fn session_active(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<bool, StoreError> {
+        if let Some(active) = self.session_state(session_id, user_id)? {
+            return Ok(active);
+        }
+        self.engine.read_barrier().await?;
+        Ok(self.session_state(session_id, user_id)?.unwrap_or(false))
+    }
+
+    fn session_state(&self, session_id: &str, user_id: &str) -> Result<Option<bool>, StoreError> {
         Ok(apply::SESSIONS
             .get(self.engine.store().as_ref(), session_id)?
-            .is_some_and(|session| !session.revoked && session.user_id == user_id))
+            .map(|session| !session.revoked && session.user_id == user_id))
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {
@@ -97,6 +112,7 @@ impl IdentityService {
     /// Creates an admin with this email unless an account with it exists. Returns whether it
     /// created one.
     pub async fn ensure_admin(&self, email: &str, password: &str) -> Result<bool, ApiError> {
+        self.engine.read_barrier().await?;
         if let Ok(parsed) = model::Email::parse(email)
             && EMAILS
                 .get(self.engine.store().as_ref(), parsed.as_str())?
@@ -108,14 +124,20 @@ impl IdentityService {
             correlation_id: uuid::Uuid::new_v4().to_string(),
             traceparent: None,
         };
-        self.register(
-            email,
-            password,
-            "Administrator",
-            vec![Role::Admin],
-            &context,
-        )
-        .await?;
-        Ok(true)
+        match self
+            .register(
+                email,
+                password,
+                "Administrator",
+                vec![Role::Admin],
+                &context,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Another node of the cluster created it first.
+            Err(ApiError::Rejected(rejection)) if rejection.code == "email_taken" => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }

@@ -34,6 +34,7 @@ struct ReleaseInventory {
     reason: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct InventorySubscriber;
 
 impl Subscriber for InventorySubscriber {

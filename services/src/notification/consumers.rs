@@ -67,6 +67,7 @@ struct ShipmentDelivered {
     tracking_number: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct NotificationSubscriber;
 
 impl Subscriber for NotificationSubscriber {

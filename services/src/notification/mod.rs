@@ -35,28 +35,38 @@ pub struct NotificationService {
 }
 
 impl NotificationService {
-    /// Opens the service; on first start it stores the default templates.
+    /// Opens the service (its templates are seeded by [`NotificationService::seed_templates`]
+    /// once its command log is open).
     pub fn open(services_dir: &Path) -> Result<Arc<NotificationService>, StoreError> {
         let store = Arc::new(Store::open(&services_dir.join("notification"))?);
         let engine = Engine::open(store, Notifications)?;
         let sink = RecordingSink::open(&services_dir.join("notification-sink"))?;
-        let stored: &dyn ReadTx = engine.store().as_ref();
-        if TEMPLATES.scan(stored)?.len() < templates::KINDS.len() {
-            let defaults = templates::KINDS
-                .iter()
-                .map(templates::Kind::default_template)
-                .collect();
-            let context = CommandContext {
-                correlation_id: "notification-seed".to_string(),
-                ..CommandContext::default()
-            };
-            if let Err(rejection) =
-                engine.submit_blocking(Command::SeedTemplates(defaults), context)?
-            {
-                tracing::error!(%rejection, "cannot seed the notification templates");
-            }
-        }
         Ok(Arc::new(NotificationService { engine, sink }))
+    }
+
+    /// Stores the default templates unless every kind has one; run by the group's leader
+    /// (seeding twice is harmless: apply keeps templates already there).
+    pub async fn seed_templates(&self) -> Result<(), StoreError> {
+        let stored: &dyn ReadTx = self.engine.store().as_ref();
+        if TEMPLATES.scan(stored)?.len() >= templates::KINDS.len() {
+            return Ok(());
+        }
+        let defaults = templates::KINDS
+            .iter()
+            .map(templates::Kind::default_template)
+            .collect();
+        let context = CommandContext {
+            correlation_id: "notification-seed".to_string(),
+            ..CommandContext::default()
+        };
+        if let Err(rejection) = self
+            .engine
+            .submit(Command::SeedTemplates(defaults), context)
+            .await?
+        {
+            tracing::error!(%rejection, "cannot seed the notification templates");
+        }
+        Ok(())
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -37,6 +37,9 @@ fn notify(event_id: &str, template: &str, variables: &[(&str, &str)]) -> (Comman
 async fn each_event_notifies_once_per_channel_with_its_variables() {
     let dir = tempfile::tempdir().unwrap();
     let service = NotificationService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
+    service.seed_templates().await.unwrap();
     let (command, context) = notify("ev-1", "welcome", &[("email", "u1@example.com")]);
     service
         .engine
@@ -83,6 +86,9 @@ async fn each_event_notifies_once_per_channel_with_its_variables() {
 async fn a_channel_without_an_address_fails_with_no_address() {
     let dir = tempfile::tempdir().unwrap();
     let service = NotificationService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
+    service.seed_templates().await.unwrap();
     let channels = BTreeMap::from([(
         Channel::Sms,
         Content {

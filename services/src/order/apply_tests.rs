@@ -8,14 +8,15 @@ use super::commands::{Command, NewOrder};
 use super::model::{Address, Money, OrderLine, OrderStatus, ShippingMethod};
 use super::saga::Reply;
 use crate::platform::engine::CommandContext;
+use crate::platform::testing::Standalone;
 use crate::platform::{Engine, ReadTx, Store};
 use std::sync::Arc;
 
 const TIMEOUT_MS: i64 = 30_000;
 
-fn engine(dir: &tempfile::TempDir) -> Arc<Engine<Orders>> {
+fn engine(dir: &tempfile::TempDir) -> Standalone<Orders> {
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    Engine::open(store, Orders).unwrap()
+    Standalone::open(dir.path(), store, Orders)
 }
 
 fn new_order(id: &str) -> NewOrder {
@@ -82,7 +83,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn placing_stores_the_order_and_emits_created_and_reserve_together() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(&dir);
+    let standalone = engine(&dir);
+    let engine = &standalone.engine;
     let order = engine
         .submit_blocking(Command::Place(new_order("o1")), context())
         .unwrap()
@@ -90,7 +92,7 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
         .unwrap();
     assert_eq!(order.saga.status(), OrderStatus::Pending);
     assert_eq!(
-        outbox(&engine),
+        outbox(engine),
         pairs(&[
             ("order-events", "OrderCreated"),
             ("inventory-commands", "ReserveInventory")
@@ -104,13 +106,14 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
         .submit_blocking(Command::Place(new_order("o1")), context())
         .unwrap();
     assert_eq!(again.unwrap_err().code, "order_exists");
-    assert_eq!(outbox(&engine).len(), 2);
+    assert_eq!(outbox(engine).len(), 2);
 }
 
 #[test]
 fn a_tick_past_the_deadline_cancels_and_leaves_the_clock_index() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(&dir);
+    let standalone = engine(&dir);
+    let engine = &standalone.engine;
     let order = engine
         .submit_blocking(Command::Place(new_order("o1")), context())
         .unwrap()
@@ -134,7 +137,7 @@ fn a_tick_past_the_deadline_cancels_and_leaves_the_clock_index() {
         Some("timeout:reserve_inventory")
     );
     assert!(OPEN_STEPS.get(store, "o1").unwrap().is_none());
-    let events = outbox(&engine);
+    let events = outbox(engine);
     assert_eq!(
         events.last().unwrap(),
         &("order-events".to_string(), "OrderCancelled".to_string())
@@ -151,7 +154,8 @@ fn a_tick_past_the_deadline_cancels_and_leaves_the_clock_index() {
 #[test]
 fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(&dir);
+    let standalone = engine(&dir);
+    let engine = &standalone.engine;
     engine
         .submit_blocking(Command::Place(new_order("o1")), context())
         .unwrap()
@@ -178,7 +182,7 @@ fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(outbox(&engine).len(), 2);
+    assert_eq!(outbox(engine).len(), 2);
 
     let reserved = Command::Reply {
         order_id: "o1".into(),
@@ -191,7 +195,7 @@ fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
         .unwrap();
     assert_eq!(order.saga.steps.len(), 3);
     assert_eq!(
-        outbox(&engine).last().unwrap(),
+        outbox(engine).last().unwrap(),
         &("payment-commands".to_string(), "ProcessPayment".to_string())
     );
 }
@@ -199,7 +203,8 @@ fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
 #[test]
 fn cancelling_twice_is_an_invalid_state() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(&dir);
+    let standalone = engine(&dir);
+    let engine = &standalone.engine;
     engine
         .submit_blocking(Command::Place(new_order("o1")), context())
         .unwrap()

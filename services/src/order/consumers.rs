@@ -35,6 +35,7 @@ struct Shipment {
     tracking_number: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct OrderSubscriber;
 
 impl Subscriber for OrderSubscriber {

@@ -54,7 +54,18 @@ pub struct CatalogError(pub String);
 pub trait ProductCatalog: Send + Sync + 'static {
     /// The product with this id; None if it does not exist (or was deleted).
     fn product(&self, id: &str) -> Result<Option<ProductInfo>, CatalogError>;
+
+    /// Waits until reads here include every catalog write answered anywhere (in a cluster,
+    /// a write made through another node a moment ago). Asked before a product is called
+    /// unknown.
+    fn catch_up(&self) -> CatchUp<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
+
+/// What [`ProductCatalog::catch_up`] returns.
+pub type CatchUp<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CatalogError>> + Send + 'a>>;
 
 pub struct OrderService {
     pub engine: Arc<Engine<Orders>>,

@@ -125,7 +125,7 @@ pub async fn place_order(
     let quantities = merged_quantities(&request.items)?;
     let shipping_address = validate::address(&request.shipping_address)?;
     let card_number = validate::card_number(&request.payment.card_number)?;
-    let lines = price(&service, &quantities)?;
+    let lines = price(&service, &quantities).await?;
     let total = total(&lines)?;
     let new = NewOrder {
         id: uuid::Uuid::new_v4().to_string(),
@@ -271,19 +271,27 @@ fn merged_quantities(items: &[ItemInput]) -> Result<Vec<(String, u32)>, Rejectio
 }
 
 /// Prices every line from the catalog as it is now.
-fn price(service: &OrderService, quantities: &[(String, u32)]) -> Result<Vec<OrderLine>, ApiError> {
+async fn price(
+    service: &OrderService,
+    quantities: &[(String, u32)],
+) -> Result<Vec<OrderLine>, ApiError> {
+    let catalog_error =
+        |error: super::CatalogError| ApiError::Store(StoreError::Task(error.to_string()));
     let mut lines = Vec::with_capacity(quantities.len());
+    let mut caught_up = false;
     for (index, (product_id, quantity)) in quantities.iter().enumerate() {
-        let product = service
-            .catalog
-            .product(product_id)
-            .map_err(|error| ApiError::Store(StoreError::Task(error.to_string())))?
-            .ok_or_else(|| Rejection {
-                kind: RejectionKind::NotFound,
-                code: "unknown_product".to_string(),
-                message: format!("no product {product_id} in the catalog"),
-                field: Some(format!("items[{index}].product_id")),
-            })?;
+        let mut product = service.catalog.product(product_id).map_err(catalog_error)?;
+        if product.is_none() && !caught_up {
+            service.catalog.catch_up().await.map_err(catalog_error)?;
+            caught_up = true;
+            product = service.catalog.product(product_id).map_err(catalog_error)?;
+        }
+        let product = product.ok_or_else(|| Rejection {
+            kind: RejectionKind::NotFound,
+            code: "unknown_product".to_string(),
+            message: format!("no product {product_id} in the catalog"),
+            field: Some(format!("items[{index}].product_id")),
+        })?;
         let line_total = product
             .price
             .amount

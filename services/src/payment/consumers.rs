@@ -30,6 +30,7 @@ struct RefundPayment {
     idempotency_key: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct PaymentSubscriber;
 
 impl Subscriber for PaymentSubscriber {

@@ -71,6 +71,8 @@ async fn work(service: &PaymentService) -> Result<usize, StoreError> {
 async fn good_card_is_captured_once_and_the_card_number_erased() {
     let dir = tempfile::tempdir().unwrap();
     let service = PaymentService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
     submit(&service, process("o1", "4242424242424242")).await;
     let pending = payment(&service, "o1");
     assert_eq!(pending.status, PaymentStatus::Pending);
@@ -106,6 +108,8 @@ async fn good_card_is_captured_once_and_the_card_number_erased() {
 async fn declined_cards_fail_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let service = PaymentService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
     for (order, card, reason) in [
         ("o2", "4000000000000002", DeclineReason::CardDeclined),
         ("o3", "4000000000009995", DeclineReason::InsufficientFunds),
@@ -125,6 +129,8 @@ async fn declined_cards_fail_with_their_reason() {
 async fn a_refund_is_made_once_per_order() {
     let dir = tempfile::tempdir().unwrap();
     let service = PaymentService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
     submit(&service, process("o5", "4242424242424242")).await;
     work(&service).await.unwrap();
     submit(&service, refund("o5", "refund:o5")).await;
@@ -145,6 +151,8 @@ async fn a_refund_is_made_once_per_order() {
 async fn a_refund_asked_while_pending_follows_the_capture_and_none_follows_a_decline() {
     let dir = tempfile::tempdir().unwrap();
     let service = PaymentService::open(dir.path()).unwrap();
+    let raft = crate::platform::testing::single_node(dir.path()).await;
+    crate::platform::testing::attach(&raft, &service.engine).await;
     submit(&service, process("o6", "4242424242424242")).await;
     submit(&service, refund("o6", "refund:o6")).await;
     submit(&service, process("o7", "4000000000000002")).await;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::consumer::{Consumer, Subscriber};
-use super::engine::{Engine, StateMachine};
+use super::engine::StateMachine;
 use super::event_log::{
     ConsumedRecord, EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent,
 };
@@ -157,7 +157,8 @@ fn record(offset: i64, id: &str, event_type: &str, key: &str) -> ConsumedRecord 
 async fn events_apply_once_and_failures_are_dead_lettered_after_the_retries() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let engine = Engine::open(store.clone(), Counts).unwrap();
+    let raft = super::testing::single_node(dir.path()).await;
+    let engine = super::testing::replicated(&raft, store.clone(), Counts).await;
     let mut poison = record(2, "e-poison", "Counted", "a");
     poison.value = Some(b"{not json".to_vec());
     let log = Arc::new(ConsumeLog {

@@ -15,6 +15,10 @@ pub enum StoreError {
     Poisoned,
     #[error("the store task failed: {0}")]
     Task(String),
+    /// The service's command log cannot take or answer the command now (no leader with a
+    /// majority, a forward that failed): nothing local is wrong, a retry may succeed.
+    #[error("the service's command log is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why a command (or a request, before it became one) was refused. It carries what the HTTP

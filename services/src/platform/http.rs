@@ -164,6 +164,15 @@ impl IntoResponse for ApiError {
                     rejection.field.as_deref(),
                 )
             }
+            ApiError::Store(StoreError::Unavailable(message)) => {
+                tracing::warn!(%message, "service command log unavailable");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot reach a majority of its replicas; retry shortly",
+                    None,
+                )
+            }
             ApiError::Store(error) => {
                 tracing::error!(%error, "service store failure");
                 error_response(

@@ -2,15 +2,18 @@
 //!
 //! A service is a deterministic state machine ([`engine::StateMachine`]) over a command log:
 //! the HTTP layer turns a request into a command with every id and timestamp already fixed,
-//! the [`engine::Engine`] appends it to the service's local command log and applies it, and
-//! `apply` writes the state change plus the events it emits through a [`store::Transaction`]
-//! that commits as ONE atomic batch. The log is what a Raft group replaces later: apply stays
-//! the same, only who appends (and who replays) changes.
+//! the [`engine::Engine`] proposes it to the service's Raft group, and every replica applies
+//! it: `apply` writes the state change plus the events it emits through a
+//! [`store::Transaction`] that commits as ONE atomic batch. Any node serves any request: a
+//! write on a follower is forwarded to the leader, and a read waits for its replica to have
+//! applied what the leader committed ([`engine::Engine::read_barrier`]).
 //!
 //! - [`transaction`]: the storage-neutral transactional interface (typed tables, unique
 //!   indexes, inbox, event emission) that `apply` sees.
 //! - [`store`]: its fjall implementation, one database per service.
-//! - [`engine`]: the command log and the apply loop (replay after a crash).
+//! - [`engine`]: the command log (a Raft group per service; one voter on a node alone) and
+//!   the apply loop; `group`: the group's entries and its state machine over the store;
+//!   `store_snapshot`: the store's snapshot for a replica that must catch up wholesale.
 //! - [`envelope`]: the JSON event envelope every topic carries.
 //! - [`event_log`]: the `EventLog` port the services publish through; the composition root
 //!   plugs in the built-in broker or an external Kafka.
@@ -25,11 +28,15 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod event_log;
+mod group;
 pub mod http;
 pub mod money;
 pub mod outbox;
 pub mod resilience;
 pub mod store;
+mod store_snapshot;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod time;
 pub mod transaction;
 

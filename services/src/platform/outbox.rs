@@ -18,14 +18,21 @@
 //! Kafka numbers a producer's batches per partition, without gaps; the outbox sequence runs
 //! across all of a service's topics, so it is carried in the record for the tail check and
 //! not used as the producer sequence itself.
+//!
+//! The relay runs on the service group's leader only. Marking an event published is a
+//! local write there; every so often the relay also records its progress in the group's
+//! log ([`OutboxProgress`]), so every replica drops what was published and a new leader's
+//! relay resumes from there (the tail check covers the events published since).
 
 use super::error::StoreError;
 use super::event_log::{EventLog, PublishedEvent};
 use super::resilience::{BreakerConfig, Guarded};
 use super::store::{OutboxEntry, Store};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 /// Outbox entries read per round.
@@ -35,12 +42,42 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// Poll even without a signal, in case one was missed around a failure.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often at most the relay records its progress in the group's log.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// A partition's next producer sequence, as the relay left it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerSequence {
+    pub topic: String,
+    pub partition: i32,
+    pub next: u64,
+}
+
+/// Where the relay records what it published, for every replica (the engine: an entry in
+/// the service's group).
+pub trait OutboxProgress: Send + Sync + 'static {
+    fn record_published(
+        &self,
+        through: u64,
+        sequences: Vec<ProducerSequence>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>>;
+}
+
 pub struct Relay<L: EventLog> {
     pub service: &'static str,
     pub store: Arc<Store>,
     pub log: Arc<L>,
     pub producer_id: i64,
     pub signal: Arc<Notify>,
+    pub progress: Arc<dyn OutboxProgress>,
+}
+
+/// What the relay published since it last recorded its progress.
+#[derive(Default)]
+struct Unrecorded {
+    through: Option<u64>,
+    sequences: BTreeMap<(String, i32), u64>,
+    since: Option<Instant>,
 }
 
 impl<L: EventLog> Relay<L> {
@@ -58,11 +95,19 @@ impl<L: EventLog> Relay<L> {
                 }
             }
         }
+        let mut unrecorded = Unrecorded::default();
         loop {
             if *stopped.borrow() {
                 return;
             }
-            match self.publish_pending(&guard).await {
+            let round = self.publish_pending(&guard, &mut unrecorded).await;
+            if let Err(error) = self
+                .record_progress(&mut unrecorded, round.as_ref().is_ok_and(|n| *n == 0))
+                .await
+            {
+                tracing::debug!(service = self.service, %error, "outbox progress not recorded yet");
+            }
+            match round {
                 Ok(0) => {
                     tokio::select! {
                         _ = self.signal.notified() => {}
@@ -115,8 +160,43 @@ impl<L: EventLog> Relay<L> {
         Ok(())
     }
 
+    /// Records what was published in the group's log, at most every [`PROGRESS_EVERY`]
+    /// unless the relay is idle (then at once, so followers' outboxes empty too).
+    async fn record_progress(
+        &self,
+        unrecorded: &mut Unrecorded,
+        idle: bool,
+    ) -> Result<(), StoreError> {
+        let Some(through) = unrecorded.through else {
+            return Ok(());
+        };
+        if !idle
+            && unrecorded
+                .since
+                .is_some_and(|since| since.elapsed() < PROGRESS_EVERY)
+        {
+            return Ok(());
+        }
+        let sequences = unrecorded
+            .sequences
+            .iter()
+            .map(|((topic, partition), next)| ProducerSequence {
+                topic: topic.clone(),
+                partition: *partition,
+                next: *next,
+            })
+            .collect();
+        self.progress.record_published(through, sequences).await?;
+        *unrecorded = Unrecorded::default();
+        Ok(())
+    }
+
     /// Publishes one round of pending events; returns how many.
-    async fn publish_pending(&self, guard: &Guarded) -> Result<usize, RelayError> {
+    async fn publish_pending(
+        &self,
+        guard: &Guarded,
+        unrecorded: &mut Unrecorded,
+    ) -> Result<usize, RelayError> {
         let pending = self.store.outbox_pending(BATCH)?;
         let count = pending.len();
         for (seq, entry) in pending {
@@ -141,6 +221,11 @@ impl<L: EventLog> Relay<L> {
                 .map_err(|error| RelayError::Log(error.to_string()))?;
             self.store
                 .outbox_done(seq, &entry.topic, partition, sequence + 1)?;
+            unrecorded.through = Some(seq);
+            unrecorded
+                .sequences
+                .insert((entry.topic.clone(), partition), sequence + 1);
+            unrecorded.since.get_or_insert_with(Instant::now);
         }
         Ok(count)
     }

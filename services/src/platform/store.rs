@@ -15,11 +15,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// The last entry applied from the node-local command log the engine had before service
+/// groups (an upgraded data directory's).
 pub(crate) const META_APPLIED: &[u8] = b"applied_index";
+/// The last entry of the service's Raft group applied here.
+pub(crate) const META_RAFT_APPLIED: &[u8] = b"raft_applied_index";
 pub(crate) const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
 
 fn producer_sequence_key(topic: &str, partition: i32) -> Vec<u8> {
     format!("producer_sequence/{topic}/{partition}").into_bytes()
+}
+
+/// Where an applied command stands in a log: the store records it in the command's batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Position {
+    /// Entry `n` of the service's Raft group.
+    Raft(u64),
+    /// Entry `n` of the node-local command log of an upgraded data directory.
+    Upgrade(u64),
 }
 
 /// One outbox entry as stored.
@@ -32,7 +45,7 @@ pub struct OutboxEntry {
 
 /// One service's fjall database.
 pub struct Store {
-    db: Database,
+    pub(crate) db: Database,
     pub(crate) state: Keyspace,
     pub(crate) log: Keyspace,
     pub(crate) outbox: Keyspace,
@@ -86,21 +99,12 @@ impl Store {
 
     /// Appends a command-log entry and syncs it: after this, the command survives a crash and
     /// is applied (again) by replay.
+    #[cfg(test)]
     pub(crate) fn append_log(&self, index: u64, entry: &[u8]) -> Result<(), StoreError> {
         self.check()?;
         self.log.insert(index.to_be_bytes(), entry)?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(())
-    }
-
-    /// The highest index in the command log (0 when empty).
-    pub(crate) fn last_log_index(&self) -> Result<u64, StoreError> {
-        Ok(match self.log.last_key_value() {
-            Some(guard) => <[u8; 8]>::try_from(guard.key()?.as_ref())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0),
-            None => 0,
-        })
     }
 
     /// Log entries after `index`, in order.
@@ -132,7 +136,7 @@ impl Store {
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         events: Vec<(String, EventEnvelope)>,
         traceparent: Option<&str>,
-        applied_index: u64,
+        position: Position,
     ) -> Result<(), StoreError> {
         self.check()?;
         let mut batch = self.db.batch();
@@ -158,13 +162,17 @@ impl Store {
             next += 1;
         }
         batch.insert(&self.meta, META_OUTBOX_NEXT, next.to_be_bytes());
-        batch.insert(&self.meta, META_APPLIED, applied_index.to_be_bytes());
-        // On one node an applied entry is never read again (its effect is in the state), so
-        // the log keeps only what is not applied yet. A replicated log keeps entries until
-        // every follower has them; that is the Raft group's business, not apply's.
-        batch.remove(&self.log, applied_index.to_be_bytes());
-        // The command log entry is already synced, so this batch needs no fsync of its own:
-        // if it is lost, replay applies the command again.
+        match position {
+            Position::Raft(index) => {
+                batch.insert(&self.meta, META_RAFT_APPLIED, index.to_be_bytes());
+            }
+            Position::Upgrade(index) => {
+                batch.insert(&self.meta, META_APPLIED, index.to_be_bytes());
+                batch.remove(&self.log, index.to_be_bytes());
+            }
+        }
+        // The entry is already durable in the Raft log, so this batch needs no fsync of its
+        // own: if a crash loses it, Raft applies the entry again on restart.
         if let Err(error) = batch.commit() {
             self.poison();
             return Err(error.into());
@@ -210,6 +218,44 @@ impl Store {
             next_sequence.to_be_bytes(),
         );
         batch.commit()?;
+        Ok(())
+    }
+
+    /// The last entry of the service's Raft group applied here (0 before any).
+    pub(crate) fn raft_applied(&self) -> Result<u64, StoreError> {
+        self.meta_u64(META_RAFT_APPLIED)
+    }
+
+    /// Applies a relay's `OutboxPublished` record at Raft entry `index`: drops the outbox
+    /// entries through `through` and raises each producer sequence to the recorded one (a
+    /// leader's own relay may be further along already; a sequence never goes back).
+    pub(crate) fn record_published(
+        &self,
+        through: u64,
+        sequences: &[super::outbox::ProducerSequence],
+        index: u64,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        let mut batch = self.db.batch();
+        for guard in self.outbox.range(..=through.to_be_bytes()) {
+            let key = guard.key()?;
+            batch.remove(&self.outbox, key.to_vec());
+        }
+        for sequence in sequences {
+            let current = self.producer_sequence(&sequence.topic, sequence.partition)?;
+            if sequence.next > current {
+                batch.insert(
+                    &self.meta,
+                    producer_sequence_key(&sequence.topic, sequence.partition),
+                    sequence.next.to_be_bytes(),
+                );
+            }
+        }
+        batch.insert(&self.meta, META_RAFT_APPLIED, index.to_be_bytes());
+        if let Err(error) = batch.commit() {
+            self.poison();
+            return Err(error.into());
+        }
         Ok(())
     }
 

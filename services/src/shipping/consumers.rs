@@ -41,6 +41,7 @@ struct CancelShipment {
     reason: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct ShippingSubscriber;
 
 impl Subscriber for ShippingSubscriber {

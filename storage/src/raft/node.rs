@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -462,6 +462,114 @@ impl RaftNode {
                 message: "unexpected reply to a forwarded proposal".to_string(),
             }),
         }
+    }
+
+    /// The index a linearizable read of `group` must see applied (Raft's ReadIndex): asked
+    /// of the leader, which first confirms with a majority that it still leads, so every
+    /// write answered to anyone before this call is at or below it. From a follower the
+    /// question goes to the leader it knows over the shared peer connection.
+    pub async fn read_index(&self, group: GroupId, ttl: Duration) -> Result<u64, RaftGroupError> {
+        let raft = self.raft(group)?;
+        // A leader cut off from its peers may wait for heartbeat answers that never come.
+        let asked = tokio::time::timeout(ttl, raft.get_read_log_id())
+            .await
+            .map_err(|_| RaftGroupError::Raft {
+                group,
+                message: "no majority confirmed the leader in time".to_string(),
+            })?;
+        let leader = match asked {
+            Ok((read, _applied)) => return Ok(read.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                forward.leader_id
+            }
+            Err(e) => {
+                return Err(RaftGroupError::Raft {
+                    group,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let Some(leader) = leader.filter(|leader| *leader != self.config.node_id) else {
+            return Err(RaftGroupError::NotLeader { group, leader });
+        };
+        let metrics = self.metrics(group)?;
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+        else {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: Some(leader),
+            });
+        };
+        let reply = self
+            .peers
+            .client(leader, &node.addr)
+            .call(group, Rpc::ReadIndex, ttl)
+            .await
+            .map_err(|e| RaftGroupError::Forward {
+                group,
+                leader,
+                message: e.to_string(),
+            })?;
+        match reply {
+            Reply::ReadIndex(Ok(index)) => Ok(index),
+            Reply::ReadIndex(Err(ForwardRefused::NotLeader(leader))) => {
+                Err(RaftGroupError::NotLeader { group, leader })
+            }
+            Reply::ReadIndex(Err(ForwardRefused::Failed(message))) => {
+                Err(RaftGroupError::Raft { group, message })
+            }
+            _ => Err(RaftGroupError::Forward {
+                group,
+                leader,
+                message: "unexpected reply to a read index request".to_string(),
+            }),
+        }
+    }
+
+    /// Waits (at most `limit`) until this node has applied every entry of `group` that was
+    /// committed when the call began, so a read of the local state machine afterwards sees
+    /// every write answered before it, whichever node answered it (a linearizable read
+    /// served by any member, as etcd's and TiKV's follower reads are).
+    pub async fn read_barrier(
+        &self,
+        group: GroupId,
+        limit: Duration,
+    ) -> Result<(), RaftGroupError> {
+        let index = self.read_index(group, limit).await?;
+        let raft = self.raft(group)?;
+        if raft.metrics().borrow().last_applied.map(|id| id.index) >= Some(index) {
+            return Ok(());
+        }
+        raft.wait(Some(limit))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftGroupError::Raft {
+                group,
+                message: e.to_string(),
+            })
+    }
+
+    /// Waits (at most `limit`) until this node has applied `group`'s entry `index`.
+    pub async fn wait_applied(
+        &self,
+        group: GroupId,
+        index: u64,
+        limit: Duration,
+    ) -> Result<(), RaftGroupError> {
+        let raft = self.raft(group)?;
+        raft.wait(Some(limit))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| RaftGroupError::Raft {
+                group,
+                message: e.to_string(),
+            })
     }
 
     /// Adds node `node` (Raft address `addr`) to `group` as a voter: it first joins as a

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::control_batch;
 use super::types::{GroupId, Raft};
 use super::wire::{self, ForwardRefused, Reply, RequestFrame, ResponseFrame, Rpc};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 /// The groups this node hosts, by id.
 #[derive(Default)]
@@ -193,6 +193,13 @@ async fn handle(router: &Router, group: GroupId, rpc: Rpc) -> Reply {
         Rpc::Propose(command) => Reply::Propose(match raft.client_write(command).await {
             Ok(response) => Ok(response.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ForwardRefused::NotLeader(forward.leader_id))
+            }
+            Err(e) => Err(ForwardRefused::Failed(e.to_string())),
+        }),
+        Rpc::ReadIndex => Reply::ReadIndex(match raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
                 Err(ForwardRefused::NotLeader(forward.leader_id))
             }
             Err(e) => Err(ForwardRefused::Failed(e.to_string())),

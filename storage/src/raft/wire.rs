@@ -40,6 +40,9 @@ pub enum Rpc {
     /// A command forwarded by a node that is not the group's leader. The receiver proposes
     /// it only if it leads; it never forwards again, so a stale leader view cannot loop.
     Propose(Command),
+    /// A read barrier's question to the group's leader: the index a linearizable read must
+    /// wait for (Raft's ReadIndex). The leader confirms its leadership with a majority first.
+    ReadIndex,
 }
 
 /// The answer to the request with the same id.
@@ -57,6 +60,7 @@ pub enum Reply {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Propose(Result<Vec<u8>, ForwardRefused>),
+    ReadIndex(Result<u64, ForwardRefused>),
     /// The receiving node hosts no such group (not created yet there, or being removed).
     UnknownGroup,
 }

@@ -1,0 +1,196 @@
+//! One platform across a three-node cluster: every service's state is replicated, so any
+//! node gives the same answer. A customer registered on one node logs in on another and
+//! its token works on the third; a product created on one node is there on the next
+//! request to another; an order placed on one node completes its saga and reads the same
+//! everywhere, also after the leader of the order service's group is killed with -9.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use commerce_tests::cluster::Cluster;
+use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, product};
+use commerce_tests::orders::{GOOD_CARD, order_body};
+use commerce_tests::wait_for;
+use serde_json::{Value, json};
+
+/// The order service's Raft group id (`cli/src/services/mod.rs`: base 2^48, order is 8th).
+const ORDER_GROUP: u64 = (1 << 48) + 8;
+
+fn start() -> Cluster {
+    Cluster::start_with_env(
+        3,
+        &[
+            ("COMMERCE_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("COMMERCE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("COMMERCE_RATE_LIMIT_PER_MINUTE", "1000000"),
+        ],
+    )
+}
+
+fn api(cluster: &mut Cluster, id: u64) -> Api {
+    Api::new(cluster.node(id))
+}
+
+/// Waits until `/health/ready` answers 200 on every node in `ids`.
+fn wait_ready(cluster: &mut Cluster, ids: &[u64]) {
+    for &id in ids {
+        let api = api(cluster, id);
+        wait_for(&format!("node {id} ready"), Duration::from_secs(60), || {
+            (api.get("/health/ready", None).status == 200).then_some(())
+        });
+    }
+}
+
+/// The leader of the order service's group, as the nodes agree on it.
+fn order_leader(cluster: &Cluster, ids: &[u64]) -> u64 {
+    let statuses = cluster.wait_until(
+        "the order service's group has a leader",
+        ids,
+        Duration::from_secs(30),
+        |statuses| {
+            statuses.iter().all(|(_, status)| {
+                status.as_ref().is_some_and(|status| {
+                    status["groups"].as_array().is_some_and(|groups| {
+                        groups
+                            .iter()
+                            .any(|g| g["group"] == ORDER_GROUP && g["leader"].as_u64().is_some())
+                    })
+                })
+            })
+        },
+    );
+    statuses
+        .iter()
+        .filter_map(|(_, status)| status.as_ref())
+        .flat_map(|status| status["groups"].as_array().cloned().unwrap_or_default())
+        .find(|g| g["group"] == ORDER_GROUP)
+        .and_then(|g| g["leader"].as_u64())
+        .unwrap()
+}
+
+/// Places an order on `api` and waits (reading through `reader`) until it is confirmed.
+fn order_confirmed(api: &Api, reader: &Api, token: &str, product_id: &str) -> Value {
+    let placed = api
+        .post(
+            "/api/orders",
+            Some(token),
+            &order_body(product_id, 1, GOOD_CARD),
+        )
+        .expect(202);
+    let id = placed.body["id"].as_str().unwrap().to_string();
+    wait_for(
+        &format!("order {id} confirmed"),
+        Duration::from_secs(60),
+        || {
+            let order = reader.get(&format!("/api/orders/{id}"), Some(token));
+            (order.status == 200 && order.body["status"] == "confirmed").then_some(order.body)
+        },
+    )
+}
+
+/// What must read the same on every node: the order without its per-request fields.
+fn comparable(order: &Value) -> Value {
+    json!({
+        "id": order["id"], "status": order["status"], "items": order["items"],
+        "total": order["total"], "steps": order["steps"],
+    })
+}
+
+#[test]
+fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed() {
+    let mut cluster = start();
+    wait_ready(&mut cluster, &[1, 2, 3]);
+    let (one, two, three) = (
+        api(&mut cluster, 1),
+        api(&mut cluster, 2),
+        api(&mut cluster, 3),
+    );
+
+    // Identity: register on 1, log in on 2, the token works on 3; the email is taken on 3.
+    let user = one.register("ada@example.com", "customer-password-1", "Ada");
+    let token = two.token("ada@example.com", "customer-password-1");
+    let me = three.get("/api/identity/me", Some(&token)).expect(200);
+    assert_eq!(me.body["id"], user["id"]);
+    let again = three.post(
+        "/api/identity/register",
+        None,
+        &json!({"email": "ada@example.com", "password": "customer-password-2", "name": "Ada"}),
+    );
+    assert_ne!(
+        again.status, 201,
+        "the same email registered twice: {}",
+        again.text
+    );
+    // One signing key: the JWKS is the same on every node.
+    let jwks = one.get("/.well-known/jwks.json", None).expect(200).body;
+    assert_eq!(
+        two.get("/.well-known/jwks.json", None).expect(200).body,
+        jwks
+    );
+    assert_eq!(
+        three.get("/.well-known/jwks.json", None).expect(200).body,
+        jwks
+    );
+
+    // Catalog: created on 3, readable on 1 in the very next request; stock set on 1.
+    let admin = three.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let created = three
+        .post(
+            "/api/catalog/products",
+            Some(&admin),
+            &product("MUG-1", "Blue mug", "kitchen", 1299),
+        )
+        .expect(201);
+    let product_id = created.body["id"].as_str().unwrap().to_string();
+    let read = one
+        .get(&format!("/api/catalog/products/{product_id}"), None)
+        .expect(200);
+    assert_eq!(read.body["sku"], "MUG-1");
+    one.put(
+        &format!("/api/inventory/{product_id}"),
+        Some(&admin),
+        &json!({"available": 50}),
+    )
+    .expect(200);
+
+    // Orders: placed on 2, confirmed, the same on 1 and 3.
+    let confirmed = order_confirmed(&two, &two, &token, &product_id);
+    let id = confirmed["id"].as_str().unwrap();
+    for reader in [&one, &three] {
+        let read = reader
+            .get(&format!("/api/orders/{id}"), Some(&token))
+            .expect(200);
+        assert_eq!(comparable(&read.body), comparable(&confirmed));
+    }
+
+    // The leader of the order group killed -9: the others elect a new one and take orders.
+    let leader = order_leader(&cluster, &[1, 2, 3]);
+    cluster.node(leader).kill();
+    let alive: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    wait_ready(&mut cluster, &alive);
+    let (first, second) = (api(&mut cluster, alive[0]), api(&mut cluster, alive[1]));
+    let after = order_confirmed(&first, &second, &token, &product_id);
+
+    // Back with the same command line, the killed node serves both orders as they are.
+    cluster.node(leader).restart();
+    wait_ready(&mut cluster, &[leader]);
+    let back = api(&mut cluster, leader);
+    for order in [&confirmed, &after] {
+        let id = order["id"].as_str().unwrap();
+        let read = back
+            .get(&format!("/api/orders/{id}"), Some(&token))
+            .expect(200);
+        assert_eq!(comparable(&read.body), comparable(order));
+    }
+    let stock = back
+        .get(&format!("/api/inventory/{product_id}"), None)
+        .expect(200);
+    // Confirmed orders keep their units reserved until dispatch.
+    assert_eq!(
+        (
+            stock.body["available"].as_u64(),
+            stock.body["reserved"].as_u64()
+        ),
+        (Some(48), Some(2))
+    );
+}
