@@ -10,7 +10,7 @@
 use super::*;
 use commerce_services::platform::{ConsumedRecord, EventLog, PublishedEvent};
 use commerce_tests::TimeLimit;
-use commerce_tests::cluster::{Cluster, agreed_leader};
+use commerce_tests::cluster::{Cluster, agreed_leader, registered};
 use std::time::Duration;
 
 const TOPIC: &str = "order-events";
@@ -81,9 +81,18 @@ fn outbox_events_survive_leader_kill_once_and_in_order_and_offsets_survive_coord
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut cluster = Cluster::start(3);
     let all = cluster.ids();
-    cluster.wait_until("a controller leader", &all, Duration::from_secs(30), |s| {
-        agreed_leader(s).is_some()
-    });
+    // Topics are placed over the registered nodes: wait until all three are.
+    cluster.wait_until(
+        "a controller leader and every node registered",
+        &all,
+        Duration::from_secs(30),
+        |statuses| {
+            agreed_leader(statuses).is_some()
+                && statuses
+                    .iter()
+                    .all(|(_, status)| status.as_ref().is_some_and(|s| registered(s) == [1, 2, 3]))
+        },
+    );
     let bootstrap = cluster.bootstrap_of(all.clone());
     let log = ClusterEventLog::connect(&bootstrap).unwrap();
 

@@ -64,6 +64,9 @@ pub struct ClientConfig {
     /// enough for a leader election after a node dies.
     pub retry_deadline: Duration,
     pub connect_timeout: Duration,
+    /// How long a lookup (Metadata, FindCoordinator) may wait for one broker
+    /// before the next one is asked: a paused node must not stall every lookup.
+    pub lookup_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -75,6 +78,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             retry_deadline: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            lookup_timeout: Duration::from_secs(5),
         }
     }
 
@@ -101,6 +105,8 @@ struct Inner {
     view: Mutex<ClusterView>,
     /// Group id -> the address of its coordinator.
     coordinators: Mutex<HashMap<String, String>>,
+    /// The broker that last answered a lookup: asked first next time.
+    last_answered: Mutex<Option<String>>,
 }
 
 impl KafkaClient {
@@ -117,6 +123,7 @@ impl KafkaClient {
                 pool,
                 view: Mutex::new(ClusterView::default()),
                 coordinators: Mutex::new(HashMap::new()),
+                last_answered: Mutex::new(None),
             }),
         })
     }
@@ -282,33 +289,61 @@ impl KafkaClient {
         version: i16,
         request: &R,
     ) -> Result<R::Response, ClientError> {
+        self.send_within(addr, version, request, self.inner.config.request_timeout)
+            .await
+    }
+
+    async fn send_within<R: Request>(
+        &self,
+        addr: &str,
+        version: i16,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, ClientError> {
         let connection = self.inner.pool.shared(addr).await?;
-        let sent = connection
-            .send(version, request, self.inner.config.request_timeout)
-            .await;
+        let sent = connection.send(version, request, timeout).await;
         if let Err(ClientError::RequestTimeout { .. }) = &sent {
             self.inner.pool.forget(addr).await;
         }
         sent
     }
 
-    /// Sends to the first broker that answers: those the metadata named, then the
-    /// bootstrap list.
+    /// Sends a lookup to the first broker that answers: the one that answered last, those
+    /// the metadata named, then the bootstrap list.
     pub(crate) async fn send_any<R: Request>(
         &self,
         version: i16,
         request: &R,
     ) -> Result<R::Response, ClientError> {
-        let mut candidates = self.view().addresses();
-        for addr in &self.inner.config.bootstrap {
+        let last = self
+            .inner
+            .last_answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut candidates: Vec<String> = last.into_iter().collect();
+        for addr in self
+            .view()
+            .addresses()
+            .iter()
+            .chain(&self.inner.config.bootstrap)
+        {
             if !candidates.contains(addr) {
                 candidates.push(addr.clone());
             }
         }
+        let timeout = self.inner.config.lookup_timeout;
         let mut last = ClientError::NoBootstrap;
         for addr in candidates {
-            match self.send_to(&addr, version, request).await {
-                Ok(response) => return Ok(response),
+            match self.send_within(&addr, version, request, timeout).await {
+                Ok(response) => {
+                    *self
+                        .inner
+                        .last_answered
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(addr);
+                    return Ok(response);
+                }
                 Err(error) if error.is_retriable() => last = error,
                 Err(error) => return Err(error),
             }
