@@ -333,3 +333,54 @@ async fn a_standalone_consumer_commits_and_reads_back_its_offsets() {
         None
     );
 }
+
+#[tokio::test]
+async fn the_client_reconnects_to_a_broker_that_came_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let broker = Broker::open(BrokerConfig::single_node(dir.path().to_path_buf(), addr)).unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let server = tokio::spawn(crate::server::run(listener, broker.clone(), shutdown));
+    let mut config = ClientConfig::from_list(&addr.to_string());
+    config.retry_deadline = Duration::from_secs(10);
+    let client = KafkaClient::new(config).unwrap();
+    client.ensure_topic("events").await.unwrap();
+    assert_eq!(
+        client
+            .produce("events", 0, batch("a", PRODUCER_ID, 0))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The listener and every connection close; the client's connection is dead.
+    stop.send(true).unwrap();
+    server.await.unwrap();
+    let down = client.produce("events", 0, batch("b", PRODUCER_ID, 1));
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(crate::server::run(listener, broker.clone(), shutdown));
+        stop
+    };
+    // The produce retries through the outage and lands once the broker is back.
+    let (produced, _stop) = tokio::join!(down, restart);
+    assert_eq!(produced.unwrap(), 1);
+    let fetched = client
+        .fetch(
+            "events",
+            0,
+            0,
+            Duration::ZERO,
+            1 << 20,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        values(fetched.records),
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+}
