@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod api;
 pub mod broker;
+pub mod client;
 pub mod compaction;
 pub mod config;
 pub mod controller;

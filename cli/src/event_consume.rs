@@ -73,16 +73,7 @@ impl BrokerEventLog {
             if record.control || in_aborted {
                 continue;
             }
-            records.push(ConsumedRecord {
-                offset: record.offset,
-                key: record.key.map(|key| key.to_vec()),
-                value: record.value.map(|value| value.to_vec()),
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|(name, value)| (name.to_string(), value.map(|value| value.to_vec())))
-                    .collect(),
-            });
+            records.push(consumed(record));
         }
         Ok(Fetched {
             records,
@@ -141,21 +132,41 @@ impl BrokerEventLog {
                 0
             }
         };
-        let headers = plain
+        let topic = plain.topic;
+        self.append_record(topic, partition, plain_record(plain))
+            .await
+    }
+}
+
+/// A plain record (no producer id: a non-idempotent append), as both event logs write dead
+/// letters.
+pub(crate) fn plain_record(plain: PlainRecord<'_>) -> Record {
+    let headers = plain
+        .headers
+        .into_iter()
+        .map(|(name, value)| (StrBytes::from_string(name), Some(Bytes::from(value))))
+        .collect();
+    Record {
+        headers,
+        ..record_batch::plain_record(
+            0,
+            plain.timestamp_ms,
+            plain.key.map(Bytes::copy_from_slice),
+            plain.value.map(Bytes::copy_from_slice),
+        )
+    }
+}
+
+/// A decoded record as a consumer receives it.
+pub(crate) fn consumed(record: Record) -> ConsumedRecord {
+    ConsumedRecord {
+        offset: record.offset,
+        key: record.key.map(|key| key.to_vec()),
+        value: record.value.map(|value| value.to_vec()),
+        headers: record
             .headers
             .into_iter()
-            .map(|(name, value)| (StrBytes::from_string(name), Some(Bytes::from(value))))
-            .collect();
-        // No producer id: a plain, non-idempotent append.
-        let record = Record {
-            headers,
-            ..record_batch::plain_record(
-                0,
-                plain.timestamp_ms,
-                plain.key.map(Bytes::copy_from_slice),
-                plain.value.map(Bytes::copy_from_slice),
-            )
-        };
-        self.append_record(plain.topic, partition, record).await
+            .map(|(name, value)| (name.to_string(), value.map(|value| value.to_vec())))
+            .collect(),
     }
 }

@@ -76,29 +76,7 @@ impl EventLog for BrokerEventLog {
     async fn publish(&self, event: PublishedEvent<'_>) -> Result<(), EventLogError> {
         let partition = event.partition;
         self.log.ensure_topic(event.topic).map_err(error)?;
-        let mut headers = indexmap::IndexMap::new();
-        headers.insert(
-            StrBytes::from_static_str(OUTBOX_SEQ_HEADER),
-            Some(Bytes::from(event.outbox_seq.to_string())),
-        );
-        if let Some(traceparent) = event.traceparent {
-            headers.insert(
-                StrBytes::from_static_str(TRACEPARENT_HEADER),
-                Some(Bytes::from(traceparent.to_string())),
-            );
-        }
-        let record = Record {
-            producer_id: event.producer_id,
-            producer_epoch: 0,
-            sequence: event.sequence,
-            headers,
-            ..record_batch::plain_record(
-                0,
-                event.timestamp_ms,
-                Some(Bytes::from(event.key.to_string())),
-                Some(Bytes::copy_from_slice(event.value)),
-            )
-        };
+        let record = outbox_record(&event);
         self.append_record(event.topic, partition, record).await
     }
 
@@ -203,13 +181,7 @@ impl BrokerEventLog {
                     if record.producer_id != producer_id || record.offset >= upper {
                         continue;
                     }
-                    let seq = record
-                        .headers
-                        .get(OUTBOX_SEQ_HEADER.as_bytes())
-                        .and_then(|value| value.as_ref())
-                        .and_then(|value| std::str::from_utf8(value).ok())
-                        .and_then(|value| value.parse::<u64>().ok());
-                    best = best.max(seq);
+                    best = best.max(outbox_seq(record));
                 }
                 if next <= offset {
                     break;
@@ -223,6 +195,45 @@ impl BrokerEventLog {
         }
         Ok(None)
     }
+}
+
+/// An outbox event as the record both event logs publish: stamped with the service's
+/// producer id, epoch 0 and the relay's sequence, with the `outbox-seq` header (how a
+/// restarted relay finds what it published) and the trace context.
+pub(crate) fn outbox_record(event: &PublishedEvent<'_>) -> Record {
+    let mut headers = indexmap::IndexMap::new();
+    headers.insert(
+        StrBytes::from_static_str(OUTBOX_SEQ_HEADER),
+        Some(Bytes::from(event.outbox_seq.to_string())),
+    );
+    if let Some(traceparent) = event.traceparent {
+        headers.insert(
+            StrBytes::from_static_str(TRACEPARENT_HEADER),
+            Some(Bytes::from(traceparent.to_string())),
+        );
+    }
+    Record {
+        producer_id: event.producer_id,
+        producer_epoch: 0,
+        sequence: event.sequence,
+        headers,
+        ..record_batch::plain_record(
+            0,
+            event.timestamp_ms,
+            Some(Bytes::from(event.key.to_string())),
+            Some(Bytes::copy_from_slice(event.value)),
+        )
+    }
+}
+
+/// The `outbox-seq` header of a record, if it has a readable one.
+pub(crate) fn outbox_seq(record: &Record) -> Option<u64> {
+    record
+        .headers
+        .get(OUTBOX_SEQ_HEADER.as_bytes())
+        .and_then(|value| value.as_ref())
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 pub(crate) fn error(broker: commerce_broker::BrokerError) -> EventLogError {
