@@ -43,6 +43,7 @@ impl ClusterEventLog {
         })
     }
 
+    #[cfg(test)]
     pub fn client(&self) -> &KafkaClient {
         &self.client
     }

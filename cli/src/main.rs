@@ -3,19 +3,13 @@
 //! admin and data commands that work against any Kafka-compatible broker, and the load generator.
 
 mod cluster;
-// The cluster event log and the node's choice between it and the in-process one: the
-// composition root (start.rs, services/) switches to `NodeEventLog` next; until then
-// nothing in the binary names them but their tests.
-#[allow(dead_code)]
 mod cluster_event_consume;
-#[allow(dead_code)]
 mod cluster_event_log;
 mod config;
 mod demo;
 mod event_consume;
 mod event_log;
 mod kafka_apis;
-#[allow(dead_code)]
 mod node_event_log;
 mod services;
 mod start;

@@ -3,7 +3,10 @@
 //! and closed, so the next start skips recovery scans).
 
 use crate::cluster::runtime::ClusterRuntime;
+use crate::cluster_event_log::ClusterEventLog;
 use crate::config::{NodeArgs, NodeSettings};
+use crate::event_log::BrokerEventLog;
+use crate::node_event_log::NodeEventLog;
 use anyhow::Context;
 use commerce_broker::controller::NodeRecord;
 use commerce_broker::replication::Replication;
@@ -65,15 +68,6 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let broker = open_broker(&settings, kafka_addr, &advertised_host, replication)?;
-    // The services' event log. In a cluster the services are not replicated yet: each node
-    // runs them on a node-local log of its own (not on the Kafka listener), as it did
-    // before partitions replicated, rather than have three nodes' relays and consumers
-    // race on the same replicated topics.
-    let service_broker = if cluster.is_some() {
-        open_service_broker(&settings, kafka_addr)?
-    } else {
-        broker.clone()
-    };
     // Every service's command log is a Raft group: with the cluster's voters, or this node
     // alone.
     let (raft, service_start) = match (&cluster, &settings.cluster) {
@@ -149,7 +143,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let mut background = vec![
+    let background = vec![
         kafka,
         http,
         maintenance,
@@ -158,19 +152,16 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         coordination,
         balancer,
     ];
-    if cluster.is_some() {
-        background.push(tokio::spawn(run_maintenance(
-            service_broker.clone(),
-            stopped.clone(),
-        )));
-        background.push(tokio::spawn(commerce_broker::group::run_timers(
-            service_broker.clone(),
-            stopped.clone(),
-        )));
-    }
-    let service_log = Arc::new(crate::event_log::BrokerEventLog::new(
-        service_broker.clone(),
-    ));
+    // The services publish to and consume from this node's log, or in a cluster the
+    // cluster's replicated topics (through the Kafka protocol, to whichever node leads each
+    // partition or coordinates each group).
+    let service_log = Arc::new(match &cluster {
+        None => NodeEventLog::Local(BrokerEventLog::new(broker.clone())),
+        Some(_) => NodeEventLog::Cluster(
+            ClusterEventLog::connect(&format!("{advertised_host}:{}", kafka_addr.port()))
+                .map_err(|error| anyhow::anyhow!("cannot reach the cluster's log: {error}"))?,
+        ),
+    });
     let mut service_tasks = services.spawn(raft.clone(), service_log, stopped.clone());
     service_tasks.extend(admin_task);
 
@@ -202,13 +193,8 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         raft.shutdown().await;
     }
     services.close();
-    let mut logs = vec![broker.clone()];
-    if !Arc::ptr_eq(&broker, &service_broker) {
-        logs.push(service_broker.clone());
-    }
-    for closing in logs {
-        tokio::task::spawn_blocking(move || closing.close()).await?;
-    }
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
     println!("commerce node {} stopped", settings.node_id);
     Ok(())
 }
@@ -259,17 +245,6 @@ fn open_broker(
             settings.data_dir.display()
         )
     })
-}
-
-/// A cluster node's services' own log, in `<data dir>/services-log` (see `run`).
-fn open_service_broker(
-    settings: &NodeSettings,
-    kafka_addr: std::net::SocketAddr,
-) -> anyhow::Result<Arc<Broker>> {
-    let dir = settings.data_dir.join("services-log");
-    let config = broker_config(settings, dir.clone(), kafka_addr, "127.0.0.1");
-    Broker::open(config)
-        .with_context(|| format!("cannot open the services' log in {}", dir.display()))
 }
 
 /// Ready when the data directory is still there, every service's group has a leader this

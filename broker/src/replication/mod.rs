@@ -73,6 +73,15 @@ impl Replication {
     }
 
     /// The controller group's leader as this node knows it.
+    /// How many voters the controller group has: the nodes the cluster was formed with (or
+    /// has grown or shrunk to).
+    pub fn controller_voters(&self) -> usize {
+        self.raft
+            .metrics(Self::controller_group())
+            .map(|metrics| metrics.membership_config.membership().voter_ids().count())
+            .unwrap_or(0)
+    }
+
     pub fn controller_leader(&self) -> Option<u64> {
         self.raft.leader(Self::controller_group()).ok().flatten()
     }

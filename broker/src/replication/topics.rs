@@ -40,8 +40,17 @@ impl Broker {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
         }
         let nodes: BTreeSet<u64> = metadata.nodes.keys().copied().collect();
-        let factor =
-            replication_factor.unwrap_or_else(|| DEFAULT_REPLICATION_FACTOR.min(nodes.len()));
+        // The default is the cluster's size (up to 3), not the count registered so far: a
+        // topic created while the cluster forms must not keep one or two replicas for good.
+        let voters = replication.controller_voters().max(nodes.len()).max(1);
+        let factor = replication_factor.unwrap_or_else(|| DEFAULT_REPLICATION_FACTOR.min(voters));
+        if nodes.len() < factor {
+            // Retriable (NOT_CONTROLLER): the other nodes register within moments.
+            return Err(BrokerError::Replication(format!(
+                "only {} of the cluster's nodes have registered and topic {name} needs {factor} replicas; retry shortly",
+                nodes.len()
+            )));
+        }
         let count =
             usize::try_from(partitions).map_err(|_| BrokerError::InvalidPartitions(partitions))?;
         let replicas = place_replicas(&nodes, &metadata.preferred_leader_counts(), count, factor)?;

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The event log the services publish to and consume from.
-pub type ServiceLog = crate::event_log::BrokerEventLog;
+pub type ServiceLog = crate::node_event_log::NodeEventLog;
 
 /// A background task a service's leader runs: a consumer or a worker. Called again each
 /// time this node becomes the group's leader; the task stops when `stopped` turns true.
