@@ -42,7 +42,7 @@ pub async fn layer(
         };
         let signer = match current_signer(&auth.identity) {
             Ok(signer) => signer,
-            Err(response) => return response,
+            Err(no_signer) => return no_signer.into_response(),
         };
         match signer.verifier().verify(token) {
             Ok(principal) => {
@@ -80,24 +80,37 @@ pub async fn layer(
 
 /// The signer for the installed key; 503 while there is none (a token may come from a node
 /// whose key installation has not reached this one yet) or the store cannot be read.
-fn current_signer(identity: &IdentityService) -> Result<Arc<Signer>, Response> {
+fn current_signer(identity: &IdentityService) -> Result<Arc<Signer>, NoSigner> {
     match identity.keys.current() {
         Ok(Some(signer)) => Ok(signer),
-        Ok(None) => Err(error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "signing_key_unavailable",
-            "no token signing key is installed yet; try again shortly",
-            None,
-        )),
+        Ok(None) => Err(NoSigner {
+            code: "signing_key_unavailable",
+            message: "no token signing key is installed yet; try again shortly",
+        }),
         Err(error) => {
             tracing::error!(%error, "cannot read the signing key");
-            Err(error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "cannot read the token signing key",
-                None,
-            ))
+            Err(NoSigner {
+                code: "store_unavailable",
+                message: "cannot read the token signing key",
+            })
         }
+    }
+}
+
+/// Why there is no signer, answered 503.
+struct NoSigner {
+    code: &'static str,
+    message: &'static str,
+}
+
+impl IntoResponse for NoSigner {
+    fn into_response(self) -> Response {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            self.code,
+            self.message,
+            None,
+        )
     }
 }
 
@@ -105,7 +118,7 @@ fn current_signer(identity: &IdentityService) -> Result<Arc<Signer>, Response> {
 pub async fn jwks(State(identity): State<Arc<IdentityService>>) -> Response {
     match current_signer(&identity) {
         Ok(signer) => axum::Json(signer.jwks().clone()).into_response(),
-        Err(response) => response,
+        Err(no_signer) => no_signer.into_response(),
     }
 }
 
