@@ -19,29 +19,31 @@ use super::apply::{Identity, SIGNING_KEY, SIGNING_KEY_ID};
 use super::commands::Command;
 use super::signing_key::SigningKey;
 use super::tokens::{KeyError, Signer};
+use crate::platform::Engine;
 use crate::platform::engine::CommandContext;
 use crate::platform::http::ApiError;
-use crate::platform::{Engine, Store};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 pub struct KeyRing {
-    store: Arc<Store>,
+    /// Read through the engine at each use (not a store captured once), so the ring sees
+    /// whatever state the engine holds now.
+    engine: Arc<Engine<Identity>>,
     /// The key last read from the store and the signer built from it.
     cached: RwLock<Option<(SigningKey, Arc<Signer>)>>,
 }
 
 impl KeyRing {
-    pub fn new(store: Arc<Store>) -> KeyRing {
+    pub fn new(engine: Arc<Engine<Identity>>) -> KeyRing {
         KeyRing {
-            store,
+            engine,
             cached: RwLock::new(None),
         }
     }
 
     /// The signer for the installed key; `None` until a key is installed.
     pub fn current(&self) -> Result<Option<Arc<Signer>>, KeyError> {
-        let Some(installed) = SIGNING_KEY.get(self.store.as_ref(), SIGNING_KEY_ID)? else {
+        let Some(installed) = SIGNING_KEY.get(self.engine.store().as_ref(), SIGNING_KEY_ID)? else {
             return Ok(None);
         };
         // A poisoned lock only means another reader panicked mid-update; the cache is
@@ -113,6 +115,7 @@ pub fn ensure_installed(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::platform::Store;
     use crate::platform::http::Role;
 
     fn engine(dir: &Path) -> Arc<Engine<Identity>> {
@@ -153,8 +156,8 @@ mod tests {
         assert_eq!(installed(&node_b), Some(first));
 
         // So a token signed on one node is accepted on the other, with the same JWKS.
-        let ring_a = KeyRing::new(node_a.store().clone());
-        let ring_b = KeyRing::new(node_b.store().clone());
+        let ring_a = KeyRing::new(node_a.clone());
+        let ring_b = KeyRing::new(node_b.clone());
         let signer_a = ring_a.current().unwrap().unwrap();
         let signer_b = ring_b.current().unwrap().unwrap();
         assert_eq!(
@@ -177,7 +180,7 @@ mod tests {
     fn the_key_ring_answers_503_until_a_key_is_installed_then_uses_it_without_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let node = engine(dir.path());
-        let ring = KeyRing::new(node.store().clone());
+        let ring = KeyRing::new(node.clone());
         assert!(ring.current().unwrap().is_none());
         match ring.signer() {
             Err(ApiError::Unavailable { code, .. }) => assert_eq!(code, "signing_key_unavailable"),

@@ -45,8 +45,8 @@ impl IdentityService {
     /// signing key is installed: see [`IdentityService::ensure_signing_key`].
     pub fn open(services_dir: &Path) -> Result<Arc<IdentityService>, OpenError> {
         let store = Arc::new(Store::open(&services_dir.join("identity"))?);
-        let engine = Engine::open(store.clone(), Identity)?;
-        let keys = keys::KeyRing::new(store);
+        let engine = Engine::open(store, Identity)?;
+        let keys = keys::KeyRing::new(engine.clone());
         let dummy_hash = argon2::password_hash::PasswordHasher::hash_password(
             &argon2::Argon2::default(),
             b"no such account",
