@@ -9,15 +9,15 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use commerce_services::identity::IdentityService;
-use commerce_services::identity::tokens::Verifier;
+use commerce_services::identity::tokens::Signer;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Authenticator {
-    pub verifier: Arc<Verifier>,
-    /// Asked whether a token's session is still live. A local read of the identity store: a
+    /// Asked for the installed signing key (read at each request, so a key installed by
+    /// another node's command is used without a restart) and whether a token's session is still live. A local read of the identity store: a
     /// signature proves who issued the token, only the store knows about a logout since.
     pub identity: Arc<IdentityService>,
 }
@@ -40,7 +40,11 @@ pub async fn layer(
         let Some(token) = token else {
             return unauthorized("the Authorization header must be `Bearer <access token>`");
         };
-        match auth.verifier.verify(token) {
+        let signer = match current_signer(&auth.identity) {
+            Ok(signer) => signer,
+            Err(no_signer) => return no_signer.into_response(),
+        };
+        match signer.verifier().verify(token) {
             Ok(principal) => {
                 let live = match &principal.session_id {
                     Some(session) => {
@@ -76,6 +80,50 @@ pub async fn layer(
         }
     }
     next.run(request).await
+}
+
+/// The signer for the installed key; 503 while there is none (a token may come from a node
+/// whose key installation has not reached this one yet) or the store cannot be read.
+fn current_signer(identity: &IdentityService) -> Result<Arc<Signer>, NoSigner> {
+    match identity.keys.current() {
+        Ok(Some(signer)) => Ok(signer),
+        Ok(None) => Err(NoSigner {
+            code: "signing_key_unavailable",
+            message: "no token signing key is installed yet; try again shortly",
+        }),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the signing key");
+            Err(NoSigner {
+                code: "store_unavailable",
+                message: "cannot read the token signing key",
+            })
+        }
+    }
+}
+
+/// Why there is no signer, answered 503.
+struct NoSigner {
+    code: &'static str,
+    message: &'static str,
+}
+
+impl IntoResponse for NoSigner {
+    fn into_response(self) -> Response {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            self.code,
+            self.message,
+            None,
+        )
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the public half of the installed signing key.
+pub async fn jwks(State(identity): State<Arc<IdentityService>>) -> Response {
+    match current_signer(&identity) {
+        Ok(signer) => axum::Json(signer.jwks().clone()).into_response(),
+        Err(no_signer) => no_signer.into_response(),
+    }
 }
 
 fn unauthorized(message: &str) -> Response {

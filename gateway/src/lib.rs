@@ -89,8 +89,6 @@ pub enum GatewayError {
     CorsOrigin(String),
     #[error("the rate limit must be at least 1 request per minute")]
     RateLimit,
-    #[error("token verifier: {0}")]
-    Keys(String),
     #[error("{0}")]
     Idempotency(String),
 }
@@ -103,11 +101,6 @@ pub fn router(
     ready: ReadinessCheck,
     metrics: metrics::Metrics,
 ) -> Result<Router, GatewayError> {
-    let verifier = services
-        .identity
-        .signer
-        .verifier()
-        .map_err(|error| GatewayError::Keys(error.to_string()))?;
     let limiter =
         rate_limit::RateLimit::new(config.rate_limit_per_minute).ok_or(GatewayError::RateLimit)?;
     let idempotency = match &config.idempotency_dir {
@@ -128,13 +121,11 @@ pub fn router(
         .layer(from_fn_with_state(limiter, rate_limit::layer))
         .layer(from_fn_with_state(
             auth::Authenticator {
-                verifier: Arc::new(verifier),
                 identity: services.identity.clone(),
             },
             auth::layer,
         ));
 
-    let jwks = services.identity.signer.jwks().clone();
     let health = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready_handler))
@@ -149,7 +140,7 @@ pub fn router(
         .merge(openapi::router(&services.mounts))
         .route(
             "/.well-known/jwks.json",
-            get(move || async move { axum::Json(jwks) }),
+            get(auth::jwks).with_state(services.identity.clone()),
         )
         .route("/metrics", get(metrics::render).with_state(metrics.clone()))
         .fallback(error::not_found)

@@ -12,6 +12,9 @@ use utoipa::OpenApi;
 pub fn wire(dir: &Path) -> anyhow::Result<(Arc<NotificationService>, Wired)> {
     let service = NotificationService::open(dir)
         .with_context(|| format!("cannot open the notification service in {}", dir.display()))?;
+    // The recording sink's records are an engine of their own (`service.sink.engine()`, no
+    // outbox): in a cluster it joins a Raft group like the service's engine, so every node
+    // delivers into the same records.
     let engine = service.engine.clone();
     let consumer = consumer(engine, notification::consumers::NotificationSubscriber);
     let worker_service = service.clone();

@@ -12,6 +12,9 @@ use utoipa::OpenApi;
 pub fn wire(dir: &Path) -> anyhow::Result<(Arc<PaymentService>, Wired)> {
     let service = PaymentService::open(dir)
         .with_context(|| format!("cannot open the payment service in {}", dir.display()))?;
+    // The test provider's books are an engine of their own (`service.provider.engine()`, no
+    // outbox): in a cluster it joins a Raft group like the service's engine, so every node
+    // charges into the same books.
     let engine = service.engine.clone();
     let consumer = consumer(engine, payment::consumers::PaymentSubscriber);
     let worker_service = service.clone();

@@ -3,6 +3,7 @@
 use super::commands::Command;
 use super::events::{self, TOPIC};
 use super::model::{Session, User};
+use super::signing_key::SigningKey;
 use crate::platform::store::{Table, Transaction, UniqueIndex};
 use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};
 
@@ -11,6 +12,9 @@ pub const SESSIONS: Table<Session> = Table::new("session");
 pub const EMAILS: UniqueIndex = UniqueIndex::new("email");
 /// A user's sessions: id `<user id>/<session id>`, value the session id.
 pub const USER_SESSIONS: Table<String> = Table::new("user_session");
+/// The access-token signing key: one record, under [`SIGNING_KEY_ID`].
+pub const SIGNING_KEY: Table<SigningKey> = Table::new("signing_key");
+pub const SIGNING_KEY_ID: &str = "current";
 
 /// What a successful command answers.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -166,6 +170,13 @@ impl StateMachine for Identity {
                 let data = events::RolesChanged { user_id, roles };
                 tx.emit(TOPIC, meta.event(events::ROLES_CHANGED, user_id, 1, data)?);
                 Ok(Ok(Output::User(user)))
+            }
+            Command::InstallSigningKey { key } => {
+                // No event: key material never goes to a topic.
+                if SIGNING_KEY.get(tx, SIGNING_KEY_ID)?.is_none() {
+                    SIGNING_KEY.put(tx, SIGNING_KEY_ID, key)?;
+                }
+                Ok(Ok(Output::Done))
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Identity commands. Everything random or slow (ids, password hashes, token secrets) is
 //! computed by the route before the command is logged, so apply stays deterministic.
 
+use super::signing_key::SigningKey;
 use crate::platform::http::Role;
 use serde::{Deserialize, Serialize};
 
@@ -39,5 +40,11 @@ pub enum Command {
     SetRoles {
         user_id: String,
         roles: Vec<Role>,
+    },
+    /// Installs the access-token signing key, generated before logging. Only the first one
+    /// ever installed counts: a later one (another node's, racing at first start) changes
+    /// nothing, so every replica signs with the same key.
+    InstallSigningKey {
+        key: SigningKey,
     },
 }

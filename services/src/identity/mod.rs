@@ -4,8 +4,10 @@
 pub mod apply;
 pub mod commands;
 pub mod events;
+pub mod keys;
 pub mod model;
 pub mod routes;
+pub mod signing_key;
 pub mod tokens;
 
 use crate::platform::http::{ApiError, RequestContext, Role};
@@ -13,7 +15,7 @@ use crate::platform::{Engine, Store, StoreError, answer};
 use apply::{EMAILS, Identity, Output};
 use commands::Command;
 use model::User;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The producer id identity's outbox relay publishes with (fixed, so a restarted relay's
@@ -22,7 +24,10 @@ pub const PRODUCER_ID: i64 = 0x4000_0000_0000_0001;
 
 pub struct IdentityService {
     pub engine: Arc<Engine<Identity>>,
-    pub signer: tokens::Signer,
+    /// Signs and verifies access tokens with the key identity's state holds.
+    pub keys: keys::KeyRing,
+    /// Where this node keeps its copy of the signing key (`<services_dir>/identity-keys`).
+    keys_dir: PathBuf,
     /// A password hash to verify against when the email is unknown (constant-time-ish login).
     dummy_hash: String,
 }
@@ -36,12 +41,12 @@ pub enum OpenError {
 }
 
 impl IdentityService {
-    /// Opens identity's store under `<services_dir>/identity` and its signing key under
-    /// `<services_dir>/identity-keys`.
+    /// Opens identity's store under `<services_dir>/identity`. It signs no token until a
+    /// signing key is installed: see [`IdentityService::ensure_signing_key`].
     pub fn open(services_dir: &Path) -> Result<Arc<IdentityService>, OpenError> {
         let store = Arc::new(Store::open(&services_dir.join("identity"))?);
         let engine = Engine::open(store, Identity)?;
-        let signer = tokens::Signer::load_or_create(&services_dir.join("identity-keys"))?;
+        let keys = keys::KeyRing::new(engine.clone());
         let dummy_hash = argon2::password_hash::PasswordHasher::hash_password(
             &argon2::Argon2::default(),
             b"no such account",
@@ -50,9 +55,19 @@ impl IdentityService {
         .map_err(|error| StoreError::Task(error.to_string()))?;
         Ok(Arc::new(IdentityService {
             engine,
-            signer,
+            keys,
+            keys_dir: services_dir.join("identity-keys"),
             dummy_hash,
         }))
+    }
+
+    /// At start: installs a signing key unless identity's state holds one (the key file of
+    /// an older data directory, else a fresh key; the first installed wins cluster-wide),
+    /// and writes the installed key to `<services_dir>/identity-keys/`. It submits a command,
+    /// so it runs once the engine takes commands (in a cluster, after it joined its group).
+    pub fn ensure_signing_key(&self) -> Result<(), OpenError> {
+        keys::ensure_installed(&self.engine, &self.keys_dir)?;
+        Ok(())
     }
 
     /// Whether the session an access token names is still live (not logged out, not revoked

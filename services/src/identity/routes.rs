@@ -132,6 +132,8 @@ pub async fn login(
     if !verify_password(&request.password, &user.password_hash).await? {
         return Err(bad().into());
     }
+    // Before the session starts: without a key the login changes nothing.
+    let signer = service.keys.signer()?;
     let session_id = uuid::Uuid::new_v4().to_string();
     let (refresh_token, refresh_hash) = tokens::new_refresh_token(&session_id).map_err(internal)?;
     let now = time::now_ms();
@@ -142,7 +144,7 @@ pub async fn login(
         expires_at_ms: now + REFRESH_TTL_MS,
     };
     answer(service.engine.submit(command, context.command()).await)?;
-    token_response(&service, &user, &session_id, refresh_token, now)
+    token_response(&signer, &user, &session_id, refresh_token, now)
 }
 
 /// Exchange a refresh token for new tokens; the presented refresh token stops working.
@@ -159,6 +161,8 @@ pub async fn refresh(
             Rejection::unauthenticated("invalid_refresh_token", "malformed refresh token").into(),
         );
     };
+    // Before the rotation: without a key the presented refresh token must stay usable.
+    let signer = service.keys.signer()?;
     let (refresh_token, new_hash) = tokens::new_refresh_token(&session_id).map_err(internal)?;
     let now = time::now_ms();
     let command = Command::RotateSession {
@@ -176,7 +180,7 @@ pub async fn refresh(
             Rejection::unauthenticated("invalid_refresh_token", "the account is gone").into(),
         );
     };
-    token_response(&service, &user, &session_id, refresh_token, now)
+    token_response(&signer, &user, &session_id, refresh_token, now)
 }
 
 /// Revoke the caller's session and its refresh token.
@@ -318,14 +322,13 @@ pub(crate) fn validate_registration(
 
 /// The login/refresh answer: a fresh access token for the session plus its refresh token.
 fn token_response(
-    service: &IdentityService,
+    signer: &tokens::Signer,
     user: &User,
     session_id: &str,
     refresh_token: String,
     now: i64,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
-    let access_token = service
-        .signer
+    let access_token = signer
         .issue(&user.id, session_id, &user.roles, now)
         .map_err(internal)?;
     Ok(axum::Json(TokenResponse {

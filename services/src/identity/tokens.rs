@@ -1,20 +1,21 @@
 //! Access tokens (EdDSA-signed JWTs) and refresh tokens.
 //!
-//! The signing key is an Ed25519 key generated at first start and kept in the data directory
-//! (`<data-dir>/services/identity-keys/jwt-ed25519.der`, PKCS#8, owner-only); a restart keeps
-//! it, so issued tokens stay valid. The public half is published as JWKS, and the gateway
-//! validates tokens with it (asymmetric, so anything holding JWKS can verify but not sign).
+//! The signing key is an Ed25519 key held in identity's replicated state (installed once by a
+//! command, see [`super::keys`]), so every node signs and verifies with the same key and
+//! tokens issued before a restart stay valid. The public half is published as JWKS, and the
+//! gateway validates tokens with it (asymmetric, so anything holding JWKS can verify but not
+//! sign).
 //!
 //! A refresh token is `<session id>.<random secret>`; only the secret's SHA-256 is stored.
 
+use super::signing_key::{SigningKey, SigningKeyError};
 use crate::platform::http::{Principal, Role};
+use crate::platform::{Rejection, StoreError};
 use base64::Engine as _;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::path::Path;
 
 pub const ISSUER: &str = "commerce-identity";
 /// Access tokens live briefly: logout revokes the refresh token, and a stolen access token is
@@ -22,24 +23,20 @@ pub const ISSUER: &str = "commerce-identity";
 pub const ACCESS_TTL_SECS: i64 = 15 * 60;
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// PKCS#8 v1 prefix of an Ed25519 private key; the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read or write the signing key {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the signing key file {0} is not an Ed25519 PKCS#8 key")]
-    Malformed(String),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
     #[error("no randomness: {0}")]
     Random(String),
     #[error("signing key: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the signing key installation was refused: {0}")]
+    Refused(Rejection),
+    #[error("a signing key was submitted but none is installed")]
+    NotInstalled,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,47 +49,18 @@ pub struct Claims {
     pub exp: i64,
 }
 
-/// Issues access tokens (identity holds it).
+/// Issues access tokens with one key, and verifies them (identity holds it, through
+/// [`super::keys::KeyRing`]).
 pub struct Signer {
     key: EncodingKey,
     kid: String,
     jwks: JwkSet,
+    verifier: Verifier,
 }
 
 impl Signer {
-    /// Loads the key from `dir`, creating it on first start.
-    pub fn load_or_create(dir: &Path) -> Result<Signer, KeyError> {
-        let path = dir.join("jwt-ed25519.der");
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let der = match std::fs::read(&path) {
-            Ok(der) => der,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(io)?;
-                let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).map_err(|error| KeyError::Random(error.to_string()))?;
-                let mut der = ED25519_PKCS8_PREFIX.to_vec();
-                der.extend_from_slice(&seed);
-                // Written whole then renamed, so a crash never leaves half a key.
-                let partial = dir.join("jwt-ed25519.der.partial");
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&partial).map_err(io)?;
-                file.write_all(&der).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                std::fs::rename(&partial, &path).map_err(io)?;
-                der
-            }
-            Err(error) => return Err(io(error)),
-        };
-        if der.len() != 48 || der.get(..16) != Some(&ED25519_PKCS8_PREFIX[..]) {
-            return Err(KeyError::Malformed(path.display().to_string()));
-        }
-        let key = EncodingKey::from_ed_der(&der);
+    pub fn new(signing_key: &SigningKey) -> Result<Signer, KeyError> {
+        let key = EncodingKey::from_ed_der(signing_key.der());
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)?;
         // The key id is the public key's thumbprint: stable across restarts, new per key.
         let thumb = Sha256::digest(serde_json::to_vec(&jwk.algorithm).unwrap_or_default());
@@ -101,10 +69,13 @@ impl Signer {
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+        let jwks = JwkSet { keys: vec![jwk] };
+        let verifier = Verifier::from_jwks(&jwks)?;
         Ok(Signer {
             key,
             kid,
-            jwks: JwkSet { keys: vec![jwk] },
+            jwks,
+            verifier,
         })
     }
 
@@ -133,9 +104,9 @@ impl Signer {
         &self.jwks
     }
 
-    /// A verifier for the gateway, from the public key only.
-    pub fn verifier(&self) -> Result<Verifier, KeyError> {
-        Verifier::from_jwks(&self.jwks)
+    /// The verifier for this key, from its public half only.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
     }
 }
 

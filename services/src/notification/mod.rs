@@ -12,6 +12,7 @@ pub mod consumers;
 pub mod events;
 pub mod model;
 pub mod routes;
+pub mod sink_records;
 pub mod templates;
 pub mod worker;
 

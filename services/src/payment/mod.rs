@@ -13,6 +13,7 @@ pub mod consumers;
 pub mod events;
 pub mod model;
 pub mod provider;
+pub mod provider_ledger;
 pub mod routes;
 pub mod worker;
 

@@ -5,19 +5,21 @@
 //! with the first answer without charging again. The worker relies on exactly that: after a
 //! crash between "charged" and "recorded", it asks again with the same key.
 //!
-//! [`TestProvider`] follows the well-known test-card convention and keeps its ledger in its
-//! own fjall database (`<data-dir>/services/payment-provider`), apart from the service's
-//! store, as a PSP's books are apart from the shop's: it survives restarts, and the ledger is
-//! what tests read to prove a payment was charged once.
+//! [`TestProvider`] follows the well-known test-card convention. Its books are an engine of
+//! their own ([`super::provider_ledger`], its store in `<data-dir>/services/payment-provider`),
+//! apart from the service's store, as a PSP's books are apart from the shop's: in a cluster
+//! that engine is replicated, so every node charges into the same books and a key repeated
+//! on another node answers the first outcome. The ledger is what tests read to prove a
+//! payment was charged once.
 
-use super::model::{ChargeOutcome, DeclineReason, RefundOutcome, last4, luhn_valid};
-use crate::platform::Money;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use serde::{Deserialize, Serialize};
+use super::model::{ChargeOutcome, DeclineReason, RefundOutcome};
+pub use super::provider_ledger::LedgerCharge;
+use super::provider_ledger::{Answer, CHARGES, LedgerCommand, ProviderLedger};
+use crate::platform::engine::CommandContext;
+use crate::platform::{Engine, Money, Store, StoreError};
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use utoipa::ToSchema;
+use std::sync::Arc;
 
 /// A charge as the service asks for it.
 #[derive(Debug, Clone)]
@@ -51,176 +53,74 @@ pub trait PaymentProvider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<RefundOutcome, ProviderError>> + Send;
 }
 
-/// One real charge in the test provider's books.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LedgerCharge {
-    pub charge_id: String,
-    pub idempotency_key: String,
-    /// The charge's reference (the order id).
-    pub order_id: String,
-    pub amount: Money,
-    pub card_last4: String,
-    /// Refunded so far, in the charge's currency.
-    pub refunded: i64,
-    pub at_ms: i64,
-}
-
-/// What the provider answered to a key, kept so that the key answers the same forever.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Answer {
-    Charge(ChargeOutcome),
-    Refund(RefundOutcome),
-}
-
 #[derive(Clone)]
 pub struct TestProvider {
-    inner: Arc<Inner>,
+    engine: Arc<Engine<ProviderLedger>>,
 }
-
-struct Inner {
-    db: Database,
-    ledger: Keyspace,
-    /// Held from "is this key known" to "answer stored": a key is answered once even when
-    /// asked twice at the same time.
-    books: Mutex<()>,
-}
-
-const ANSWER_PREFIX: &str = "answer\0";
-const CHARGE_PREFIX: &str = "charge\0";
 
 impl TestProvider {
-    pub fn open(path: &Path) -> Result<TestProvider, fjall::Error> {
-        let db = Database::builder(path).open()?;
-        let ledger = db.keyspace("ledger", KeyspaceCreateOptions::default)?;
+    /// Opens the provider's books in `path` (their own store).
+    pub fn open(path: &Path) -> Result<TestProvider, StoreError> {
+        let store = Arc::new(Store::open(path)?);
         Ok(TestProvider {
-            inner: Arc::new(Inner {
-                db,
-                ledger,
-                books: Mutex::new(()),
-            }),
+            engine: Engine::open(store, ProviderLedger)?,
         })
+    }
+
+    /// The books' engine, for the composition root to replicate like every service's. It
+    /// emits no events: there is no outbox to relay.
+    pub fn engine(&self) -> &Arc<Engine<ProviderLedger>> {
+        &self.engine
     }
 
     /// The real charges made for `order_id`, oldest first.
     pub fn charges_for(&self, order_id: &str) -> Result<Vec<LedgerCharge>, ProviderError> {
-        let mut charges = Vec::new();
-        for guard in self.inner.ledger.prefix(CHARGE_PREFIX) {
-            let (_, value) = guard.into_inner().map_err(unavailable)?;
-            let charge: LedgerCharge = serde_json::from_slice(&value).map_err(unavailable)?;
-            if charge.order_id == order_id {
-                charges.push(charge);
-            }
-        }
+        let mut charges: Vec<LedgerCharge> = CHARGES
+            .scan(self.engine.store().as_ref())
+            .map_err(unavailable)?
+            .into_iter()
+            .filter(|charge| charge.order_id == order_id)
+            .collect();
         charges.sort_by_key(|charge| charge.at_ms);
         Ok(charges)
     }
 
     /// The decision the test-card convention makes for a card number.
     pub fn decide(card_number: &str) -> Result<(), DeclineReason> {
-        match card_number {
-            "4242424242424242" => Ok(()),
-            "4000000000000002" => Err(DeclineReason::CardDeclined),
-            "4000000000009995" => Err(DeclineReason::InsufficientFunds),
-            other if luhn_valid(other) => Ok(()),
-            _ => Err(DeclineReason::InvalidCard),
-        }
+        super::provider_ledger::decide(card_number)
     }
 
-    fn charge_now(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProviderError> {
-        let inner = &self.inner;
-        let _books = inner.books.lock().map_err(unavailable)?;
-        let key = format!("{ANSWER_PREFIX}{}", request.idempotency_key);
-        if let Some(Answer::Charge(outcome)) = self.get::<Answer>(&key)? {
-            return Ok(outcome);
-        }
-        let outcome = match TestProvider::decide(&request.card_number) {
-            Ok(()) => {
-                let charge = LedgerCharge {
-                    charge_id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
-                    idempotency_key: request.idempotency_key.clone(),
-                    order_id: request.reference.clone(),
-                    amount: request.amount.clone(),
-                    card_last4: last4(&request.card_number),
-                    refunded: 0,
-                    at_ms: crate::platform::time::now_ms(),
-                };
-                self.put(&format!("{CHARGE_PREFIX}{}", charge.charge_id), &charge)?;
-                ChargeOutcome::Captured {
-                    charge_id: charge.charge_id,
-                }
-            }
-            Err(reason) => ChargeOutcome::Declined { reason },
+    /// Submits to the books; the command's log entry is synced before it is applied, so the
+    /// answer is durable before it is given, as a PSP's is (the worker may crash right
+    /// after).
+    async fn submit(&self, command: LedgerCommand, key: &str) -> Result<Answer, ProviderError> {
+        let context = CommandContext {
+            correlation_id: key.to_string(),
+            ..CommandContext::default()
         };
-        self.put(&key, &Answer::Charge(outcome.clone()))?;
-        // Durable before answering, as a PSP's answer is: the worker may crash right after.
-        inner
-            .db
-            .persist(PersistMode::SyncData)
-            .map_err(unavailable)?;
-        Ok(outcome)
-    }
-
-    fn refund_now(
-        &self,
-        idempotency_key: &str,
-        charge_id: &str,
-        amount: &Money,
-    ) -> Result<RefundOutcome, ProviderError> {
-        let inner = &self.inner;
-        let _books = inner.books.lock().map_err(unavailable)?;
-        let key = format!("{ANSWER_PREFIX}{idempotency_key}");
-        if let Some(Answer::Refund(outcome)) = self.get::<Answer>(&key)? {
-            return Ok(outcome);
-        }
-        let charge_key = format!("{CHARGE_PREFIX}{charge_id}");
-        let outcome = match self.get::<LedgerCharge>(&charge_key)? {
-            None => RefundOutcome::Refused {
-                reason: "no_such_charge".to_string(),
-            },
-            Some(charge) if charge.amount.currency != amount.currency => RefundOutcome::Refused {
-                reason: "currency_mismatch".to_string(),
-            },
-            Some(charge) if charge.refunded + amount.amount > charge.amount.amount => {
-                RefundOutcome::Refused {
-                    reason: "amount_exceeds_charge".to_string(),
-                }
-            }
-            Some(mut charge) => {
-                charge.refunded += amount.amount;
-                self.put(&charge_key, &charge)?;
-                RefundOutcome::Refunded {
-                    refund_id: format!("re_{}", uuid::Uuid::new_v4().simple()),
-                }
-            }
-        };
-        self.put(&key, &Answer::Refund(outcome.clone()))?;
-        inner
-            .db
-            .persist(PersistMode::SyncData)
-            .map_err(unavailable)?;
-        Ok(outcome)
-    }
-
-    fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ProviderError> {
-        match self.inner.ledger.get(key).map_err(unavailable)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(unavailable)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ProviderError> {
-        let bytes = serde_json::to_vec(value).map_err(unavailable)?;
-        self.inner.ledger.insert(key, bytes).map_err(unavailable)?;
-        Ok(())
+        // Apply answers every command; a rejection would be a bug, reported as unavailable
+        // so the worker asks again rather than record a made-up outcome.
+        self.engine
+            .submit(command, context)
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
     }
 }
 
 impl PaymentProvider for TestProvider {
     async fn charge(&self, request: ChargeRequest) -> Result<ChargeOutcome, ProviderError> {
-        let provider = self.clone();
-        tokio::task::spawn_blocking(move || provider.charge_now(&request))
-            .await
-            .map_err(unavailable)?
+        let command = LedgerCommand::Charge {
+            charge_id: format!("ch_{}", uuid::Uuid::new_v4().simple()),
+            idempotency_key: request.idempotency_key.clone(),
+            amount: request.amount,
+            card_number: request.card_number,
+            reference: request.reference,
+        };
+        match self.submit(command, &request.idempotency_key).await? {
+            Answer::Charge(outcome) => Ok(outcome),
+            Answer::Refund(_) => Err(unavailable("a charge answered as a refund")),
+        }
     }
 
     async fn refund(
@@ -229,12 +129,16 @@ impl PaymentProvider for TestProvider {
         charge_id: String,
         amount: Money,
     ) -> Result<RefundOutcome, ProviderError> {
-        let provider = self.clone();
-        tokio::task::spawn_blocking(move || {
-            provider.refund_now(&idempotency_key, &charge_id, &amount)
-        })
-        .await
-        .map_err(unavailable)?
+        let command = LedgerCommand::Refund {
+            refund_id: format!("re_{}", uuid::Uuid::new_v4().simple()),
+            idempotency_key: idempotency_key.clone(),
+            charge_id,
+            amount,
+        };
+        match self.submit(command, &idempotency_key).await? {
+            Answer::Refund(outcome) => Ok(outcome),
+            Answer::Charge(_) => Err(unavailable("a refund answered as a charge")),
+        }
     }
 }
 

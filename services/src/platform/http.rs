@@ -144,6 +144,10 @@ pub enum ApiError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Something the route needs is not there yet (e.g. no signing key installed): 503, try
+    /// again later; nothing changed.
+    #[error("{code}: {message}")]
+    Unavailable { code: &'static str, message: String },
 }
 
 impl IntoResponse for ApiError {
@@ -181,6 +185,9 @@ impl IntoResponse for ApiError {
                     "the service cannot reach its store",
                     None,
                 )
+            }
+            ApiError::Unavailable { code, message } => {
+                error_response(StatusCode::SERVICE_UNAVAILABLE, code, &message, None)
             }
         }
     }

@@ -22,6 +22,7 @@
 //!   applied at most once (inbox), poison events retried then sent to `<topic>.dlq`.
 //! - [`resilience`]: circuit breaker, call timeout and retry backoff for calls out.
 //! - [`http`]: the pieces every service's routes share (error body, caller, request context).
+//! - [`secret_file`]: node-local copies of secrets whose real home is replicated state.
 
 pub mod consumer;
 pub mod engine;
@@ -33,6 +34,7 @@ pub mod http;
 pub mod money;
 pub mod outbox;
 pub mod resilience;
+pub mod secret_file;
 pub mod store;
 mod store_snapshot;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The shipping state machine.
 
+use super::carrier::CarrierToken;
 use super::commands::Command;
 use super::events::{self, TOPIC};
 use super::model::{
@@ -17,6 +18,9 @@ pub const SHIPMENTS: Table<Shipment> = Table::new("shipment");
 pub const FAILURES: Table<FailedShipment> = Table::new("failure");
 /// Tracking number -> order id (the carrier knows only the tracking number).
 pub const TRACKING: UniqueIndex = UniqueIndex::new("tracking");
+/// The carrier's webhook token: one record, under [`CARRIER_TOKEN_ID`].
+pub const CARRIER_TOKEN: Table<CarrierToken> = Table::new("carrier_token");
+pub const CARRIER_TOKEN_ID: &str = "current";
 
 pub struct Shipping;
 
@@ -112,6 +116,13 @@ impl StateMachine for Shipping {
                 SHIPMENTS.put(tx, order_id, &shipment)?;
                 emit_status_change(tx, meta, &shipment)?;
                 Ok(Ok(Some(shipment)))
+            }
+            Command::InstallCarrierToken { token } => {
+                // No event: a credential never goes to a topic.
+                if CARRIER_TOKEN.get(tx, CARRIER_TOKEN_ID)?.is_none() {
+                    CARRIER_TOKEN.put(tx, CARRIER_TOKEN_ID, token)?;
+                }
+                Ok(Ok(None))
             }
         }
     }

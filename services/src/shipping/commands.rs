@@ -1,5 +1,6 @@
 //! Shipping commands; ids, timestamps and the shipment id are fixed before logging.
 
+use super::carrier::CarrierToken;
 use super::model::{Address, ShipmentItem, ShipmentStatus};
 use serde::{Deserialize, Serialize};
 
@@ -24,4 +25,8 @@ pub enum Command {
         location: Option<String>,
         note: Option<String>,
     },
+    /// Installs the carrier's webhook token, made before logging. Only the first one ever
+    /// installed counts: a later one (another node's, racing at first start) changes
+    /// nothing, so every replica accepts the same token.
+    InstallCarrierToken { token: CarrierToken },
 }

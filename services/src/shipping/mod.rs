@@ -14,8 +14,8 @@ pub mod routes;
 
 use crate::platform::{Engine, Store, StoreError};
 use apply::Shipping;
-use carrier::{CarrierToken, CarrierTokenError};
-use std::path::Path;
+use carrier::CarrierTokenError;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The producer id shipping's outbox relay publishes with.
@@ -23,7 +23,8 @@ pub const PRODUCER_ID: i64 = 0x4000_0000_0000_0006;
 
 pub struct ShippingService {
     pub engine: Arc<Engine<Shipping>>,
-    pub carrier_token: CarrierToken,
+    /// Where this node keeps its copy of the carrier token (`<services_dir>/shipping`).
+    dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,16 +36,24 @@ pub enum OpenError {
 }
 
 impl ShippingService {
-    /// Opens shipping's store and its carrier token under `<services_dir>/shipping`.
+    /// Opens shipping's store under `<services_dir>/shipping`. The carrier webhook refuses
+    /// every call until a carrier token is installed: see
+    /// [`ShippingService::ensure_carrier_token`].
     pub fn open(services_dir: &Path) -> Result<Arc<ShippingService>, OpenError> {
         let dir = services_dir.join("shipping");
         let store = Arc::new(Store::open(&dir)?);
         let engine = Engine::open(store, Shipping)?;
-        let carrier_token = CarrierToken::load_or_create(&dir)?;
-        Ok(Arc::new(ShippingService {
-            engine,
-            carrier_token,
-        }))
+        Ok(Arc::new(ShippingService { engine, dir }))
+    }
+
+    /// At start: installs a carrier token unless shipping's state holds one (the token file
+    /// of an older data directory, else a fresh token; the first installed wins
+    /// cluster-wide), and writes the installed token to `<services_dir>/shipping/
+    /// carrier-token`. It submits a command, so it runs once the engine takes commands (in a
+    /// cluster, after it joined its group).
+    pub fn ensure_carrier_token(&self) -> Result<(), OpenError> {
+        carrier::ensure_installed(&self.engine, &self.dir)?;
+        Ok(())
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -1,7 +1,7 @@
 //! Shipping's HTTP routes, mounted by the gateway under `/api/shipping`.
 
 use super::ShippingService;
-use super::apply::{SHIPMENTS, TRACKING};
+use super::apply::{CARRIER_TOKEN, CARRIER_TOKEN_ID, SHIPMENTS, TRACKING};
 use super::commands::Command;
 use super::model::{Address, HistoryEntry, Shipment, ShipmentStatus};
 use super::rates::{MAX_WEIGHT_GRAMS, Method, Zone, cost_cents};
@@ -174,9 +174,9 @@ pub async fn deliver(
 
 /// The carrier's status updates, authenticated by the `X-Carrier-Token` header.
 #[utoipa::path(post, path = "/api/shipping/webhooks/carrier", request_body = CarrierUpdate,
-    params(("X-Carrier-Token" = String, Header, description = "the token in <data-dir>/services/shipping/carrier-token")),
+    params(("X-Carrier-Token" = String, Header, description = "the token in <data-dir>/services/shipping/carrier-token (the same on every node)")),
     responses((status = 200, body = ShipmentView), (status = 400), (status = 401), (status = 404),
-        (status = 409, description = "invalid_state")),
+        (status = 409, description = "invalid_state"), (status = 503, description = "carrier_token_unavailable")),
     tag = "shipping")]
 pub async fn carrier_webhook(
     State(service): State<Arc<ShippingService>>,
@@ -188,7 +188,14 @@ pub async fn carrier_webhook(
         .get(CARRIER_TOKEN_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    if !service.carrier_token.matches(presented) {
+    // Read at each call: a token installed by another node's command counts at once.
+    let Some(token) = CARRIER_TOKEN.get(service.engine.store().as_ref(), CARRIER_TOKEN_ID)? else {
+        return Err(ApiError::Unavailable {
+            code: "carrier_token_unavailable",
+            message: "no carrier token is installed yet; try again shortly".to_string(),
+        });
+    };
+    if !token.matches(presented) {
         return Err(Rejection::unauthenticated(
             "invalid_carrier_token",
             "X-Carrier-Token is missing or wrong",
