@@ -78,18 +78,16 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             (raft, GroupStart::Bootstrap(me))
         }
     };
-    let mut services = crate::services::open(&settings)?;
+    let services = crate::services::open(&settings)?;
     services.replicate(&raft, &service_start).await?;
-    let admin_ready = Arc::new(AtomicBool::new(settings.admin.is_none()));
-    let admin_task = settings.admin.clone().map(|(email, password)| {
-        tokio::spawn(ensure_admin_when_possible(
-            services.identity.clone(),
-            email,
-            password,
-            admin_ready.clone(),
-            stopped.clone(),
-        ))
-    });
+    let services = Arc::new(services);
+    let admin_ready = Arc::new(AtomicBool::new(false));
+    let admin_task = tokio::spawn(prepare_when_possible(
+        services.clone(),
+        settings.admin.clone(),
+        admin_ready.clone(),
+        stopped.clone(),
+    ));
     if cluster.is_none() {
         // A node alone elects itself at once: its first HTTP request finds the admin there.
         wait_for(&admin_ready, ADMIN_WAIT).await;
@@ -163,7 +161,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         ),
     });
     let mut service_tasks = services.spawn(raft.clone(), service_log, stopped.clone());
-    service_tasks.extend(admin_task);
+    service_tasks.push(admin_task);
 
     let raft_note = settings
         .cluster
@@ -265,7 +263,10 @@ fn readiness(
                 .map_err(|why| format!("the {service} service is not available here: {why}"))?;
         }
         if !admin_ready.load(Ordering::Acquire) {
-            return Err("the configured admin account is not created yet".to_string());
+            return Err(
+                "the shared signing key, carrier token or configured admin is not in place yet"
+                    .to_string(),
+            );
         }
         Ok(())
     })
@@ -302,29 +303,37 @@ async fn start_local_raft(settings: &NodeSettings) -> anyhow::Result<Arc<RaftNod
     Ok(Arc::new(raft))
 }
 
-/// How long a node alone waits for its admin account before serving anyway.
+/// How long a node alone waits for its shared secrets and admin account before serving
+/// anyway.
 const ADMIN_WAIT: Duration = Duration::from_secs(30);
 /// How often the admin creation is retried while the services have no leader.
 const ADMIN_RETRY: Duration = Duration::from_millis(300);
 
-/// Creates the configured admin unless it exists, retrying while the identity service has
-/// no leader with a majority (a cluster forming, a node back before its peers).
-async fn ensure_admin_when_possible(
-    identity: Arc<commerce_services::identity::IdentityService>,
-    email: String,
-    password: String,
+/// Installs what every node shares (the signing key, the carrier token), then creates the
+/// configured admin unless it exists, retrying while the services have no leader with a
+/// majority (a cluster forming, a node back before its peers). `done` turns true after.
+async fn prepare_when_possible(
+    services: Arc<crate::services::NodeServices>,
+    admin: Option<(String, String)>,
     done: Arc<AtomicBool>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut reported = false;
     loop {
-        match crate::services::ensure_admin(&identity, &email, &password).await {
+        let prepared = async {
+            services.install_shared_secrets().await?;
+            if let Some((email, password)) = &admin {
+                crate::services::ensure_admin(&services.identity, email, password).await?;
+            }
+            anyhow::Ok(())
+        };
+        match prepared.await {
             Ok(()) => {
                 done.store(true, Ordering::Release);
                 return;
             }
             Err(error) if !reported => {
-                tracing::info!(%error, "the admin account cannot be created yet; retrying");
+                tracing::info!(%error, "the services cannot be prepared yet; retrying");
                 reported = true;
             }
             Err(_) => {}

@@ -10,10 +10,6 @@ use std::sync::Arc;
 pub fn wire(dir: &Path) -> anyhow::Result<(Arc<IdentityService>, Wired)> {
     let service = IdentityService::open(dir)
         .with_context(|| format!("cannot open the identity service in {}", dir.display()))?;
-    // A command: in a cluster this runs once the engine is attached to its Raft group.
-    service
-        .ensure_signing_key()
-        .context("cannot install the token signing key")?;
     let wired = Wired {
         name: "identity",
         engine: service.engine.clone() as Arc<dyn ServiceEngine>,

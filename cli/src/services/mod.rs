@@ -23,6 +23,7 @@ use commerce_services::identity::IdentityService;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
 use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use commerce_services::platform::{Engine, StoreError};
+use commerce_services::shipping::ShippingService;
 use commerce_storage::raft::{GroupId, GroupStart, RaftNode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub type Task = Arc<dyn Fn(Arc<ServiceLog>, watch::Receiver<bool>) -> JoinHandle
 const SERVICE_GROUP_BASE: u64 = 1 << 48;
 
 /// Every replicated service state, in group id order (an id never changes once used).
-pub const SERVICE_GROUPS: [&str; 8] = [
+pub const SERVICE_GROUPS: [&str; 10] = [
     "identity",
     "catalog",
     "inventory",
@@ -49,6 +50,10 @@ pub const SERVICE_GROUPS: [&str; 8] = [
     "notification",
     "analytics",
     "order",
+    // The built-in stand-ins for outside systems every node shares: the test payment
+    // provider's books and the notification sink's records.
+    "payment-provider",
+    "notification-sink",
 ];
 
 /// The Raft group of the service state named `name`.
@@ -94,7 +99,19 @@ pub struct Wired {
 /// Every service of the node.
 pub struct NodeServices {
     pub identity: Arc<IdentityService>,
+    shipping: Arc<ShippingService>,
     wired: Vec<Wired>,
+}
+
+/// A replicated state with no routes and no side effects of its own.
+fn state_only(name: &'static str, engine: Arc<dyn ServiceEngine>) -> Wired {
+    Wired {
+        name,
+        engine,
+        mount: None,
+        producer_id: None,
+        tasks: Vec::new(),
+    }
 }
 
 pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
@@ -102,13 +119,16 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let (identity, identity_wired) = identity::wire(&dir)?;
     let (catalog, catalog_wired) = catalog::wire(&dir)?;
     let (_inventory, inventory_wired) = inventory::wire(&dir)?;
-    let (_payment, payment_wired) = payment::wire(&dir)?;
-    let (_shipping, shipping_wired) = shipping::wire(&dir)?;
-    let (_notification, notification_wired) = notification::wire(&dir)?;
+    let (payment, payment_wired) = payment::wire(&dir)?;
+    let (shipping, shipping_wired) = shipping::wire(&dir)?;
+    let (notification, notification_wired) = notification::wire(&dir)?;
     let (_analytics, analytics_wired) = analytics::wire(&dir)?;
     let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
+    let provider = state_only("payment-provider", payment.provider.engine().clone());
+    let sink = state_only("notification-sink", notification.sink.engine().clone());
     Ok(NodeServices {
         identity,
+        shipping,
         wired: vec![
             identity_wired,
             catalog_wired,
@@ -118,6 +138,8 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
             notification_wired,
             analytics_wired,
             order_wired,
+            provider,
+            sink,
         ],
     })
 }
@@ -155,6 +177,23 @@ impl NodeServices {
         Ok(())
     }
 
+    /// What every node must share before it serves: the token signing key and the carrier
+    /// webhook token (installed once, the first node's wins). Commands, so they run once
+    /// the groups are open, off the async workers (they block on the group's answers).
+    pub async fn install_shared_secrets(&self) -> anyhow::Result<()> {
+        let identity = self.identity.clone();
+        let shipping = self.shipping.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            identity.ensure_signing_key().map_err(|error| {
+                anyhow::anyhow!("cannot install the token signing key: {error}")
+            })?;
+            shipping
+                .ensure_carrier_token()
+                .map_err(|error| anyhow::anyhow!("cannot install the carrier token: {error}"))
+        })
+        .await?
+    }
+
     /// The groups of the services, for readiness: every one must have a leader.
     pub fn groups(&self) -> Vec<(&'static str, GroupId)> {
         self.wired
@@ -166,7 +205,7 @@ impl NodeServices {
     /// Starts, for every service, the supervisor that runs its relay, consumers and workers
     /// while this node leads the service's group; each stops when `stopped` turns true.
     pub fn spawn(
-        &mut self,
+        &self,
         raft: Arc<RaftNode>,
         log: Arc<ServiceLog>,
         stopped: watch::Receiver<bool>,

@@ -11,10 +11,6 @@ use utoipa::OpenApi;
 pub fn wire(dir: &Path) -> anyhow::Result<(Arc<ShippingService>, Wired)> {
     let service = ShippingService::open(dir)
         .with_context(|| format!("cannot open the shipping service in {}", dir.display()))?;
-    // A command: in a cluster this runs once the engine is attached to its Raft group.
-    service
-        .ensure_carrier_token()
-        .context("cannot install the carrier token")?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, shipping::consumers::ShippingSubscriber);
     let handle: Arc<dyn ServiceEngine> = service.engine.clone();

@@ -87,6 +87,8 @@ pub fn ensure_installed(
     engine: &Engine<Identity>,
     keys_dir: &Path,
 ) -> Result<SigningKey, KeyError> {
+    // What any node installed before, not only what this replica has applied so far.
+    engine.read_barrier_blocking()?;
     let installed = match SIGNING_KEY.get(engine.store().as_ref(), SIGNING_KEY_ID)? {
         Some(key) => key,
         None => {
@@ -102,6 +104,7 @@ pub fn ensure_installed(
                 .submit_blocking(Command::InstallSigningKey { key: offered }, context)?
                 .map_err(KeyError::Refused)?;
             // Not necessarily the key offered: another node's may have been first.
+            engine.read_barrier_blocking()?;
             SIGNING_KEY
                 .get(engine.store().as_ref(), SIGNING_KEY_ID)?
                 .ok_or(KeyError::NotInstalled)?
@@ -120,7 +123,7 @@ mod tests {
 
     fn engine(dir: &Path) -> Arc<Engine<Identity>> {
         let store = Arc::new(Store::open(&dir.join("identity")).unwrap());
-        Engine::open(store, Identity).unwrap()
+        crate::platform::testing::leaked(dir, store, Identity)
     }
 
     fn install(engine: &Engine<Identity>, key: &SigningKey) {

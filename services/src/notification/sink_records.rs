@@ -22,7 +22,7 @@ pub enum SinkCommand {
 }
 
 /// Whether a `Record` added the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Recorded {
     New,
     AlreadyRecorded,
@@ -80,7 +80,9 @@ mod tests {
     #[tokio::test]
     async fn the_sink_records_a_message_once_however_often_it_is_handed_over() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = RecordingSink::open(dir.path()).unwrap();
+        let sink = RecordingSink::open(&dir.path().join("sink")).unwrap();
+        let raft = crate::platform::testing::single_node(dir.path()).await;
+        crate::platform::testing::attach(&raft, sink.engine()).await;
         let first = message("n1", "Welcome", Some("ada@example.com"));
         sink.deliver(first.clone()).await.unwrap();
         // Handed over again (a redelivery, or another node's worker): still one record, the
@@ -108,8 +110,9 @@ mod tests {
         assert_eq!(sink.len(), 1);
 
         // The records outlive a restart.
+        raft.shutdown().await;
         drop(sink);
-        let sink = RecordingSink::open(dir.path()).unwrap();
+        let sink = RecordingSink::open(&dir.path().join("sink")).unwrap();
         assert_eq!(sink.len(), 1);
     }
 }

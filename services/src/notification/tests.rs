@@ -39,6 +39,7 @@ async fn each_event_notifies_once_per_channel_with_its_variables() {
     let service = NotificationService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.sink.engine()).await;
     service.seed_templates().await.unwrap();
     let (command, context) = notify("ev-1", "welcome", &[("email", "u1@example.com")]);
     service
@@ -88,6 +89,7 @@ async fn a_channel_without_an_address_fails_with_no_address() {
     let service = NotificationService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.sink.engine()).await;
     service.seed_templates().await.unwrap();
     let channels = BTreeMap::from([(
         Channel::Sms,

@@ -189,7 +189,9 @@ mod tests {
     #[tokio::test]
     async fn the_same_key_charges_once_and_answers_the_same_also_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let provider = TestProvider::open(dir.path()).unwrap();
+        let provider = TestProvider::open(&dir.path().join("ledger")).unwrap();
+        let raft = crate::platform::testing::single_node(dir.path()).await;
+        crate::platform::testing::attach(&raft, provider.engine()).await;
         let first = provider
             .charge(request("k1", "4242424242424242"))
             .await
@@ -212,9 +214,12 @@ mod tests {
             }
         );
         assert!(provider.charges_for("order-k2").unwrap().is_empty());
+        raft.shutdown().await;
         drop(provider);
 
-        let provider = TestProvider::open(dir.path()).unwrap();
+        let provider = TestProvider::open(&dir.path().join("ledger")).unwrap();
+        let raft = crate::platform::testing::single_node(dir.path()).await;
+        crate::platform::testing::attach(&raft, provider.engine()).await;
         let after = provider
             .charge(request("k1", "4242424242424242"))
             .await
@@ -226,7 +231,9 @@ mod tests {
     #[tokio::test]
     async fn a_refund_key_refunds_once_and_never_more_than_charged() {
         let dir = tempfile::tempdir().unwrap();
-        let provider = TestProvider::open(dir.path()).unwrap();
+        let provider = TestProvider::open(&dir.path().join("ledger")).unwrap();
+        let raft = crate::platform::testing::single_node(dir.path()).await;
+        crate::platform::testing::attach(&raft, provider.engine()).await;
         let ChargeOutcome::Captured { charge_id } = provider
             .charge(request("k1", "4242424242424242"))
             .await

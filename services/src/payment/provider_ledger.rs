@@ -166,7 +166,8 @@ mod tests {
     use std::sync::Arc;
 
     fn engine(dir: &Path) -> Arc<Engine<ProviderLedger>> {
-        Engine::open(Arc::new(Store::open(dir).unwrap()), ProviderLedger).unwrap()
+        let store = Arc::new(Store::open(&dir.join("ledger")).unwrap());
+        crate::platform::testing::leaked(dir, store, ProviderLedger)
     }
 
     fn usd(amount: i64) -> Money {
@@ -246,7 +247,12 @@ mod tests {
             .unwrap()
             .unwrap();
         store
-            .commit(std::mem::take(&mut tx.writes), Vec::new(), None, index)
+            .commit(
+                std::mem::take(&mut tx.writes),
+                Vec::new(),
+                None,
+                crate::platform::store::Position::Raft(index),
+            )
             .unwrap();
         answer
     }

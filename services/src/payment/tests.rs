@@ -73,6 +73,7 @@ async fn good_card_is_captured_once_and_the_card_number_erased() {
     let service = PaymentService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.provider.engine()).await;
     submit(&service, process("o1", "4242424242424242")).await;
     let pending = payment(&service, "o1");
     assert_eq!(pending.status, PaymentStatus::Pending);
@@ -110,6 +111,7 @@ async fn declined_cards_fail_with_their_reason() {
     let service = PaymentService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.provider.engine()).await;
     for (order, card, reason) in [
         ("o2", "4000000000000002", DeclineReason::CardDeclined),
         ("o3", "4000000000009995", DeclineReason::InsufficientFunds),
@@ -131,6 +133,7 @@ async fn a_refund_is_made_once_per_order() {
     let service = PaymentService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.provider.engine()).await;
     submit(&service, process("o5", "4242424242424242")).await;
     work(&service).await.unwrap();
     submit(&service, refund("o5", "refund:o5")).await;
@@ -153,6 +156,7 @@ async fn a_refund_asked_while_pending_follows_the_capture_and_none_follows_a_dec
     let service = PaymentService::open(dir.path()).unwrap();
     let raft = crate::platform::testing::single_node(dir.path()).await;
     crate::platform::testing::attach(&raft, &service.engine).await;
+    crate::platform::testing::attach(&raft, service.provider.engine()).await;
     submit(&service, process("o6", "4242424242424242")).await;
     submit(&service, refund("o6", "refund:o6")).await;
     submit(&service, process("o7", "4000000000000002")).await;

@@ -293,6 +293,17 @@ impl<M: StateMachine> Engine<M> {
         handle.block_on(self.submit(command, context))
     }
 
+    /// `read_barrier` for callers outside the runtime's workers (see `submit_blocking`).
+    pub fn read_barrier_blocking(&self) -> Result<(), StoreError> {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return tokio::task::block_in_place(|| handle.block_on(self.read_barrier()));
+        }
+        let handle = self.runtime.get().ok_or_else(|| {
+            StoreError::Unavailable("the service's command log is not open yet".to_string())
+        })?;
+        handle.block_on(self.read_barrier())
+    }
+
     async fn propose(
         &self,
         entry: &GroupEntry<M::Command>,

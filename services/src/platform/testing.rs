@@ -82,3 +82,12 @@ impl<M: StateMachine> Standalone<M> {
         runtime.block_on(raft.shutdown());
     }
 }
+
+/// An engine on its own one-voter group, on a runtime that lives as long as the test
+/// process: for synchronous tests that only submit (`submit_blocking`) and read.
+pub(crate) fn leaked<M: StateMachine>(dir: &Path, store: Arc<Store>, machine: M) -> Arc<Engine<M>> {
+    let node = Standalone::open(&dir.join("test-raft"), store, machine);
+    let engine = node.engine.clone();
+    std::mem::forget(node);
+    engine
+}

@@ -142,6 +142,8 @@ pub fn ensure_installed(
     engine: &Engine<Shipping>,
     dir: &Path,
 ) -> Result<CarrierToken, CarrierTokenError> {
+    // What any node installed before, not only what this replica has applied so far.
+    engine.read_barrier_blocking()?;
     let installed = match CARRIER_TOKEN.get(engine.store().as_ref(), CARRIER_TOKEN_ID)? {
         Some(token) => token,
         None => {
@@ -157,6 +159,7 @@ pub fn ensure_installed(
                 .submit_blocking(Command::InstallCarrierToken { token: offered }, context)?
                 .map_err(CarrierTokenError::Refused)?;
             // Not necessarily the token offered: another node's may have been first.
+            engine.read_barrier_blocking()?;
             CARRIER_TOKEN
                 .get(engine.store().as_ref(), CARRIER_TOKEN_ID)?
                 .ok_or(CarrierTokenError::NotInstalled)?
@@ -174,7 +177,8 @@ mod tests {
     use std::sync::Arc;
 
     fn engine(dir: &Path) -> Arc<Engine<Shipping>> {
-        Engine::open(Arc::new(Store::open(dir).unwrap()), Shipping).unwrap()
+        let store = Arc::new(Store::open(&dir.join("shipping")).unwrap());
+        crate::platform::testing::leaked(dir, store, Shipping)
     }
 
     fn install(engine: &Engine<Shipping>, token: &CarrierToken) {
@@ -237,14 +241,20 @@ mod tests {
     fn an_older_token_file_is_installed_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(TOKEN_FILE), "legacy-token\n").unwrap();
-        let node = engine(dir.path());
-        let token = ensure_installed(&node, dir.path()).unwrap();
+        let open = || {
+            let store = Arc::new(Store::open(&dir.path().join("shipping")).unwrap());
+            crate::platform::testing::Standalone::open(&dir.path().join("raft"), store, Shipping)
+        };
+        let node = open();
+        let token = ensure_installed(&node.engine, dir.path()).unwrap();
         assert!(token.matches("legacy-token"));
-        drop(node);
-        let again = ensure_installed(&engine(dir.path()), dir.path()).unwrap();
+        node.stop();
+        let node = open();
+        let again = ensure_installed(&node.engine, dir.path()).unwrap();
         assert!(
             again.matches("legacy-token"),
             "the token survives a restart"
         );
+        node.stop();
     }
 }
