@@ -68,15 +68,19 @@ fn order_leader(cluster: &Cluster, ids: &[u64]) -> u64 {
         .unwrap()
 }
 
-/// Places an order on `api` and waits (reading through `reader`) until it is confirmed.
+/// Places an order on `api` and waits (reading through `reader`) until it is confirmed. A
+/// 503 (the order group electing a new leader) is retried: the node answers it before it
+/// submits anything.
 fn order_confirmed(api: &Api, reader: &Api, token: &str, product_id: &str) -> Value {
-    let placed = api
-        .post(
-            "/api/orders",
-            Some(token),
-            &order_body(product_id, 1, GOOD_CARD),
-        )
-        .expect(202);
+    let body = order_body(product_id, 1, GOOD_CARD);
+    let placed = wait_for("an order accepted", Duration::from_secs(30), || {
+        let placed = api.post("/api/orders", Some(token), &body);
+        match placed.status {
+            202 => Some(placed),
+            503 => None,
+            _ => panic!("unexpected answer: {} {}", placed.status, placed.text),
+        }
+    });
     let id = placed.body["id"].as_str().unwrap().to_string();
     wait_for(
         &format!("order {id} confirmed"),

@@ -93,8 +93,13 @@ impl IdentityService {
             .map(|session| !session.revoked && session.user_id == user_id))
     }
 
+    /// Identity's routes; each first catches this node up with the group's leader (a user
+    /// registered through another node logs in here at once).
     pub fn router(self: &Arc<Self>) -> axum::Router {
-        routes::router(self.clone())
+        routes::router(self.clone()).layer(axum::middleware::from_fn_with_state(
+            self.engine.clone(),
+            crate::platform::http::read_barrier::<apply::Identity>,
+        ))
     }
 
     /// Validates, hashes the password and registers; the common path of the register route,

@@ -31,8 +31,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
-/// How long a command waits for its group to elect a leader before it is refused.
-const ELECTION_WAIT: Duration = Duration::from_secs(3);
+/// How long a command or a read waits for its group to elect a leader before it is
+/// refused: a few election timeouts, and the time to notice the old leader is gone.
+const ELECTION_WAIT: Duration = Duration::from_secs(5);
 const ELECTION_POLL: Duration = Duration::from_millis(100);
 /// How long a read waits for the local replica to catch up with the leader.
 const READ_BARRIER_LIMIT: Duration = Duration::from_secs(5);
@@ -224,7 +225,13 @@ impl<M: StateMachine> Engine<M> {
         loop {
             match group.raft.read_barrier(group.id, READ_BARRIER_LIMIT).await {
                 Ok(()) => return Ok(()),
-                Err(RaftGroupError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                // Asking again changes nothing: a leader that died (its connection closed)
+                // or an election under way is waited out, up to the limit.
+                Err(
+                    RaftGroupError::NotLeader { .. }
+                    | RaftGroupError::Forward { .. }
+                    | RaftGroupError::Raft { .. },
+                ) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(ELECTION_POLL).await;
                 }
                 Err(error) => return Err(unavailable(error)),

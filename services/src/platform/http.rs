@@ -210,6 +210,27 @@ pub fn error_response(
     (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
 }
 
+/// How long a request waits for its node's replica to catch up with the group's leader.
+const READ_BARRIER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Middleware: before a service's route runs, this node's replica catches up with what the
+/// service group's leader had committed ([`super::Engine::read_barrier`]), so the route
+/// answers as the leader would, on any node.
+pub async fn read_barrier<M: super::StateMachine>(
+    axum::extract::State(engine): axum::extract::State<std::sync::Arc<super::Engine<M>>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(READ_BARRIER_TIMEOUT, engine.read_barrier()).await {
+        Ok(Ok(())) => next.run(request).await,
+        Ok(Err(error)) => ApiError::Store(error).into_response(),
+        Err(_) => ApiError::Store(StoreError::Unavailable(
+            "the service's replica did not catch up in time".to_string(),
+        ))
+        .into_response(),
+    }
+}
+
 /// Flattens the engine's two-level answer.
 pub fn answer<T>(result: Result<Result<T, Rejection>, StoreError>) -> Result<T, ApiError> {
     Ok(result??)
