@@ -198,3 +198,59 @@ fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed(
         (Some(48), Some(2))
     );
 }
+
+#[test]
+fn a_node_whose_data_directory_was_wiped_is_rebuilt_and_answers_as_the_others() {
+    let mut cluster = start();
+    wait_ready(&mut cluster, &[1, 2, 3]);
+    let one = api(&mut cluster, 1);
+    let admin = one.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    let created = one
+        .post(
+            "/api/catalog/products",
+            Some(&admin),
+            &product("LAMP-1", "Desk lamp", "home", 4599),
+        )
+        .expect(201);
+    let product_id = created.body["id"].as_str().unwrap().to_string();
+    one.put(
+        &format!("/api/inventory/{product_id}"),
+        Some(&admin),
+        &json!({"available": 10}),
+    )
+    .expect(200);
+    one.register("grace@example.com", "customer-password-1", "Grace");
+    let token = one.token("grace@example.com", "customer-password-1");
+    let confirmed = order_confirmed(&one, &one, &token, &product_id);
+    let id = confirmed["id"].as_str().unwrap().to_string();
+
+    // Node 2 loses its disk and comes back with the same command line.
+    let node = cluster.node(2);
+    node.kill();
+    let data_dir = node.data_dir();
+    std::fs::remove_dir_all(&data_dir).unwrap();
+    std::fs::create_dir_all(&data_dir).unwrap();
+    node.restart();
+    wait_ready(&mut cluster, &[2]);
+    let two = api(&mut cluster, 2);
+
+    // Everything reads as on node 1: the account, the product, the stock, the order.
+    let me = two.get("/api/identity/me", Some(&token)).expect(200);
+    assert_eq!(me.body["email"], "grace@example.com");
+    let path = format!("/api/catalog/products/{product_id}");
+    assert_eq!(
+        two.get(&path, None).expect(200).body,
+        one.get(&path, None).expect(200).body
+    );
+    let stock = format!("/api/inventory/{product_id}");
+    assert_eq!(
+        two.get(&stock, None).expect(200).body,
+        one.get(&stock, None).expect(200).body
+    );
+    let order = two
+        .get(&format!("/api/orders/{id}"), Some(&token))
+        .expect(200);
+    assert_eq!(comparable(&order.body), comparable(&confirmed));
+    // And it takes part again: an order placed through it completes.
+    order_confirmed(&two, &two, &token, &product_id);
+}

@@ -13,7 +13,9 @@ use commerce_broker::controller::{
     CONTROLLER_GROUP, ControllerAnswer, ControllerCommand, ControllerMachine, MetadataView,
     NodeRecord, decode_answer, encode, moves_off_node,
 };
-use commerce_storage::raft::{GroupId, GroupStart, GroupStatus, RaftNode, RaftNodeConfig, Role};
+use commerce_storage::raft::{
+    GroupId, GroupStart, GroupStatus, MemberChange, RaftNode, RaftNodeConfig, Role,
+};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +23,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How long adding a node to a service group may take (it catches up first).
+const MEMBER_CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The services' Raft groups, which every node of the cluster hosts.
+fn service_groups() -> impl Iterator<Item = GroupId> {
+    crate::services::SERVICE_GROUPS
+        .iter()
+        .filter_map(|name| crate::services::service_group(name))
+}
 
 /// Wait between attempts to register while the controller has no leader yet.
 const REGISTER_RETRY: Duration = Duration::from_millis(500);
@@ -133,7 +145,7 @@ impl ClusterRuntime {
     pub async fn add_node(&self, id: u64, raft_addr: String) -> Result<(), MembershipError> {
         self.leading()?;
         self.raft
-            .add_member(controller_group(), id, raft_addr)
+            .add_member(controller_group(), id, raft_addr.clone())
             .await
             .map_err(|error| MembershipError::Raft(error.to_string()))?;
         let deadline = tokio::time::Instant::now() + REGISTER_WAIT;
@@ -144,6 +156,21 @@ impl ClusterRuntime {
                 )));
             }
             tokio::time::sleep(REGISTER_POLL).await;
+        }
+        // Every service's state is replicated on it too (it opened those groups with
+        // `--join`): it catches up as a learner of each, then votes.
+        for group in service_groups() {
+            self.raft
+                .change_members_anywhere(
+                    group,
+                    MemberChange::Add {
+                        node: id,
+                        addr: raft_addr.clone(),
+                    },
+                    MEMBER_CHANGE_TIMEOUT,
+                )
+                .await
+                .map_err(|error| MembershipError::Raft(error.to_string()))?;
         }
         Ok(())
     }
@@ -164,6 +191,16 @@ impl ClusterRuntime {
                 replicas,
             })
             .await?;
+        }
+        for group in service_groups() {
+            self.raft
+                .change_members_anywhere(
+                    group,
+                    MemberChange::Remove { node: id },
+                    MEMBER_CHANGE_TIMEOUT,
+                )
+                .await
+                .map_err(|error| MembershipError::Raft(error.to_string()))?;
         }
         self.apply(ControllerCommand::RemoveNode { id }).await?;
         self.raft

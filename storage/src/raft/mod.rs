@@ -73,3 +73,4 @@ pub use partition_store::{PartitionRaftLog, PartitionStoreError};
 pub use state_machine::StateMachine;
 pub use status::{GroupStatus, Role};
 pub use types::{Command, GroupId, NodeId, TypeConfig};
+pub use wire::MemberChange;

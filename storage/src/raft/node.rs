@@ -28,7 +28,7 @@ use super::server::{self, Router};
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::status::GroupStatus;
 use super::types::{Command, GroupId, NodeId, Raft, TypeConfig};
-use super::wire::{ForwardRefused, Reply, Rpc};
+use super::wire::{ForwardRefused, MemberChange, Reply, Rpc};
 use crate::log::LogConfig;
 
 /// How long a forwarded proposal may take, commit included.
@@ -582,23 +582,65 @@ impl RaftNode {
         node: NodeId,
         addr: String,
     ) -> Result<(), RaftGroupError> {
-        let raft = self.raft(group)?;
-        raft.add_learner(node, BasicNode::new(addr), true)
-            .await
-            .map_err(|e| write_error(group, e))?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
-            .await
-            .map_err(|e| write_error(group, e))?;
-        Ok(())
+        change_members(&self.raft(group)?, group, MemberChange::Add { node, addr }).await
     }
 
     /// Removes node `node` from `group`'s members (not kept as a learner). Leader only.
     pub async fn remove_member(&self, group: GroupId, node: NodeId) -> Result<(), RaftGroupError> {
-        let raft = self.raft(group)?;
-        raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+        change_members(&self.raft(group)?, group, MemberChange::Remove { node }).await
+    }
+
+    /// Makes `change` to `group`'s voters from any member: a follower has the leader it
+    /// knows make it (one hop). Waits for a new node to catch up, at most `ttl`.
+    pub async fn change_members_anywhere(
+        &self,
+        group: GroupId,
+        change: MemberChange,
+        ttl: Duration,
+    ) -> Result<(), RaftGroupError> {
+        let leader = match change_members(&self.raft(group)?, group, change.clone()).await {
+            Err(RaftGroupError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if leader != self.config.node_id => leader,
+            other => return other,
+        };
+        let metrics = self.metrics(group)?;
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+        else {
+            return Err(RaftGroupError::NotLeader {
+                group,
+                leader: Some(leader),
+            });
+        };
+        let reply = self
+            .peers
+            .client(leader, &node.addr)
+            .call(group, Rpc::ChangeMembers(change), ttl)
             .await
-            .map_err(|e| write_error(group, e))?;
-        Ok(())
+            .map_err(|e| RaftGroupError::Forward {
+                group,
+                leader,
+                message: e.to_string(),
+            })?;
+        match reply {
+            Reply::ChangeMembers(Ok(())) => Ok(()),
+            Reply::ChangeMembers(Err(ForwardRefused::NotLeader(leader))) => {
+                Err(RaftGroupError::NotLeader { group, leader })
+            }
+            Reply::ChangeMembers(Err(ForwardRefused::Failed(message))) => {
+                Err(RaftGroupError::Raft { group, message })
+            }
+            _ => Err(RaftGroupError::Forward {
+                group,
+                leader,
+                message: "unexpected reply to a membership change".to_string(),
+            }),
+        }
     }
 
     /// On `group`'s leader: waits (at most `limit`) until every entry in its log is applied
@@ -770,4 +812,42 @@ impl RaftNode {
         }
         self.peers.clear();
     }
+}
+
+/// Makes `change` to `group`'s voters on its leader (here); NotLeader elsewhere. Removing a
+/// node that is no voter, or adding one that is, changes nothing.
+pub(super) async fn change_members(
+    raft: &Raft,
+    group: GroupId,
+    change: MemberChange,
+) -> Result<(), RaftGroupError> {
+    let voters: BTreeSet<NodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    match change {
+        MemberChange::Add { node, addr } => {
+            if voters.contains(&node) {
+                return Ok(());
+            }
+            raft.add_learner(node, BasicNode::new(addr), true)
+                .await
+                .map_err(|e| write_error(group, e))?;
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
+                .await
+                .map_err(|e| write_error(group, e))?;
+        }
+        MemberChange::Remove { node } => {
+            if !voters.contains(&node) {
+                return Ok(());
+            }
+            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+                .await
+                .map_err(|e| write_error(group, e))?;
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::control_batch;
+use super::error::RaftGroupError;
 use super::types::{GroupId, Raft};
 use super::wire::{self, ForwardRefused, Reply, RequestFrame, ResponseFrame, Rpc};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -197,6 +198,15 @@ async fn handle(router: &Router, group: GroupId, rpc: Rpc) -> Reply {
             }
             Err(e) => Err(ForwardRefused::Failed(e.to_string())),
         }),
+        Rpc::ChangeMembers(change) => Reply::ChangeMembers(
+            match super::node::change_members(&raft, group, change).await {
+                Ok(()) => Ok(()),
+                Err(RaftGroupError::NotLeader { leader, .. }) => {
+                    Err(ForwardRefused::NotLeader(leader))
+                }
+                Err(e) => Err(ForwardRefused::Failed(e.to_string())),
+            },
+        ),
         Rpc::ReadIndex => Reply::ReadIndex(match raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(read.map_or(0, |id| id.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {

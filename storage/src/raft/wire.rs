@@ -43,6 +43,18 @@ pub enum Rpc {
     /// A read barrier's question to the group's leader: the index a linearizable read must
     /// wait for (Raft's ReadIndex). The leader confirms its leadership with a majority first.
     ReadIndex,
+    /// A membership change for the group's leader to make (a node added to or removed
+    /// from every service group by `add-node` / `remove-node` on whichever node runs it).
+    ChangeMembers(MemberChange),
+}
+
+/// A change of a group's voters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Add `node` (Raft address `addr`): it catches up as a learner, then votes.
+    Add { node: NodeId, addr: String },
+    /// Remove `node` from the voters.
+    Remove { node: NodeId },
 }
 
 /// The answer to the request with the same id.
@@ -61,6 +73,7 @@ pub enum Reply {
     ),
     Propose(Result<Vec<u8>, ForwardRefused>),
     ReadIndex(Result<u64, ForwardRefused>),
+    ChangeMembers(Result<(), ForwardRefused>),
     /// The receiving node hosts no such group (not created yet there, or being removed).
     UnknownGroup,
 }
