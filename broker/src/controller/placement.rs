@@ -20,6 +20,10 @@ pub enum PlacementError {
 
 /// Replica sets (preferred leader first) for `count` new partitions over `nodes`, given how
 /// many partitions each node already leads (`leader_counts`; missing nodes count 0).
+///
+/// As Kafka places a topic: the preferred leaders go round the ring, so one topic's
+/// partitions spread over every node; the round starts at the node leading fewest, so
+/// topics added one after another keep the nodes' leader counts even.
 pub fn place_replicas(
     nodes: &BTreeSet<u64>,
     leader_counts: &BTreeMap<u64, usize>,
@@ -36,26 +40,19 @@ pub fn place_replicas(
         });
     }
     let ring: Vec<u64> = nodes.iter().copied().collect();
-    let mut counts: BTreeMap<u64, usize> = ring
+    let start = ring
         .iter()
-        .map(|id| (*id, leader_counts.get(id).copied().unwrap_or(0)))
+        .enumerate()
+        .min_by_key(|(_, id)| (leader_counts.get(id).copied().unwrap_or(0), **id))
+        .map_or(0, |(position, _)| position);
+    let placed = (0..count)
+        .map(|partition| {
+            let position = start + partition;
+            (0..replication_factor)
+                .filter_map(|step| ring.get((position + step) % ring.len()).copied())
+                .collect()
+        })
         .collect();
-    let mut placed = Vec::with_capacity(count);
-    for _ in 0..count {
-        let Some((position, leader)) = ring
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, id)| (counts.get(id).copied().unwrap_or(0), **id))
-            .map(|(position, id)| (position, *id))
-        else {
-            break;
-        };
-        *counts.entry(leader).or_default() += 1;
-        let replicas = (0..replication_factor)
-            .filter_map(|step| ring.get((position + step) % ring.len()).copied())
-            .collect();
-        placed.push(replicas);
-    }
     Ok(placed)
 }
 
@@ -252,6 +249,16 @@ mod tests {
                 vec![5, 1, 2]
             ]
         );
+    }
+
+    #[test]
+    fn a_topic_spreads_over_every_node_from_the_least_loaded_one() {
+        // Node 1 leads most already: the new topic starts at node 2, and still has one
+        // partition led by each node.
+        let counts = BTreeMap::from([(1, 6), (2, 4), (3, 5)]);
+        let placed = place_replicas(&nodes(&[1, 2, 3]), &counts, 3, 3).unwrap();
+        let leaders: Vec<u64> = placed.iter().map(|replicas| replicas[0]).collect();
+        assert_eq!(leaders, vec![2, 3, 1]);
     }
 
     #[test]
