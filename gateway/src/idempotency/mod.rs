@@ -11,6 +11,8 @@
 //! opens it ([`open`]) and replicates it with the services' groups. Answers are kept for a day.
 
 pub mod layer;
+#[cfg(test)]
+mod layer_tests;
 pub mod machine;
 #[cfg(test)]
 mod machine_tests;
