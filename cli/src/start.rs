@@ -97,7 +97,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let gateway = commerce_gateway::GatewayConfig {
         rate_limit_per_minute: settings.rate_limit_per_minute,
         cors_origins: settings.cors_origins.clone(),
-        idempotency_dir: Some(settings.data_dir.join("gateway").join("idempotency")),
+        idempotency: Some(services.idempotency()),
         ..commerce_gateway::GatewayConfig::default()
     };
     let mut gateway_services = services.gateway();

@@ -41,8 +41,9 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
-    /// Where `Idempotency-Key` answers are kept across restarts; `None` keeps them in memory.
-    pub idempotency_dir: Option<std::path::PathBuf>,
+    /// The replicated `Idempotency-Key` records. `None` (a gateway built without the
+    /// services' Raft groups) does not honour the header: requests pass as if it were absent.
+    pub idempotency: Option<idempotency::IdempotencyRecords>,
 }
 
 impl Default for GatewayConfig {
@@ -52,7 +53,7 @@ impl Default for GatewayConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
-            idempotency_dir: None,
+            idempotency: None,
         }
     }
 }
@@ -89,8 +90,6 @@ pub enum GatewayError {
     CorsOrigin(String),
     #[error("the rate limit must be at least 1 request per minute")]
     RateLimit,
-    #[error("{0}")]
-    Idempotency(String),
 }
 
 /// The whole HTTP application. Serve it with connect info (`into_make_service_with_connect_info
@@ -103,11 +102,6 @@ pub fn router(
 ) -> Result<Router, GatewayError> {
     let limiter =
         rate_limit::RateLimit::new(config.rate_limit_per_minute).ok_or(GatewayError::RateLimit)?;
-    let idempotency = match &config.idempotency_dir {
-        Some(dir) => idempotency::IdempotencyStore::open(dir)
-            .map_err(|error| GatewayError::Idempotency(error.to_string()))?,
-        None => idempotency::IdempotencyStore::in_memory(),
-    };
 
     // Order matters: the layer added last runs first. A request meets CORS, correlation,
     // the size limit and timeout, then authentication (which names the client), then the
@@ -116,8 +110,10 @@ pub fn router(
     for mount in &services.mounts {
         api = api.nest(mount.path, mount.router.clone());
     }
+    if let Some(records) = &config.idempotency {
+        api = api.layer(from_fn_with_state(records.clone(), idempotency::layer));
+    }
     let api = api
-        .layer(from_fn_with_state(idempotency, idempotency::layer))
         .layer(from_fn_with_state(limiter, rate_limit::layer))
         .layer(from_fn_with_state(
             auth::Authenticator {

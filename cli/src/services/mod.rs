@@ -18,6 +18,7 @@ mod shipping;
 pub use engine_handle::ServiceEngine;
 
 use crate::config::NodeSettings;
+use commerce_gateway::idempotency::IdempotencyRecords;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
@@ -41,7 +42,7 @@ pub type Task = Arc<dyn Fn(Arc<ServiceLog>, watch::Receiver<bool>) -> JoinHandle
 const SERVICE_GROUP_BASE: u64 = 1 << 48;
 
 /// Every replicated service state, in group id order (an id never changes once used).
-pub const SERVICE_GROUPS: [&str; 10] = [
+pub const SERVICE_GROUPS: [&str; 11] = [
     "identity",
     "catalog",
     "inventory",
@@ -54,6 +55,8 @@ pub const SERVICE_GROUPS: [&str; 10] = [
     // provider's books and the notification sink's records.
     "payment-provider",
     "notification-sink",
+    // The gateway's `Idempotency-Key` records, so a retry on another node is recognised.
+    "gateway-idempotency",
 ];
 
 /// The Raft group of the service state named `name`.
@@ -100,6 +103,7 @@ pub struct Wired {
 pub struct NodeServices {
     pub identity: Arc<IdentityService>,
     shipping: Arc<ShippingService>,
+    idempotency: IdempotencyRecords,
     wired: Vec<Wired>,
 }
 
@@ -126,9 +130,18 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
     let provider = state_only("payment-provider", payment.provider.engine().clone());
     let sink = state_only("notification-sink", notification.sink.engine().clone());
+    let idempotency_dir = settings.data_dir.join("gateway").join("idempotency");
+    let idempotency = commerce_gateway::idempotency::open(&idempotency_dir).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot open the idempotency records in {}: {error}",
+            idempotency_dir.display()
+        )
+    })?;
+    let idempotency_wired = state_only("gateway-idempotency", idempotency.clone());
     Ok(NodeServices {
         identity,
         shipping,
+        idempotency: IdempotencyRecords(idempotency),
         wired: vec![
             identity_wired,
             catalog_wired,
@@ -140,6 +153,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
             order_wired,
             provider,
             sink,
+            idempotency_wired,
         ],
     })
 }
@@ -155,6 +169,11 @@ impl NodeServices {
                 .filter_map(|wired| wired.mount.clone())
                 .collect(),
         }
+    }
+
+    /// The gateway's replicated `Idempotency-Key` records.
+    pub fn idempotency(&self) -> IdempotencyRecords {
+        self.idempotency.clone()
     }
 
     /// Opens every service's Raft group on `raft`, each started as `start` says.
