@@ -88,10 +88,6 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         admin_ready.clone(),
         stopped.clone(),
     ));
-    if cluster.is_none() {
-        // A node alone elects itself at once: its first HTTP request finds the admin there.
-        wait_for(&admin_ready, ADMIN_WAIT).await;
-    }
     let metrics = commerce_gateway::metrics::Metrics::install()
         .map_err(|error| anyhow::anyhow!("cannot install the metrics recorder: {error}"))?;
     let gateway = commerce_gateway::GatewayConfig {
@@ -123,7 +119,6 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let http = tokio::spawn(serve_http(http_listener, app, stopped.clone()));
     let maintenance = tokio::spawn(run_maintenance(broker.clone(), stopped.clone()));
     let group_timers = tokio::spawn(commerce_broker::group::run_timers(
         broker.clone(),
@@ -141,9 +136,8 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         broker.clone(),
         stopped.clone(),
     ));
-    let background = vec![
+    let mut background = vec![
         kafka,
-        http,
         maintenance,
         group_timers,
         reconciler,
@@ -162,6 +156,16 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     });
     let mut service_tasks = services.spawn(raft.clone(), service_log, stopped.clone());
     service_tasks.push(admin_task);
+    // HTTP is served once the shared secrets and the configured admin are in place (a node
+    // alone elects itself at once, a cluster as soon as a majority runs), so a client's
+    // first request finds them. A node without its majority serves after the wait anyway,
+    // answering 503 where its readiness says so.
+    wait_for(&admin_ready, PREPARE_WAIT).await;
+    background.push(tokio::spawn(serve_http(
+        http_listener,
+        app,
+        stopped.clone(),
+    )));
 
     let raft_note = settings
         .cluster
@@ -303,9 +307,9 @@ async fn start_local_raft(settings: &NodeSettings) -> anyhow::Result<Arc<RaftNod
     Ok(Arc::new(raft))
 }
 
-/// How long a node alone waits for its shared secrets and admin account before serving
+/// How long a node waits for its shared secrets and admin account before serving HTTP
 /// anyway.
-const ADMIN_WAIT: Duration = Duration::from_secs(30);
+const PREPARE_WAIT: Duration = Duration::from_secs(20);
 /// How often the admin creation is retried while the services have no leader.
 const ADMIN_RETRY: Duration = Duration::from_millis(300);
 

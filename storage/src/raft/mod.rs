@@ -28,15 +28,16 @@
 //!   and proposals forwarded to a group's leader.
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
 //! - `server.rs`: the listener that dispatches incoming frames to the right group.
-//! - `node.rs`: [`RaftNode`]: open/close groups, propose (or submit from any member, which
-//!   forwards to the leader), membership changes, leader,
-//!   metrics, shutdown.
+//! - `node.rs`: [`RaftNode`]: open/close groups, propose, membership changes, leader,
+//!   metrics, shutdown; `forward.rs`: reaching a group's leader from any member (forwarded
+//!   proposals, read index, membership changes).
 //! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
 //! - `error.rs`: [`RaftGroupError`].
 
 mod control_batch;
 mod entry_codec;
 mod error;
+mod forward;
 mod log_store;
 mod network;
 mod node;

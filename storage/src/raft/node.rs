@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -28,11 +28,11 @@ use super::server::{self, Router};
 use super::state_machine::{GroupStateMachine, StateMachine};
 use super::status::GroupStatus;
 use super::types::{Command, GroupId, NodeId, Raft, TypeConfig};
-use super::wire::{ForwardRefused, MemberChange, Reply, Rpc};
+use super::wire::MemberChange;
 use crate::log::LogConfig;
 
 /// How long a forwarded proposal may take, commit included.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a node runs its groups. Times in milliseconds.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ const PARTITION_SNAPSHOT_RPC_TIMEOUT_MS: u64 = 30_000;
 
 /// A node hosting many Raft groups.
 pub struct RaftNode {
-    config: RaftNodeConfig,
+    pub(super) config: RaftNodeConfig,
     raft_config: Arc<openraft::Config>,
     /// Partition groups never purge their log after a snapshot: their log is the Kafka
     /// log, which only retention (through [`RaftNode::purge_through`]) may shorten. Their
@@ -150,7 +150,7 @@ pub struct RaftNode {
     partition_config: Arc<openraft::Config>,
     addr: SocketAddr,
     router: Arc<Router>,
-    peers: Arc<Peers>,
+    pub(super) peers: Arc<Peers>,
     /// The listener task; taken by the first shutdown.
     server: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -325,7 +325,7 @@ impl RaftNode {
         Ok(GroupStatus::from_metrics(group, &metrics))
     }
 
-    fn raft(&self, group: GroupId) -> Result<Raft, RaftGroupError> {
+    pub(super) fn raft(&self, group: GroupId) -> Result<Raft, RaftGroupError> {
         self.router
             .get(group)
             .ok_or(RaftGroupError::UnknownGroup(group))
@@ -391,187 +391,6 @@ impl RaftNode {
         })
     }
 
-    /// Like [`RaftNode::propose`], but from any member: a follower forwards the command to
-    /// the leader it knows over the shared peer connection (one hop) and returns the
-    /// leader's answer. As with any proposal, an error after the command left (a timeout,
-    /// the leader failing) does not say it was not applied: commands should be idempotent
-    /// or carry an id the state machine deduplicates.
-    pub async fn submit(
-        &self,
-        group: GroupId,
-        command: Vec<u8>,
-    ) -> Result<Vec<u8>, RaftGroupError> {
-        let leader = match self.propose(group, command.clone()).await {
-            Err(RaftGroupError::NotLeader {
-                leader: Some(leader),
-                ..
-            }) if leader != self.config.node_id => leader,
-            other => return other,
-        };
-        let metrics = self.metrics(group)?;
-        let Some(node) = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-        else {
-            return Err(RaftGroupError::NotLeader {
-                group,
-                leader: Some(leader),
-            });
-        };
-        self.propose_at(leader, &node.addr, group, command, FORWARD_TIMEOUT)
-            .await
-    }
-
-    /// Sends `command` for `group` to node `node` (Raft address `addr`) to propose as its
-    /// leader, and returns its answer; NotLeader (with the leader it knows) if it does not
-    /// lead. This node need not be a member of the group: the coordinator of a
-    /// transaction writes markers to partitions it holds no replica of this way. The
-    /// caveat of [`RaftNode::submit`] about errors after the command left applies. `ttl`
-    /// bounds the wait for the answer.
-    pub async fn propose_at(
-        &self,
-        node: NodeId,
-        addr: &str,
-        group: GroupId,
-        command: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<Vec<u8>, RaftGroupError> {
-        let reply = self
-            .peers
-            .client(node, addr)
-            .call(group, Rpc::Propose(Command(command)), ttl)
-            .await
-            .map_err(|e| RaftGroupError::Forward {
-                group,
-                leader: node,
-                message: e.to_string(),
-            })?;
-        match reply {
-            Reply::Propose(Ok(answer)) => Ok(answer),
-            Reply::Propose(Err(ForwardRefused::NotLeader(leader))) => {
-                Err(RaftGroupError::NotLeader { group, leader })
-            }
-            Reply::Propose(Err(ForwardRefused::Failed(message))) => {
-                Err(RaftGroupError::Raft { group, message })
-            }
-            _ => Err(RaftGroupError::Forward {
-                group,
-                leader: node,
-                message: "unexpected reply to a forwarded proposal".to_string(),
-            }),
-        }
-    }
-
-    /// The index a linearizable read of `group` must see applied (Raft's ReadIndex): asked
-    /// of the leader, which first confirms with a majority that it still leads, so every
-    /// write answered to anyone before this call is at or below it. From a follower the
-    /// question goes to the leader it knows over the shared peer connection.
-    pub async fn read_index(&self, group: GroupId, ttl: Duration) -> Result<u64, RaftGroupError> {
-        let raft = self.raft(group)?;
-        // A leader cut off from its peers may wait for heartbeat answers that never come.
-        let asked = tokio::time::timeout(ttl, raft.get_read_log_id())
-            .await
-            .map_err(|_| RaftGroupError::Raft {
-                group,
-                message: "no majority confirmed the leader in time".to_string(),
-            })?;
-        let leader = match asked {
-            Ok((read, _applied)) => return Ok(read.map_or(0, |id| id.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                forward.leader_id
-            }
-            Err(e) => {
-                return Err(RaftGroupError::Raft {
-                    group,
-                    message: e.to_string(),
-                });
-            }
-        };
-        let Some(leader) = leader.filter(|leader| *leader != self.config.node_id) else {
-            return Err(RaftGroupError::NotLeader { group, leader });
-        };
-        let metrics = self.metrics(group)?;
-        let Some(node) = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-        else {
-            return Err(RaftGroupError::NotLeader {
-                group,
-                leader: Some(leader),
-            });
-        };
-        let reply = self
-            .peers
-            .client(leader, &node.addr)
-            .call(group, Rpc::ReadIndex, ttl)
-            .await
-            .map_err(|e| RaftGroupError::Forward {
-                group,
-                leader,
-                message: e.to_string(),
-            })?;
-        match reply {
-            Reply::ReadIndex(Ok(index)) => Ok(index),
-            Reply::ReadIndex(Err(ForwardRefused::NotLeader(leader))) => {
-                Err(RaftGroupError::NotLeader { group, leader })
-            }
-            Reply::ReadIndex(Err(ForwardRefused::Failed(message))) => {
-                Err(RaftGroupError::Raft { group, message })
-            }
-            _ => Err(RaftGroupError::Forward {
-                group,
-                leader,
-                message: "unexpected reply to a read index request".to_string(),
-            }),
-        }
-    }
-
-    /// Waits (at most `limit`) until this node has applied every entry of `group` that was
-    /// committed when the call began, so a read of the local state machine afterwards sees
-    /// every write answered before it, whichever node answered it (a linearizable read
-    /// served by any member, as etcd's and TiKV's follower reads are).
-    pub async fn read_barrier(
-        &self,
-        group: GroupId,
-        limit: Duration,
-    ) -> Result<(), RaftGroupError> {
-        let index = self.read_index(group, limit).await?;
-        let raft = self.raft(group)?;
-        if raft.metrics().borrow().last_applied.map(|id| id.index) >= Some(index) {
-            return Ok(());
-        }
-        raft.wait(Some(limit))
-            .applied_index_at_least(Some(index), "read barrier")
-            .await
-            .map(|_| ())
-            .map_err(|e| RaftGroupError::Raft {
-                group,
-                message: e.to_string(),
-            })
-    }
-
-    /// Waits (at most `limit`) until this node has applied `group`'s entry `index`.
-    pub async fn wait_applied(
-        &self,
-        group: GroupId,
-        index: u64,
-        limit: Duration,
-    ) -> Result<(), RaftGroupError> {
-        let raft = self.raft(group)?;
-        raft.wait(Some(limit))
-            .applied_index_at_least(Some(index), "applied")
-            .await
-            .map(|_| ())
-            .map_err(|e| RaftGroupError::Raft {
-                group,
-                message: e.to_string(),
-            })
-    }
-
     /// Adds node `node` (Raft address `addr`) to `group` as a voter: it first joins as a
     /// learner and catches up (the call waits for that), then the leader commits the joint
     /// and the final membership. The new node must have opened the group with
@@ -588,59 +407,6 @@ impl RaftNode {
     /// Removes node `node` from `group`'s members (not kept as a learner). Leader only.
     pub async fn remove_member(&self, group: GroupId, node: NodeId) -> Result<(), RaftGroupError> {
         change_members(&self.raft(group)?, group, MemberChange::Remove { node }).await
-    }
-
-    /// Makes `change` to `group`'s voters from any member: a follower has the leader it
-    /// knows make it (one hop). Waits for a new node to catch up, at most `ttl`.
-    pub async fn change_members_anywhere(
-        &self,
-        group: GroupId,
-        change: MemberChange,
-        ttl: Duration,
-    ) -> Result<(), RaftGroupError> {
-        let leader = match change_members(&self.raft(group)?, group, change.clone()).await {
-            Err(RaftGroupError::NotLeader {
-                leader: Some(leader),
-                ..
-            }) if leader != self.config.node_id => leader,
-            other => return other,
-        };
-        let metrics = self.metrics(group)?;
-        let Some(node) = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-        else {
-            return Err(RaftGroupError::NotLeader {
-                group,
-                leader: Some(leader),
-            });
-        };
-        let reply = self
-            .peers
-            .client(leader, &node.addr)
-            .call(group, Rpc::ChangeMembers(change), ttl)
-            .await
-            .map_err(|e| RaftGroupError::Forward {
-                group,
-                leader,
-                message: e.to_string(),
-            })?;
-        match reply {
-            Reply::ChangeMembers(Ok(())) => Ok(()),
-            Reply::ChangeMembers(Err(ForwardRefused::NotLeader(leader))) => {
-                Err(RaftGroupError::NotLeader { group, leader })
-            }
-            Reply::ChangeMembers(Err(ForwardRefused::Failed(message))) => {
-                Err(RaftGroupError::Raft { group, message })
-            }
-            _ => Err(RaftGroupError::Forward {
-                group,
-                leader,
-                message: "unexpected reply to a membership change".to_string(),
-            }),
-        }
     }
 
     /// On `group`'s leader: waits (at most `limit`) until every entry in its log is applied

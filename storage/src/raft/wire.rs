@@ -87,6 +87,20 @@ pub enum ForwardRefused {
     Failed(String),
 }
 
+impl ForwardRefused {
+    /// The facility's error for a request the receiving node refused.
+    pub fn into_error(self, group: GroupId) -> super::error::RaftGroupError {
+        match self {
+            ForwardRefused::NotLeader(leader) => {
+                super::error::RaftGroupError::NotLeader { group, leader }
+            }
+            ForwardRefused::Failed(message) => {
+                super::error::RaftGroupError::Raft { group, message }
+            }
+        }
+    }
+}
+
 /// Frames `body` (length prefix + body) into `out`.
 pub fn put_frame(out: &mut Vec<u8>, body: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(body.len())
