@@ -14,6 +14,7 @@ mod notification;
 mod order;
 mod payment;
 mod shipping;
+pub mod startup;
 
 pub use engine_handle::ServiceEngine;
 
