@@ -10,17 +10,13 @@
 //! every batch the old one committed and answers a re-send with the stored offset.
 //! The consuming side is in `cluster_event_consume.rs`.
 
-use crate::event_log::{outbox_record, outbox_seq, partition_for};
+use crate::event_log::{outbox_record, partition_for, tail_read, tail_windows};
 use commerce_broker::client::{ClientConfig, ClientError, IsolationLevel, KafkaClient, OffsetSpec};
 use commerce_broker::record_batch;
 use commerce_services::platform::{EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent};
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use std::time::Duration;
 
-/// Offsets read per step when scanning a partition's tail backwards (as `BrokerEventLog`).
-const TAIL_WINDOW: i64 = 256;
-/// How far back the tail scan goes at most (as `BrokerEventLog`).
-const TAIL_LIMIT: i64 = 1_000_000;
 /// Bytes asked for per fetch (the broker returns at least one whole batch).
 pub(crate) const FETCH_BYTES: i32 = 1024 * 1024;
 
@@ -92,9 +88,7 @@ impl ClusterEventLog {
             .list_offset(topic, partition, OffsetSpec::Earliest)
             .await
             .map_err(error)?;
-        let mut upper = end;
-        while upper > start && end - upper < TAIL_LIMIT {
-            let from = (upper - TAIL_WINDOW).max(start);
+        for (from, upper) in tail_windows(start, end) {
             let mut best: Option<u64> = None;
             let mut offset = from;
             while offset < upper {
@@ -113,17 +107,8 @@ impl ClusterEventLog {
                 if fetched.records.is_empty() {
                     break;
                 }
-                let mut bytes = fetched.records;
-                let sets = RecordBatchDecoder::decode_all(&mut bytes)
-                    .map_err(|decode| EventLogError(format!("cannot decode {topic}: {decode}")))?;
-                let mut next = offset;
-                for record in sets.iter().flat_map(|set| set.records.iter()) {
-                    next = next.max(record.offset + 1);
-                    if record.producer_id != producer_id || record.offset >= upper {
-                        continue;
-                    }
-                    best = best.max(outbox_seq(record));
-                }
+                let (found, next) = tail_read(topic, fetched.records, producer_id, offset, upper)?;
+                best = best.max(found);
                 if next <= offset {
                     break;
                 }
@@ -132,7 +117,6 @@ impl ClusterEventLog {
             if best.is_some() {
                 return Ok(best);
             }
-            upper = from;
         }
         Ok(None)
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 const OUTBOX_SEQ_HEADER: &str = "outbox-seq";
 const TRACEPARENT_HEADER: &str = "traceparent";
-/// Offsets read per step when scanning a partition's tail backwards.
+/// Offsets read per step when scanning a partition's tail backwards (both event logs).
 const TAIL_WINDOW: i64 = 256;
 /// How far back the tail scan goes at most: the relay marks each event right after publishing
 /// it, so its last batch is near the end unless other producers wrote a great deal since.
@@ -159,9 +159,7 @@ impl BrokerEventLog {
             .read(topic, partition, end - 1, 1)
             .map_err(error)?
             .log_start_offset;
-        let mut upper = end;
-        while upper > start && end - upper < TAIL_LIMIT {
-            let from = (upper - TAIL_WINDOW).max(start);
+        for (from, upper) in tail_windows(start, end) {
             let mut best: Option<u64> = None;
             let mut offset = from;
             while offset < upper {
@@ -172,17 +170,8 @@ impl BrokerEventLog {
                 if read.bytes.is_empty() {
                     break;
                 }
-                let mut bytes = read.bytes;
-                let sets = RecordBatchDecoder::decode_all(&mut bytes)
-                    .map_err(|decode| EventLogError(format!("cannot decode {topic}: {decode}")))?;
-                let mut next = offset;
-                for record in sets.iter().flat_map(|set| set.records.iter()) {
-                    next = next.max(record.offset + 1);
-                    if record.producer_id != producer_id || record.offset >= upper {
-                        continue;
-                    }
-                    best = best.max(outbox_seq(record));
-                }
+                let (found, next) = tail_read(topic, read.bytes, producer_id, offset, upper)?;
+                best = best.max(found);
                 if next <= offset {
                     break;
                 }
@@ -191,7 +180,6 @@ impl BrokerEventLog {
             if best.is_some() {
                 return Ok(best);
             }
-            upper = from;
         }
         Ok(None)
     }
@@ -224,6 +212,39 @@ pub(crate) fn outbox_record(event: &PublishedEvent<'_>) -> Record {
             Some(Bytes::copy_from_slice(event.value)),
         )
     }
+}
+
+/// The windows a tail scan reads, newest first: `(from, upper)` offset ranges going back
+/// from `end` to `start` in steps of [`TAIL_WINDOW`], no further than [`TAIL_LIMIT`].
+pub(crate) fn tail_windows(start: i64, end: i64) -> impl Iterator<Item = (i64, i64)> {
+    std::iter::successors(Some(end), move |upper| {
+        Some((upper - TAIL_WINDOW).max(start))
+    })
+    .take_while(move |upper| *upper > start && end - upper < TAIL_LIMIT)
+    .map(move |upper| ((upper - TAIL_WINDOW).max(start), upper))
+}
+
+/// What one read of a tail window holds: the highest `outbox-seq` of `producer_id`'s
+/// records below `upper`, and the offset after the last record read (where the next read
+/// of the window starts).
+pub(crate) fn tail_read(
+    topic: &str,
+    mut bytes: Bytes,
+    producer_id: i64,
+    offset: i64,
+    upper: i64,
+) -> Result<(Option<u64>, i64), EventLogError> {
+    let sets = RecordBatchDecoder::decode_all(&mut bytes)
+        .map_err(|decode| EventLogError(format!("cannot decode {topic}: {decode}")))?;
+    let mut best = None;
+    let mut next = offset;
+    for record in sets.iter().flat_map(|set| set.records.iter()) {
+        next = next.max(record.offset + 1);
+        if record.producer_id == producer_id && record.offset < upper {
+            best = best.max(outbox_seq(record));
+        }
+    }
+    Ok((best, next))
 }
 
 /// The `outbox-seq` header of a record, if it has a readable one.
@@ -285,6 +306,16 @@ fn murmur2(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_windows_go_back_from_the_end_to_the_start_in_steps() {
+        let windows: Vec<(i64, i64)> = tail_windows(100, 700).collect();
+        assert_eq!(windows, vec![(444, 700), (188, 444), (100, 188)]);
+        assert_eq!(tail_windows(5, 5).count(), 0);
+        // No further back than the limit below the end.
+        let far = tail_windows(0, 3 * TAIL_LIMIT).last();
+        assert!(far.is_some_and(|(_, upper)| 3 * TAIL_LIMIT - upper < TAIL_LIMIT));
+    }
 
     #[test]
     fn murmur2_matches_kafka() {
