@@ -22,13 +22,12 @@ use crate::config::NodeSettings;
 use commerce_gateway::idempotency::IdempotencyRecords;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
+use commerce_services::platform::Engine;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
 use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
-use commerce_services::platform::{Engine, StoreError};
 use commerce_services::shipping::ShippingService;
 use commerce_storage::raft::{GroupId, GroupStart, RaftNode};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -275,9 +274,6 @@ fn consumer<S: Subscriber + Clone>(engine: Arc<Engine<S::Machine>>, subscriber: 
     })
 }
 
-/// How long a request waits for its node to catch up with the service group's leader.
-const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A mount whose readiness follows its store's health, and whose every request first waits
 /// for this node's replica to have applied what the group's leader had committed (so any
 /// node answers as the leader would).
@@ -302,24 +298,7 @@ async fn read_barrier(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let caught_up = tokio::time::timeout(READ_BARRIER_TIMEOUT, engine.read_barrier()).await;
-    match caught_up {
-        Ok(Ok(())) => next.run(request).await,
-        Ok(Err(error)) => unavailable(&error),
-        Err(_) => unavailable(&StoreError::Unavailable(
-            "the service's replica did not catch up in time".to_string(),
-        )),
-    }
-}
-
-fn unavailable(error: &StoreError) -> axum::response::Response {
-    tracing::warn!(%error, "a request waited for its service's replica in vain");
-    commerce_services::platform::http::error_response(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the service cannot reach a majority of its replicas; retry shortly",
-        None,
-    )
+    commerce_services::platform::http::after_barrier(engine.read_barrier(), request, next).await
 }
 
 /// Creates the configured admin unless an account with that email exists.

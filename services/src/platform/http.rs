@@ -221,7 +221,17 @@ pub async fn read_barrier<M: super::StateMachine>(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match tokio::time::timeout(READ_BARRIER_TIMEOUT, engine.read_barrier()).await {
+    after_barrier(engine.read_barrier(), request, next).await
+}
+
+/// Runs the route once `barrier` (a read barrier) passed within its time limit; a 503 in
+/// the API's error body otherwise. For middlewares over any engine handle.
+pub async fn after_barrier(
+    barrier: impl std::future::Future<Output = Result<(), StoreError>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(READ_BARRIER_TIMEOUT, barrier).await {
         Ok(Ok(())) => next.run(request).await,
         Ok(Err(error)) => ApiError::Store(error).into_response(),
         Err(_) => ApiError::Store(StoreError::Unavailable(
