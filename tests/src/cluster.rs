@@ -3,12 +3,24 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::link::Link;
 use crate::node::{Node, local_listen_addr};
+
+/// A fault [`Cluster::inject`] applies to one node, and repairs.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// SIGKILL, then a restart on the same data.
+    Kill,
+    /// SIGSTOP, then SIGCONT: a node that stops answering without closing a connection.
+    Pause,
+    /// Every Raft link to and from the node cut, then healed.
+    Isolate,
+}
 
 pub struct Cluster {
     /// The `--peers` the cluster was formed with.
@@ -115,6 +127,29 @@ impl Cluster {
         }
     }
 
+    /// Applies `fault` to node `target` for `lasting`, then repairs it (a killed node is
+    /// restarted on the same data). Returns once repaired, not once the cluster settled.
+    pub fn inject(&mut self, fault: Fault, target: u64, lasting: Duration) {
+        match fault {
+            Fault::Kill => {
+                self.node(target).kill();
+                std::thread::sleep(lasting);
+                self.node(target).restart();
+            }
+            Fault::Pause => {
+                let pid = self.node(target).pid().expect("the node runs");
+                signal("-STOP", pid);
+                std::thread::sleep(lasting);
+                signal("-CONT", pid);
+            }
+            Fault::Isolate => {
+                self.isolate(target);
+                std::thread::sleep(lasting);
+                self.heal();
+            }
+        }
+    }
+
     pub fn node(&mut self, id: u64) -> &mut Node {
         self.nodes
             .iter_mut()
@@ -212,4 +247,13 @@ pub fn registered(status: &Value) -> Vec<u64> {
         .unwrap_or_default();
     ids.sort_unstable();
     ids
+}
+
+/// Sends `which` (`-STOP`, `-CONT`) to process `pid`.
+pub fn signal(which: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill {which} {pid} failed");
 }

@@ -73,17 +73,23 @@ impl Api {
     }
 
     pub fn send(&self, builder: RequestBuilder) -> Reply {
-        let response = builder.send().expect("HTTP request failed");
+        self.try_send(builder).expect("HTTP request failed")
+    }
+
+    /// [`Api::send`] for a test that expects a node to be down: a refused connection, a
+    /// reset or a timeout is an error, not a panic.
+    pub fn try_send(&self, builder: RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let response = builder.send()?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().expect("cannot read the HTTP body");
+        let text = response.text()?;
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             headers,
             body,
             text,
-        }
+        })
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Reply {

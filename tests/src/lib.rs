@@ -53,6 +53,8 @@ pub mod orders;
 pub mod proxy;
 pub mod raw;
 pub mod replicated;
+pub mod schedule;
+pub mod shop;
 pub mod transactional;
 pub mod wire;
 pub mod workload;

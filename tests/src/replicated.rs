@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{
@@ -21,6 +20,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::cluster::{Cluster, agreed_leader};
+pub use crate::cluster::{Fault, signal};
 use crate::kafka::{self, Record};
 use crate::wait_for;
 
@@ -29,17 +29,6 @@ pub const PARTITIONS: i32 = 3;
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// One Metadata or ListOffsets request to one node: a node that is down does not answer.
 const ASK: Duration = Duration::from_secs(3);
-
-/// A fault [`Replicated::inject`] applies to one node, and repairs.
-#[derive(Debug, Clone, Copy)]
-pub enum Fault {
-    /// SIGKILL, then a restart on the same data.
-    Kill,
-    /// SIGSTOP, then SIGCONT: a node that stops answering without closing a connection.
-    Pause,
-    /// Every Raft link to and from the node cut, then healed.
-    Isolate,
-}
 
 /// A formed three-node cluster with a topic of [`PARTITIONS`] partitions, each replicated on
 /// all three nodes.
@@ -198,24 +187,7 @@ impl Replicated {
     /// Applies `fault` to node `target` for `lasting`, then repairs it and waits until the
     /// cluster agrees on leaders again.
     pub fn inject(&mut self, fault: Fault, target: u64, lasting: Duration) {
-        match fault {
-            Fault::Kill => {
-                self.cluster.node(target).kill();
-                std::thread::sleep(lasting);
-                self.cluster.node(target).restart();
-            }
-            Fault::Pause => {
-                let pid = self.cluster.node(target).pid().expect("the node runs");
-                signal("-STOP", pid);
-                std::thread::sleep(lasting);
-                signal("-CONT", pid);
-            }
-            Fault::Isolate => {
-                self.cluster.isolate(target);
-                std::thread::sleep(lasting);
-                self.cluster.heal();
-            }
-        }
+        self.cluster.inject(fault, target, lasting);
         self.wait_leaders(&self.cluster.ids(), "the cluster settles after a fault");
     }
 
@@ -357,15 +329,6 @@ pub fn create_replicated_topic_with(
         eprintln!("CreateTopics {topic}: {why}; retrying");
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// Sends `which` (`-STOP`, `-CONT`) to process `pid`.
-pub fn signal(which: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("cannot run kill");
-    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// The first segment's base offset of every partition log under `<data>/raft/groups/*/log`

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use commerce_tests::TimeLimit;
 use commerce_tests::replicated::{Fault, PARTITIONS, Replicated};
+use commerce_tests::schedule::{XorShift, seed};
 use commerce_tests::workload::{Workload, check_history};
 
 /// A leader is killed -9 while the producer runs; its partitions fail over to the survivors,
@@ -262,47 +263,4 @@ fn wait_or_give_up(limit: Duration, done: impl Fn() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     done()
-}
-
-/// `CLUSTER_FAULT_SEED`, else one from the clock.
-fn seed() -> u64 {
-    if let Some(seed) = std::env::var("CLUSTER_FAULT_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-    {
-        return seed;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    // Keep it short enough to type back; never zero (xorshift's fixed point).
-    u64::try_from(nanos % 1_000_000_007).unwrap_or(1).max(1)
-}
-
-/// xorshift64*: a small deterministic PRNG, enough to replay a fault schedule.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> XorShift {
-        XorShift(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform enough in `0..bound` for a schedule.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.below(high.saturating_sub(low) + 1))
-    }
 }

@@ -10,11 +10,9 @@ use std::time::Duration;
 use commerce_tests::cluster::Cluster;
 use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, product};
 use commerce_tests::orders::{GOOD_CARD, order_body};
+use commerce_tests::shop::service_leader;
 use commerce_tests::wait_for;
 use serde_json::{Value, json};
-
-/// The order service's Raft group id (`cli/src/services/mod.rs`: base 2^48, order is 8th).
-const ORDER_GROUP: u64 = (1 << 48) + 8;
 
 fn start() -> Cluster {
     Cluster::start_with_env(
@@ -39,33 +37,6 @@ fn wait_ready(cluster: &mut Cluster, ids: &[u64]) {
             (api.get("/health/ready", None).status == 200).then_some(())
         });
     }
-}
-
-/// The leader of the order service's group, as the nodes agree on it.
-fn order_leader(cluster: &Cluster, ids: &[u64]) -> u64 {
-    let statuses = cluster.wait_until(
-        "the order service's group has a leader",
-        ids,
-        Duration::from_secs(30),
-        |statuses| {
-            statuses.iter().all(|(_, status)| {
-                status.as_ref().is_some_and(|status| {
-                    status["groups"].as_array().is_some_and(|groups| {
-                        groups
-                            .iter()
-                            .any(|g| g["group"] == ORDER_GROUP && g["leader"].as_u64().is_some())
-                    })
-                })
-            })
-        },
-    );
-    statuses
-        .iter()
-        .filter_map(|(_, status)| status.as_ref())
-        .flat_map(|status| status["groups"].as_array().cloned().unwrap_or_default())
-        .find(|g| g["group"] == ORDER_GROUP)
-        .and_then(|g| g["leader"].as_u64())
-        .unwrap()
 }
 
 /// Places an order on `api` and waits (reading through `reader`) until it is confirmed. A
@@ -168,7 +139,7 @@ fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed(
     }
 
     // The leader of the order group killed -9: the others elect a new one and take orders.
-    let leader = order_leader(&cluster, &[1, 2, 3]);
+    let leader = service_leader(&cluster, &[1, 2, 3], "order");
     cluster.node(leader).kill();
     let alive: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     wait_ready(&mut cluster, &alive);

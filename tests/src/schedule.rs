@@ -1,0 +1,47 @@
+//! A fault schedule's randomness: a seed from `CLUSTER_FAULT_SEED` or the clock, and a
+//! small PRNG, so a failing schedule can be replayed.
+
+use std::time::Duration;
+
+/// `CLUSTER_FAULT_SEED`, else one from the clock.
+pub fn seed() -> u64 {
+    if let Some(seed) = std::env::var("CLUSTER_FAULT_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+    {
+        return seed;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    // Keep it short enough to type back; never zero (xorshift's fixed point).
+    u64::try_from(nanos % 1_000_000_007).unwrap_or(1).max(1)
+}
+
+/// xorshift64*: a small deterministic PRNG, enough to replay a fault schedule.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.max(1))
+    }
+
+    fn next_value(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in `0..bound` for a schedule.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_value() % bound.max(1)
+    }
+
+    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(low + self.below(high.saturating_sub(low) + 1))
+    }
+}
