@@ -11,7 +11,7 @@ use commerce_tests::cluster::Cluster;
 use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, product};
 use commerce_tests::orders::{GOOD_CARD, order_body};
 use commerce_tests::shop::service_leader;
-use commerce_tests::wait_for;
+use commerce_tests::{commerce_bin, wait_for};
 use serde_json::{Value, json};
 
 fn start() -> Cluster {
@@ -167,6 +167,26 @@ fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed(
             stock.body["reserved"].as_u64()
         ),
         (Some(48), Some(2))
+    );
+
+    // `commerce demo` against the cluster: through the node that came back.
+    let url = format!("http://{}", cluster.node(leader).http_addr());
+    let demo = std::process::Command::new(commerce_bin())
+        .args(["demo", "--url", &url, "--admin-email", ADMIN_EMAIL])
+        .args(["--admin-password", ADMIN_PASSWORD])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    assert!(
+        demo.status.success(),
+        "commerce demo --url {url} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    assert!(
+        (stdout.contains(": CONFIRMED") || stdout.contains(": COMPLETED"))
+            && stdout.contains(": CANCELLED"),
+        "{stdout}"
     );
 }
 
