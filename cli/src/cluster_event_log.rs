@@ -17,6 +17,13 @@ use commerce_services::platform::{EventLog, EventLogError, Fetched, PlainRecord,
 use kafka_protocol::records::Record;
 use std::time::Duration;
 
+/// How long one request (a produce's replication included) may take before it is sent
+/// again, to the partition's leader as then known. Shorter than a Kafka client's 30 s: the
+/// services' relays publish one event after another and a saga step waits 30 s for its
+/// reply, so one request held by a node that was cut off or paused must not hold up every
+/// event behind it that long (a re-send is idempotent).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Bytes asked for per fetch (the broker returns at least one whole batch).
 pub(crate) const FETCH_BYTES: i32 = 1024 * 1024;
 
@@ -29,7 +36,9 @@ impl ClusterEventLog {
     /// An event log on the cluster `bootstrap` names: Kafka addresses, comma-separated
     /// (`"n1:9092,n2:9092,n3:9092"`). Connects on first use.
     pub fn connect(bootstrap: &str) -> Result<ClusterEventLog, EventLogError> {
-        ClusterEventLog::with_config(ClientConfig::from_list(bootstrap))
+        let mut config = ClientConfig::from_list(bootstrap);
+        config.request_timeout = REQUEST_TIMEOUT;
+        ClusterEventLog::with_config(config)
     }
 
     /// An event log with the client configured as given (timeouts, retry deadline).

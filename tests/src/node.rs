@@ -314,6 +314,16 @@ impl Drop for Node {
             let _ = child.wait();
             limit::unregister(child.id());
         }
+        // `COMMERCE_TEST_LOGS=<dir>` keeps every node's whole log there, to study a run.
+        if let Some(dir) = std::env::var_os("COMMERCE_TEST_LOGS") {
+            let kept = std::path::Path::new(&dir).join(format!(
+                "node-{}-{}.log",
+                self.node_id,
+                self.kafka_addr.port()
+            ));
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(self.log_path(), kept);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! everywhere, also after the leader of the order service's group is killed with -9.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use commerce_tests::cluster::Cluster;
@@ -64,6 +65,18 @@ fn order_confirmed(api: &Api, reader: &Api, token: &str, product_id: &str) -> Va
 }
 
 /// What must read the same on every node: the order without its per-request fields.
+/// How many of the services' groups each node leads, as node `id` sees it.
+fn service_leaders(status: &Value) -> BTreeMap<u64, usize> {
+    let mut led = BTreeMap::new();
+    for group in status["groups"].as_array().into_iter().flatten() {
+        let service_group = group["group"].as_u64().is_some_and(|id| id > 1 << 48);
+        if let (true, Some(leader)) = (service_group, group["leader"].as_u64()) {
+            *led.entry(leader).or_default() += 1;
+        }
+    }
+    led
+}
+
 fn comparable(order: &Value) -> Value {
     json!({
         "id": order["id"], "status": order["status"], "items": order["items"],
@@ -75,6 +88,20 @@ fn comparable(order: &Value) -> Value {
 fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed() {
     let mut cluster = start();
     wait_ready(&mut cluster, &[1, 2, 3]);
+    // The services' eleven groups are led round the nodes, not all by the first one up.
+    cluster.wait_until(
+        "the services' leaders spread 4, 4, 3",
+        &[1, 2, 3],
+        Duration::from_secs(60),
+        |statuses| {
+            statuses.iter().all(|(_, status)| {
+                status.as_ref().is_some_and(|status| {
+                    let led = service_leaders(status);
+                    led.len() == 3 && led.values().all(|count| (3..=4).contains(count))
+                })
+            })
+        },
+    );
     let (one, two, three) = (
         api(&mut cluster, 1),
         api(&mut cluster, 2),

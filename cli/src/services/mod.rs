@@ -5,6 +5,7 @@
 //! way.
 
 mod analytics;
+mod balance;
 mod catalog;
 mod engine_handle;
 mod identity;
@@ -222,7 +223,8 @@ impl NodeServices {
     }
 
     /// Starts, for every service, the supervisor that runs its relay, consumers and workers
-    /// while this node leads the service's group; each stops when `stopped` turns true.
+    /// while this node leads the service's group, and the balancer that spreads the groups'
+    /// leaders over the nodes; each stops when `stopped` turns true.
     pub fn spawn(
         &self,
         raft: Arc<RaftNode>,
@@ -246,6 +248,9 @@ impl NodeServices {
                     stopped.clone(),
                 )))
             })
+            .chain(std::iter::once(tokio::spawn(
+                balance::run_service_leader_balancer(raft.clone(), stopped.clone()),
+            )))
             .collect()
     }
 

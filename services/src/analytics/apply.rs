@@ -49,11 +49,18 @@ impl StateMachine for Analytics {
                 lines,
             } => {
                 if first_time(tx, order_id, |seen| &mut seen.confirmed)? {
+                    // Refunds of this order read before its confirmation count now.
+                    let refunded = ORDERS.get(tx, order_id)?.unwrap_or_default().refunded;
                     totals.orders_confirmed += 1;
                     totals.confirmed_amount = totals.confirmed_amount.saturating_add(*total);
+                    totals.refunded_confirmed_amount =
+                        totals.refunded_confirmed_amount.saturating_add(refunded);
                     bump(tx, *minute_ms, |bucket| {
                         bucket.orders_confirmed += 1;
-                        bucket.revenue = bucket.revenue.saturating_add(*total);
+                        bucket.revenue = bucket
+                            .revenue
+                            .saturating_add(*total)
+                            .saturating_sub(refunded);
                     })?;
                     for line in lines {
                         add_sale(tx, line)?;
@@ -76,14 +83,19 @@ impl StateMachine for Analytics {
             }
             Command::RefundProcessed {
                 payment_id,
+                order_id,
                 minute_ms,
                 amount,
             } => {
                 if count_once(tx, "refund", payment_id)? {
                     totals.refunded_amount = totals.refunded_amount.saturating_add(*amount);
-                    bump(tx, *minute_ms, |bucket| {
-                        bucket.revenue = bucket.revenue.saturating_sub(*amount);
-                    })?;
+                    if of_confirmed_order(tx, order_id, *amount)? {
+                        totals.refunded_confirmed_amount =
+                            totals.refunded_confirmed_amount.saturating_add(*amount);
+                        bump(tx, *minute_ms, |bucket| {
+                            bucket.revenue = bucket.revenue.saturating_sub(*amount);
+                        })?;
+                    }
                 }
             }
             Command::Count { kind, id } => {
@@ -120,6 +132,22 @@ fn first_time(
     *flag = true;
     ORDERS.put(tx, order_id, &seen)?;
     Ok(true)
+}
+
+/// Records a refund of `amount` against its order; whether the order was confirmed (so the
+/// refund takes back revenue now; otherwise its confirmation, if it comes, nets it out).
+fn of_confirmed_order(
+    tx: &mut dyn Transaction,
+    order_id: &str,
+    amount: i64,
+) -> Result<bool, StoreError> {
+    if order_id.is_empty() {
+        return Ok(true);
+    }
+    let mut seen = ORDERS.get(tx, order_id)?.unwrap_or_default();
+    seen.refunded = seen.refunded.saturating_add(amount);
+    ORDERS.put(tx, order_id, &seen)?;
+    Ok(seen.confirmed)
 }
 
 /// Records `<kind>/<id>` as counted; true the first time.
@@ -162,4 +190,78 @@ fn add_sale(tx: &mut dyn Transaction, line: &SoldLine) -> Result<(), StoreError>
     sales.quantity = sales.quantity.saturating_add(line.quantity);
     sales.revenue = sales.revenue.saturating_add(line.revenue);
     PRODUCTS.put(tx, &line.product_id, &sales)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::platform::engine::CommandContext;
+    use crate::platform::{Engine, Store};
+    use std::sync::Arc;
+
+    fn engine(dir: &std::path::Path) -> Arc<Engine<Analytics>> {
+        let store = Arc::new(Store::open(&dir.join("analytics")).unwrap());
+        crate::platform::testing::leaked(dir, store, Analytics)
+    }
+
+    fn apply(engine: &Engine<Analytics>, command: Command) {
+        engine
+            .submit_blocking(command, CommandContext::default())
+            .unwrap()
+            .unwrap();
+    }
+
+    fn confirmed(order_id: &str, total: i64) -> Command {
+        Command::OrderConfirmed {
+            order_id: order_id.to_string(),
+            minute_ms: 0,
+            total,
+            lines: Vec::new(),
+        }
+    }
+
+    fn refund(payment_id: &str, order_id: &str, amount: i64) -> Command {
+        Command::RefundProcessed {
+            payment_id: payment_id.to_string(),
+            order_id: order_id.to_string(),
+            minute_ms: 0,
+            amount,
+        }
+    }
+
+    /// Revenue is what confirmed orders brought in: the refund of an order the saga
+    /// cancelled before confirming it is a refund, not lost revenue, in either order the
+    /// two topics are read; a refund of a confirmed order takes revenue back, also when it
+    /// is read before the confirmation, and once per payment.
+    #[test]
+    fn revenue_counts_refunds_of_confirmed_orders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        apply(&engine, confirmed("o1", 1000));
+        apply(&engine, refund("p1", "o1", 300));
+        apply(&engine, refund("p1", "o1", 300));
+        apply(&engine, refund("p2", "o2", 500));
+        apply(&engine, confirmed("o2", 500));
+        apply(&engine, refund("p3", "o3", 700));
+        apply(
+            &engine,
+            Command::OrderCancelled {
+                order_id: "o3".to_string(),
+                minute_ms: 0,
+            },
+        );
+        let totals = TOTALS
+            .get(engine.store().as_ref(), TOTALS_ID)
+            .unwrap()
+            .unwrap();
+        assert_eq!(totals.confirmed_amount, 1500);
+        assert_eq!(totals.refunded_amount, 1500);
+        assert_eq!(totals.refunded_confirmed_amount, 800);
+        let minute = MINUTES
+            .get(engine.store().as_ref(), &minute_key(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(minute.revenue, 700);
+    }
 }

@@ -35,6 +35,10 @@ pub enum Command {
     /// A refund, counted once per payment.
     RefundProcessed {
         payment_id: String,
+        /// Empty in commands logged before it was carried: such a refund is taken as one
+        /// of a confirmed order, as it was then.
+        #[serde(default)]
+        order_id: String,
         minute_ms: i64,
         amount: i64,
     },

@@ -55,6 +55,7 @@ struct Payment {
 #[derive(Deserialize)]
 struct Refund {
     payment_id: String,
+    order_id: String,
     amount: Amount,
 }
 
@@ -138,6 +139,7 @@ impl Subscriber for AnalyticsSubscriber {
                 let data: Refund = event.data_as()?;
                 Command::RefundProcessed {
                     payment_id: data.payment_id,
+                    order_id: data.order_id,
                     minute_ms: minute(event)?,
                     amount: data.amount.amount,
                 }

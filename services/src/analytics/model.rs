@@ -17,6 +17,11 @@ pub struct Totals {
     pub confirmed_amount: i64,
     /// Sum of refunds, minor units.
     pub refunded_amount: i64,
+    /// The part of `refunded_amount` that returned money of confirmed orders: revenue is
+    /// `confirmed_amount` minus this. A refund of an order the saga cancelled before it
+    /// was confirmed returns money revenue never counted.
+    #[serde(default)]
+    pub refunded_confirmed_amount: i64,
     pub registered_users: u64,
     pub products_created: u64,
     pub payments_processed: u64,
@@ -33,6 +38,10 @@ pub struct OrderSeen {
     pub confirmed: bool,
     pub cancelled: bool,
     pub completed: bool,
+    /// Refunded for this order so far, minor units: a refund may be read before the
+    /// order's confirmation (they arrive on different topics).
+    #[serde(default)]
+    pub refunded: i64,
 }
 
 /// Sales of one product, from confirmed orders' lines.

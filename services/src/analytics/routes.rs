@@ -33,7 +33,8 @@ pub struct Summary {
     pub orders_confirmed: u64,
     pub orders_cancelled: u64,
     pub orders_completed: u64,
-    /// Confirmed order totals minus refunds.
+    /// Confirmed order totals minus their refunds (a refund of an order cancelled before
+    /// it was confirmed is in `refunds` only).
     pub revenue: Money,
     pub refunds: Money,
     /// orders_confirmed / orders_created (0 before any order).
@@ -102,7 +103,7 @@ pub async fn summary(
         orders_completed: totals.orders_completed,
         revenue: usd(totals
             .confirmed_amount
-            .saturating_sub(totals.refunded_amount)),
+            .saturating_sub(totals.refunded_confirmed_amount)),
         refunds: usd(totals.refunded_amount),
         conversion_rate: conversion_rate(&totals),
         registered_users: totals.registered_users,

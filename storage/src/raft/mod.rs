@@ -55,6 +55,7 @@ mod partition_store;
 mod partition_suite;
 #[cfg(test)]
 mod partition_tests;
+mod preferred;
 mod server;
 mod snapshot_files;
 mod state_machine;
@@ -71,6 +72,7 @@ pub use control_batch::{
 pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use partition_store::{PartitionRaftLog, PartitionStoreError};
+pub use preferred::{CHECK_EVERY as PREFERRED_CHECK_EVERY, PreferredLeadership};
 pub use state_machine::StateMachine;
 pub use status::{GroupStatus, Role};
 pub use types::{Command, GroupId, NodeId, TypeConfig};
