@@ -48,6 +48,7 @@ pub async fn run_service_leader_balancer(raft: Arc<RaftNode>, mut stopped: watch
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::services::service_group;
 
