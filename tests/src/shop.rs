@@ -276,7 +276,10 @@ impl Shop {
                 "cancelled" => {
                     totals.cancelled += 1;
                     let reason = order["cancel_reason"].as_str().unwrap_or("none");
-                    *totals.cancelled_because.entry(reason.to_string()).or_default() += 1;
+                    *totals
+                        .cancelled_because
+                        .entry(reason.to_string())
+                        .or_default() += 1;
                     if !charges.is_empty() {
                         to_refund.push(id.clone());
                     }

@@ -125,8 +125,13 @@ impl ClusterRuntime {
             .into_iter()
             .filter_map(|group| self.raft.status(group).ok())
             .map(|status| {
+                let group = status.group;
                 let mut view = GroupView::from(status);
                 view.partition = partitions.get(&view.group).cloned();
+                if view.role == "leader" {
+                    view.has_majority =
+                        Some(self.raft.leads(group, crate::services::leadership::LEASE));
+                }
                 view
             })
             .collect();
@@ -321,6 +326,11 @@ pub struct GroupView {
     /// controller.
     #[serde(default)]
     pub partition: Option<String>,
+    /// On the leader: whether a majority of the voters acknowledged it within the lease.
+    /// A leader cut off from its majority still calls itself leader until it hears of a
+    /// newer term; it leads nothing.
+    #[serde(default)]
+    pub has_majority: Option<bool>,
 }
 
 impl From<GroupStatus> for GroupView {
@@ -343,6 +353,7 @@ impl From<GroupStatus> for GroupView {
             follower_lag: status.follower_lag,
             stopped: status.stopped,
             partition: None,
+            has_majority: None,
         }
     }
 }

@@ -10,7 +10,7 @@ mod catalog;
 mod engine_handle;
 mod identity;
 mod inventory;
-mod leadership;
+pub mod leadership;
 mod notification;
 mod order;
 mod payment;
