@@ -127,19 +127,27 @@ impl<M: StateMachine> commerce_storage::raft::StateMachine for ServiceMachine<M>
         serde_json::to_vec(&answer).unwrap_or_default()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         match self.store.export_snapshot() {
-            Ok(bytes) => bytes,
+            Ok(bytes) => Ok(out.write_all(&bytes)?),
             Err(error) => {
                 tracing::error!(%error, "cannot snapshot a service store");
                 self.store.poison();
-                Vec::new()
+                Err(error.into())
             }
         }
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let index = self.store.import_snapshot(snapshot)?;
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn commerce_storage::raft::SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut bytes = Vec::new();
+        snapshot.read_to_end(&mut bytes)?;
+        let index = self.store.import_snapshot(&bytes)?;
         self.applied.send_replace(index);
         self.outbox_signal.notify_one();
         Ok(())
