@@ -49,6 +49,8 @@ pub mod transaction;
 #[cfg(test)]
 mod consumer_tests;
 #[cfg(test)]
+mod group_snapshot_tests;
+#[cfg(test)]
 mod tests;
 
 pub use engine::{Applied, CommandMeta, Engine, StateMachine};
