@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commerce_storage::raft::{
-    GroupId, GroupStart, PartitionRaftLog, RaftGroupError, RaftNode, RaftNodeConfig, StateMachine,
+    GroupId, GroupStart, PartitionRaftLog, RaftGroupError, RaftNode, RaftNodeConfig,
+    SnapshotSource, StateMachine,
 };
 use commerce_storage::{FlushPolicy, LogConfig, ReadOptions};
 use tokio::net::TcpListener;
@@ -40,12 +41,18 @@ impl StateMachine for CountingMachine {
         header.base_offset.to_be_bytes().to_vec()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&*self.counts.lock().unwrap()).unwrap()
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(serde_json::to_writer(out, &*self.counts.lock().unwrap())?)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        *self.counts.lock().unwrap() = serde_json::from_slice(snapshot)?;
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        *self.counts.lock().unwrap() = serde_json::from_reader(snapshot)?;
         Ok(())
     }
 }

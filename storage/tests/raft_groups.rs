@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use commerce_storage::raft::{
-    GroupId, GroupStart, RaftGroupError, RaftNode, RaftNodeConfig, Role, StateMachine,
+    GroupId, GroupStart, RaftGroupError, RaftNode, RaftNodeConfig, Role, SnapshotSource,
+    StateMachine,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,12 +33,18 @@ impl StateMachine for Recorder {
         (applied.len() as u64).to_be_bytes().to_vec()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&*self.applied.lock().unwrap()).unwrap()
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(serde_json::to_writer(out, &*self.applied.lock().unwrap())?)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        *self.applied.lock().unwrap() = serde_json::from_slice(snapshot)?;
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        *self.applied.lock().unwrap() = serde_json::from_reader(snapshot)?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 
 use super::command::{ControllerAnswer, ControllerCommand};
 use super::metadata::ClusterMetadata;
-use commerce_storage::raft::StateMachine;
+use commerce_storage::raft::{SnapshotSource, StateMachine};
 use kafka_protocol::error::ResponseError;
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -61,16 +61,23 @@ impl StateMachine for ControllerMachine {
         serde_json::to_vec(&answer).unwrap_or_default()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        let state = match self.state.read() {
-            Ok(state) => state.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        serde_json::to_vec(&state).unwrap_or_default()
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // Cluster metadata is small: written as one value, under the read lock.
+        match self.state.read() {
+            Ok(state) => serde_json::to_writer(out, &*state)?,
+            Err(poisoned) => serde_json::to_writer(out, &*poisoned.into_inner())?,
+        }
+        Ok(())
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let restored: ClusterMetadata = serde_json::from_slice(snapshot)?;
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let restored: ClusterMetadata = serde_json::from_reader(snapshot)?;
         let index = restored.applied_index;
         self.with_state(|state| *state = restored);
         self.applied.send_replace(index);
@@ -226,9 +233,12 @@ mod tests {
         let before = view.current();
         let answer: ControllerAnswer = decode_answer(&machine.apply(4, b"{not json")).unwrap();
         assert!(matches!(answer, ControllerAnswer::Refused { .. }));
-        let snapshot = machine.snapshot();
+        let mut snapshot = Vec::new();
+        machine.snapshot_to(&mut snapshot).unwrap();
         let (mut restored, restored_view) = ControllerMachine::new();
-        restored.restore(&snapshot).unwrap();
+        restored
+            .restore_from(&mut std::io::Cursor::new(&snapshot))
+            .unwrap();
         let after = restored_view.current();
         assert_eq!(after.nodes, before.nodes);
         assert_eq!(after.applied_index, 4);

@@ -9,7 +9,7 @@
 
 use crate::producer::batch_header::{Marker, ProducerBatch, control_marker};
 use crate::producer::partition_state::ProducerState;
-use commerce_storage::raft::StateMachine;
+use commerce_storage::raft::{SnapshotSource, StateMachine};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -87,15 +87,24 @@ impl StateMachine for PartitionMachine {
         encode_answer(base_offset, last_offset)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&*self.producers()).unwrap_or_default()
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(serde_json::to_writer(out, &*self.producers())?)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let restored: ProducerState = if snapshot.is_empty() {
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // The producer state is small: read whole.
+        let mut bytes = Vec::new();
+        snapshot.read_to_end(&mut bytes)?;
+        let restored: ProducerState = if bytes.is_empty() {
             ProducerState::default()
         } else {
-            serde_json::from_slice(snapshot)?
+            serde_json::from_slice(&bytes)?
         };
         *self.producers() = restored;
         Ok(())
@@ -149,11 +158,14 @@ mod tests {
             }
         );
         // A replica restored from the snapshot knows it too.
-        let snapshot = machine.snapshot();
+        let mut snapshot = Vec::new();
+        machine.snapshot_to(&mut snapshot).unwrap();
         let other = Arc::new(Mutex::new(ProducerState::default()));
         let (end, _) = watch::channel(0);
         let mut restored = PartitionMachine::new(other.clone(), Arc::new(end));
-        restored.restore(&snapshot).unwrap();
+        restored
+            .restore_from(&mut std::io::Cursor::new(&snapshot))
+            .unwrap();
         let verdict = other
             .lock()
             .unwrap()

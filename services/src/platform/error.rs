@@ -13,6 +13,8 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("the service store is unusable after an earlier failure")]
     Poisoned,
+    #[error("the service store is installing a snapshot")]
+    Installing,
     #[error("the store task failed: {0}")]
     Task(String),
     /// The service's command log cannot take or answer the command now (no leader with a

@@ -7,7 +7,10 @@
 //! each entry's effect, so after a restart the entries Raft applies again (those after its
 //! last snapshot) that the store already holds are skipped, and those a crash lost from
 //! fjall's unsynced tail are applied again. A snapshot is taken only after the store is
-//! synced, so the store never lags behind a snapshot Raft may purge its log up to.
+//! synced, so the store never lags behind a snapshot Raft may purge its log up to; and
+//! because the store holds its own state, reopening the group's kept snapshot reads only
+//! its header. Snapshots stream through files both ways (`store_snapshot`,
+//! `store_install`): the store is never held whole in memory.
 //!
 //! A store failure (disk) poisons the store: the service then refuses writes and reports
 //! itself unready rather than diverge from the other replicas.
@@ -16,7 +19,9 @@ use super::engine::{Applied, CommandMeta, StateMachine};
 use super::error::{Rejection, StoreError};
 use super::outbox::ProducerSequence;
 use super::store::{Position, Store, inbox};
+use commerce_storage::raft::SnapshotSource;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
@@ -127,19 +132,23 @@ impl<M: StateMachine> commerce_storage::raft::StateMachine for ServiceMachine<M>
         serde_json::to_vec(&answer).unwrap_or_default()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        match self.store.export_snapshot() {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%error, "cannot snapshot a service store");
-                self.store.poison();
-                Vec::new()
-            }
-        }
+    /// The store, streamed (see `store_snapshot`). A failure stops the group, which makes
+    /// the node unready; the store itself is not at fault, so it is not poisoned.
+    fn snapshot_to(
+        &self,
+        out: &mut dyn Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.store.write_snapshot(out)?;
+        Ok(())
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let index = self.store.import_snapshot(snapshot)?;
+    /// Installs the snapshot into the store in bounded batches (see `store_install`); on
+    /// open, a store that holds its own state already reads only the snapshot's header.
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let index = self.store.install_snapshot(snapshot)?;
         self.applied.send_replace(index);
         self.outbox_signal.notify_one();
         Ok(())

@@ -13,7 +13,8 @@
 //! - [`store`]: its fjall implementation, one database per service.
 //! - [`engine`]: the command log (a Raft group per service; one voter on a node alone) and
 //!   the apply loop; `group`: the group's entries and its state machine over the store;
-//!   `store_snapshot`: the store's snapshot for a replica that must catch up wholesale.
+//!   `store_snapshot` / `store_install`: the store's snapshot for a replica that must catch
+//!   up wholesale, streamed out and installed in bounded batches.
 //! - [`envelope`]: the JSON event envelope every topic carries.
 //! - [`event_log`]: the `EventLog` port the services publish through; the composition root
 //!   plugs in the built-in broker or an external Kafka.
@@ -36,7 +37,10 @@ pub mod outbox;
 pub mod resilience;
 pub mod secret_file;
 pub mod store;
+mod store_install;
 mod store_snapshot;
+#[cfg(test)]
+mod store_snapshot_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod time;
@@ -44,6 +48,8 @@ pub mod transaction;
 
 #[cfg(test)]
 mod consumer_tests;
+#[cfg(test)]
+mod group_snapshot_tests;
 #[cfg(test)]
 mod tests;
 

@@ -21,6 +21,9 @@ pub(crate) const META_APPLIED: &[u8] = b"applied_index";
 /// The last entry of the service's Raft group applied here.
 pub(crate) const META_RAFT_APPLIED: &[u8] = b"raft_applied_index";
 pub(crate) const META_OUTBOX_NEXT: &[u8] = b"outbox_next";
+/// Present while a snapshot is being installed (see `store_install`): the state is neither
+/// the old one nor the new one yet.
+pub(crate) const META_INSTALL_PENDING: &[u8] = b"install_pending";
 
 fn producer_sequence_key(topic: &str, partition: i32) -> Vec<u8> {
     format!("producer_sequence/{topic}/{partition}").into_bytes()
@@ -54,6 +57,9 @@ pub struct Store {
     /// refuses further writes (fjall's own "poisoned" idea) until the node restarts and
     /// recovers from its journal.
     poisoned: AtomicBool,
+    /// Set while a snapshot install is under way or was cut short (a restart redoes it): the
+    /// state is half old, half new, so the store refuses writes and reports itself unready.
+    installing: AtomicBool,
 }
 
 impl Store {
@@ -63,6 +69,7 @@ impl Store {
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
         let outbox = db.keyspace("outbox", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let installing = meta.contains_key(META_INSTALL_PENDING)?;
         Ok(Store {
             db,
             state,
@@ -70,14 +77,32 @@ impl Store {
             outbox,
             meta,
             poisoned: AtomicBool::new(false),
+            installing: AtomicBool::new(installing),
         })
     }
 
     pub(crate) fn check(&self) -> Result<(), StoreError> {
+        self.check_not_poisoned()?;
+        if self.is_installing() {
+            return Err(StoreError::Installing);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_not_poisoned(&self) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
         Ok(())
+    }
+
+    /// Whether a snapshot install is under way or was cut short (see `store_install`).
+    pub(crate) fn is_installing(&self) -> bool {
+        self.installing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_installing(&self, installing: bool) {
+        self.installing.store(installing, Ordering::Release);
     }
 
     pub(crate) fn poison(&self) {
@@ -85,7 +110,7 @@ impl Store {
     }
 
     pub fn is_healthy(&self) -> bool {
-        !self.poisoned.load(Ordering::Acquire)
+        !self.poisoned.load(Ordering::Acquire) && !self.is_installing()
     }
 
     pub(crate) fn meta_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
@@ -210,6 +235,7 @@ impl Store {
         partition: i32,
         next_sequence: u64,
     ) -> Result<(), StoreError> {
+        self.check()?;
         let mut batch = self.db.batch();
         batch.remove(&self.outbox, seq.to_be_bytes());
         batch.insert(

@@ -183,37 +183,6 @@ fn an_upgraded_store_applies_what_its_node_local_command_log_left() {
     assert_eq!(COUNTS.get(store.as_ref(), "a").unwrap(), Some(1));
 }
 
-#[test]
-fn a_snapshot_rebuilds_a_store_and_an_older_one_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("leader")).unwrap());
-    let node = Standalone::open(dir.path(), store.clone(), Counter);
-    for key in ["a", "a", "b"] {
-        submit(&node.engine, key).unwrap();
-    }
-    let snapshot = store.export_snapshot().unwrap();
-    submit(&node.engine, "c").unwrap();
-    let newer = store.export_snapshot().unwrap();
-
-    let wiped = Store::open(&dir.path().join("wiped")).unwrap();
-    let index = wiped.import_snapshot(&newer).unwrap();
-    assert_eq!(index, store.raft_applied().unwrap());
-    assert_eq!(wiped.raft_applied().unwrap(), index);
-    for key in ["a", "b", "c"] {
-        assert_eq!(
-            COUNTS.get(&wiped, key).unwrap(),
-            COUNTS.get(store.as_ref(), key).unwrap()
-        );
-    }
-    assert_eq!(wiped.outbox_pending(10).unwrap().len(), 4);
-    // A replica already past a snapshot keeps its state.
-    wiped.import_snapshot(&snapshot).unwrap();
-    assert_eq!(COUNTS.get(&wiped, "c").unwrap(), Some(1));
-    assert!(wiped.import_snapshot(b"not a snapshot").is_err());
-    assert!(wiped.import_snapshot(&newer[..newer.len() - 3]).is_err());
-    node.stop();
-}
-
 #[tokio::test]
 async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,9 +21,10 @@
 //!   partition snapshot's bytes, the retained batches it carries to a replica, and
 //!   installing it into the log;
 //!   `control_batch.rs`: blank and membership entries as Kafka control batches.
-//! - `state_machine.rs`: the [`StateMachine`] trait and its openraft adapter (snapshots);
-//!   `snapshot_files.rs` / `partition_snapshot_files.rs`: the files snapshots are kept,
-//!   sent and received in.
+//! - `state_machine.rs`: the [`StateMachine`] trait (apply, and snapshots streamed out and
+//!   back in) and its openraft adapter; `snapshot_install.rs`: the adapter's snapshot work
+//!   (build, install, restore on open, crash-safe); `snapshot_files.rs` /
+//!   `partition_snapshot_files.rs`: the files snapshots are kept, sent and received in.
 //! - `wire.rs`: node-to-node frames (length-prefixed, group-tagged, correlated): Raft RPCs
 //!   and proposals forwarded to a group's leader.
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
@@ -58,6 +59,9 @@ mod partition_tests;
 mod preferred;
 mod server;
 mod snapshot_files;
+mod snapshot_install;
+#[cfg(test)]
+mod snapshot_tests;
 mod state_machine;
 mod status;
 #[cfg(test)]
@@ -73,7 +77,7 @@ pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use partition_store::{PartitionRaftLog, PartitionStoreError};
 pub use preferred::{CHECK_EVERY as PREFERRED_CHECK_EVERY, PreferredLeadership};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotSource, StateMachine};
 pub use status::{GroupStatus, Role};
 pub use types::{Command, GroupId, NodeId, TypeConfig};
 pub use wire::MemberChange;

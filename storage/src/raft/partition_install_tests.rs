@@ -17,7 +17,7 @@ use super::partition_snapshot::{PartitionSnapshot, RetainedHeader};
 use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog};
 use super::partition_tests::{blank, log_id, normal, open, stored_batches};
 use super::snapshot_files;
-use super::state_machine::{GroupStateMachine, StateMachine};
+use super::state_machine::{GroupStateMachine, SnapshotSource, StateMachine};
 use super::types::{Entry, LogId};
 
 /// Entries 0..=9: term 1 led by node 1 (0..=4), term 2 led by node 3 (5..=9). Offsets:
@@ -251,12 +251,18 @@ impl StateMachine for Applied {
         Vec::new()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.0).unwrap()
+    fn snapshot_to(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(serde_json::to_writer(out, &self.0)?)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0 = serde_json::from_slice(snapshot)?;
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0 = serde_json::from_reader(snapshot)?;
         Ok(())
     }
 }
@@ -276,7 +282,9 @@ async fn leader_machine(dir: &std::path::Path) -> (Arc<PartitionRaftLog>, GroupS
 /// A snapshot's data, read from the file openraft would send.
 async fn data_of(snapshot: openraft::Snapshot<super::types::TypeConfig>) -> Vec<u8> {
     let mut file = snapshot.snapshot.into_std().await;
-    snapshot_files::read_all(&mut file).unwrap()
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut data).unwrap();
+    data
 }
 
 /// The state [`Applied`] restored from a replica's kept snapshot.

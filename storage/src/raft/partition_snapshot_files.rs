@@ -4,33 +4,32 @@
 //! Blocking; the state machine adapter runs these on the blocking pool.
 
 use std::fs::File;
-use std::io::{BufWriter, Cursor, Seek, SeekFrom};
+use std::io::{BufWriter, Seek, SeekFrom};
 use std::path::Path;
 
 use super::partition_retained::FileSection;
 use super::partition_snapshot::PartitionSnapshot;
 use super::partition_store::PartitionRaftLog;
-use super::snapshot_files::{self, StoredSnapshot};
+use super::snapshot_files::{self, BoxError, DATA_BUFFER};
 use super::types::SnapshotMeta;
-
-pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Attempts at copying the retained batches: a copy fails when retention deletes a segment
 /// it still had to read (the log is not locked meanwhile), and the next one starts at the
 /// new log start. A failure here stops the group, so it is worth a few tries.
 const COPY_ATTEMPTS: usize = 5;
 
-/// The data openraft sends for the kept partition snapshot `stored`: its next offset and
-/// state, with the batches this log retains through the snapshot's last entry.
+/// The data openraft sends for the kept partition snapshot `meta` whose data is `kept`: its
+/// next offset and state, with the batches this log retains through its last entry.
 pub(super) fn send_file(
     dir: &Path,
-    stored: &StoredSnapshot,
+    meta: &SnapshotMeta,
+    mut kept: File,
     partition: &PartitionRaftLog,
 ) -> Result<File, BoxError> {
-    let kept = PartitionSnapshot::read(&mut Cursor::new(&stored.data))?;
+    let kept = PartitionSnapshot::read(&mut kept)?;
     let mut attempt = 1;
     loop {
-        match write_send_file(dir, stored, &kept, partition) {
+        match write_send_file(dir, meta, &kept, partition) {
             Ok(file) => return Ok(file),
             Err(error) if attempt < COPY_ATTEMPTS => {
                 tracing::debug!(%error, attempt, "copying a snapshot's retained batches again");
@@ -43,15 +42,14 @@ pub(super) fn send_file(
 
 fn write_send_file(
     dir: &Path,
-    stored: &StoredSnapshot,
+    meta: &SnapshotMeta,
     kept: &PartitionSnapshot,
     partition: &PartitionRaftLog,
 ) -> Result<File, BoxError> {
-    let plan = stored
-        .meta
+    let plan = meta
         .last_log_id
         .and_then(|last| partition.retained_plan(last.index));
-    let mut out = BufWriter::new(snapshot_files::scratch_file(dir)?);
+    let mut out = BufWriter::with_capacity(DATA_BUFFER, snapshot_files::scratch_file(dir)?);
     match &plan {
         Some(plan) => {
             let mut copy = |out: &mut BufWriter<File>| -> std::io::Result<u64> {
@@ -97,7 +95,7 @@ pub(super) fn install_file(
     Ok(parsed)
 }
 
-/// `snapshot` as [`StoredSnapshot`] data (the kept layout).
+/// `snapshot` as kept data (the kept layout: no batches).
 pub(super) fn kept_data(snapshot: &PartitionSnapshot) -> Vec<u8> {
     PartitionSnapshot::plain(snapshot.next_offset, &snapshot.state)
 }

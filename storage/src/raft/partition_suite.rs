@@ -16,7 +16,7 @@ use openraft::testing::{StoreBuilder, Suite};
 
 use super::partition_log_store::PartitionLogStore;
 use super::partition_store::PartitionRaftLog;
-use super::state_machine::{GroupStateMachine, StateMachine};
+use super::state_machine::{GroupStateMachine, SnapshotSource, StateMachine};
 use super::types::{StorageError, TypeConfig};
 use crate::log::{FlushPolicy, LogConfig};
 
@@ -27,13 +27,16 @@ impl StateMachine for Nothing {
         index.to_be_bytes().to_vec()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        Vec::new()
+    fn snapshot_to(
+        &self,
+        _out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
     }
 
-    fn restore(
+    fn restore_from(
         &mut self,
-        _snapshot: &[u8],
+        _snapshot: &mut dyn SnapshotSource,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }

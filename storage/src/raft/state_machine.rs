@@ -1,14 +1,18 @@
 //! The state machine a group replicates to, and its openraft adapter.
 //!
-//! Callers implement the small, synchronous [`StateMachine`] trait (deterministic apply,
-//! snapshot, restore); [`GroupStateMachine`] adapts it to openraft's `RaftStateMachine`,
-//! keeping the last applied log id, the last membership and the current snapshot.
+//! Callers implement the small, synchronous [`StateMachine`] trait (deterministic apply, and
+//! a snapshot streamed out and back in); [`GroupStateMachine`] adapts it to openraft's
+//! `RaftStateMachine`, keeping the last applied log id, the last membership and the current
+//! snapshot.
 //!
-//! The caller's state lives in memory; durability comes from the snapshot file plus the log:
-//! on open the last snapshot is restored, then openraft re-applies the committed log entries
-//! after it (the log store keeps the committed id). Snapshot data reaches openraft as files
-//! (see `snapshot_files`): a partition's carries its retained batches, which may be large.
+//! Durability comes from the snapshot plus the log: on open the kept snapshot is restored
+//! (a machine that keeps its own state on disk may find it holds it already), then openraft
+//! re-applies the committed log entries after it (the log store keeps the committed id).
+//! Snapshot data only ever lives in files (see `snapshot_files`): a service's is its whole
+//! store, a partition's carries its retained batches. The work on those files, which
+//! streams them whole, runs on the blocking pool (see `snapshot_install`).
 
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,8 +21,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use tokio::sync::Mutex;
 
 use super::control_batch;
-use super::partition_snapshot::PartitionSnapshot;
-use super::partition_snapshot_files::{self as partition_files, BoxError};
+use super::partition_snapshot_files as partition_files;
 use super::partition_store::PartitionRaftLog;
 use super::snapshot_files::{self, StoredSnapshot};
 use super::types::{
@@ -27,29 +30,52 @@ use super::types::{
 };
 use crate::log::LogError;
 
+/// Where a state machine reads a snapshot back from: seekable, so it can check the whole
+/// snapshot before it changes anything. (The group's snapshot file; memory in tests.)
+pub trait SnapshotSource: Read + Seek {}
+
+impl<T: Read + Seek> SnapshotSource for T {}
+
 /// A deterministic state machine fed by a Raft group. Every replica applies the same
 /// commands in the same order and must reach the same state: no clocks, no randomness, no
 /// local I/O that can fail differently on different nodes inside `apply`.
+///
+/// Snapshots are streamed rather than handed over as one buffer, because a machine's state
+/// may be a whole database: a small machine writes one serialized value and reads it back
+/// (`serde_json::to_writer` / `from_reader`); a large one writes and reads a piece at a time.
 pub trait StateMachine: Send + Sync + 'static {
     /// Applies the command committed at log `index` and returns the answer for the proposer.
     /// A command that is invalid is rejected by the answer, the same way on every replica.
     fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8>;
 
-    /// The whole state, serialized, for a snapshot.
-    fn snapshot(&self) -> Vec<u8>;
+    /// Writes the whole state to `out` (a buffered file), for a snapshot. An error stops the
+    /// group: no snapshot is kept.
+    fn snapshot_to(
+        &self,
+        out: &mut dyn Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-    /// Replaces the whole state with one produced by [`StateMachine::snapshot`].
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    /// Replaces the whole state with one [`StateMachine::snapshot_to`] wrote, read from
+    /// `snapshot` (buffered, positioned at its start). Called on every open with the kept
+    /// snapshot, and with each snapshot received from the leader. A machine that keeps its
+    /// state on disk itself may return at once when it holds that state or a later one (a
+    /// node reopening its own snapshot). On an error the state must be as it was, or the
+    /// machine must refuse to go on (a store that failed a write).
+    fn restore_from(
+        &mut self,
+        snapshot: &mut dyn SnapshotSource,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
-struct Inner {
-    machine: Box<dyn StateMachine>,
-    last_applied: Option<LogId>,
-    last_membership: StoredMembership,
-    current_snapshot: Option<StoredSnapshot>,
-    dir: PathBuf,
+/// The adapter's state, behind its lock; the snapshot work on it is in `snapshot_install`.
+pub(super) struct Inner {
+    pub(super) machine: Box<dyn StateMachine>,
+    pub(super) last_applied: Option<LogId>,
+    pub(super) last_membership: StoredMembership,
+    pub(super) current_snapshot: Option<StoredSnapshot>,
+    pub(super) dir: PathBuf,
     /// Set for a partition group: its snapshots also carry where the log continues.
-    partition: Option<Arc<PartitionRaftLog>>,
+    pub(super) partition: Option<Arc<PartitionRaftLog>>,
     /// Whether a partition snapshot handed to openraft carries the retained batches. Off
     /// while `Raft::new` reads the snapshot (it looks at the meta only): reading a whole
     /// partition on every open would be wasted.
@@ -63,16 +89,13 @@ pub struct GroupStateMachine {
     inner: Arc<Mutex<Inner>>,
 }
 
-fn sm_read_err(e: &(dyn std::error::Error + 'static)) -> StorageError {
-    StorageIOError::read_state_machine(AnyError::from_dyn(e, None)).into()
-}
-
 fn sm_write_err(e: &(dyn std::error::Error + 'static)) -> StorageError {
     StorageIOError::write_state_machine(AnyError::from_dyn(e, None)).into()
 }
 
 impl GroupStateMachine {
-    /// Wraps `machine`, restoring it from the snapshot kept in `dir` if there is one.
+    /// Wraps `machine`, restoring it from the snapshot kept in `dir` if there is one (and
+    /// finishing the install of a received one a crash cut short).
     // openraft's own error type, returned as its traits return it.
     #[allow(clippy::result_large_err)]
     pub fn open(dir: &Path, machine: Box<dyn StateMachine>) -> Result<Self, StorageError> {
@@ -92,96 +115,63 @@ impl GroupStateMachine {
     #[allow(clippy::result_large_err)]
     fn open_with(
         dir: &Path,
-        mut machine: Box<dyn StateMachine>,
+        machine: Box<dyn StateMachine>,
         partition: Option<Arc<PartitionRaftLog>>,
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| sm_write_err(&e))?;
-        snapshot_files::remove_scratch(dir).map_err(|e| sm_write_err(&e))?;
-        let mut snapshot = StoredSnapshot::read(dir).map_err(|e| sm_read_err(&e))?;
-        let state = match &partition {
-            Some(partition) => {
-                let kept = open_partition_snapshot(dir, snapshot.take(), partition)
-                    .map_err(|e| sm_read_err(e.as_ref()))?;
-                kept.map(|(stored, state)| {
-                    snapshot = Some(stored);
-                    state
-                })
-            }
-            None => snapshot.as_ref().map(|stored| stored.data.clone()),
+        let mut inner = Inner {
+            machine,
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+            current_snapshot: None,
+            dir: dir.to_path_buf(),
+            partition,
+            attach_retained: false,
         };
-        if let Some(state) = state {
-            machine
-                .restore(&state)
-                .map_err(|e| StorageIOError::read_snapshot(None, AnyError::error(e)))?;
-        }
-        let (last_applied, last_membership) = match &snapshot {
-            Some(snapshot) => (
-                snapshot.meta.last_log_id,
-                snapshot.meta.last_membership.clone(),
-            ),
-            None => (None, StoredMembership::default()),
-        };
+        inner.recover().map_err(|e| {
+            StorageIOError::read_snapshot(None, AnyError::from_dyn(e.as_ref(), None))
+        })?;
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner {
-                machine,
-                last_applied,
-                last_membership,
-                current_snapshot: snapshot,
-                dir: dir.to_path_buf(),
-                partition,
-                attach_retained: false,
-            })),
+            inner: Arc::new(Mutex::new(inner)),
         })
     }
-}
 
-impl GroupStateMachine {
     /// From now on, partition snapshots handed to openraft carry the retained batches (see
     /// `partition_snapshot`); called once the group runs.
     pub async fn attach_retained(&self) {
         self.inner.lock().await.attach_retained = true;
     }
+
+    /// Runs `work` on the blocking pool with the adapter locked: snapshot work streams whole
+    /// files (and a machine's store) and must not stall the runtime's workers.
+    async fn locked_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Inner) -> T + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let mut inner = self.inner.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || work(&mut inner))
+            .await
+            .map_err(|e| sm_write_err(&e))
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let mut inner = self.inner.lock().await;
-        let mut data = inner.machine.snapshot();
-        if let Some(partition) = &inner.partition {
-            // -1 when the last applied entry is not in this log (only openraft's storage
-            // suite applies entries the log never held): a replica installing such a
-            // snapshot refuses to guess where its log continues.
-            let next_offset = match inner.last_applied {
-                Some(last) => partition.offset_after(last.index),
-                None => Some(partition.log().log_start_offset()),
-            }
-            .unwrap_or(-1);
-            data = PartitionSnapshot::plain(next_offset, &data);
-        }
-        let snapshot_id = match inner.last_applied {
-            Some(id) => format!(
-                "{}-{}-{}",
-                id.leader_id.term, id.leader_id.node_id, id.index
-            ),
-            None => "empty".to_string(),
-        };
-        let stored = StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: inner.last_applied,
-                last_membership: inner.last_membership.clone(),
-                snapshot_id,
-            },
-            data,
-        };
-        stored.write(&inner.dir).map_err(|e| {
-            StorageIOError::write_snapshot(Some(stored.meta.signature()), AnyError::new(&e))
+        let (meta, built) = self
+            .locked_blocking(|inner| {
+                let meta = inner.snapshot_meta();
+                let built = inner.build(meta.clone());
+                (meta, built)
+            })
+            .await?;
+        let file = built.map_err(|e| {
+            StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::from_dyn(e.as_ref(), None),
+            )
         })?;
-        let file = snapshot_files::data_file(&inner.dir, &stored.data).map_err(|e| {
-            StorageIOError::write_snapshot(Some(stored.meta.signature()), AnyError::new(&e))
-        })?;
-        inner.current_snapshot = Some(stored.clone());
         Ok(Snapshot {
-            meta: stored.meta,
+            meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
@@ -240,70 +230,51 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let snapshot_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
-            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
+        let file = snapshot.into_std().await;
+        let installing = meta.clone();
+        self.locked_blocking(move |inner| inner.install(&installing, file))
+            .await?
+            .map_err(|e| {
+                StorageIOError::write_snapshot(
+                    Some(meta.signature()),
+                    AnyError::from_dyn(e.as_ref(), None),
+                )
                 .into()
-        };
-        let mut file = snapshot.into_std().await;
-        let mut inner = self.inner.lock().await;
-        let dir = inner.dir.clone();
-        let (data, state) = match inner.partition.clone() {
-            Some(partition) => {
-                let (dir, meta) = (dir.clone(), meta.clone());
-                let installed = tokio::task::spawn_blocking(move || {
-                    partition_files::install_file(&dir, &meta, file, &partition)
-                })
-                .await
-                .map_err(|e| snapshot_err(&e))?
-                .map_err(|e| snapshot_err(e.as_ref()))?;
-                (partition_files::kept_data(&installed), installed.state)
-            }
-            None => {
-                let data = snapshot_files::read_all(&mut file).map_err(|e| snapshot_err(&e))?;
-                (data.clone(), data)
-            }
-        };
-        inner
-            .machine
-            .restore(&state)
-            .map_err(|e| snapshot_err(e.as_ref()))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        stored.write(&dir).map_err(|e| snapshot_err(&e))?;
-        snapshot_files::clear_received(&dir).map_err(|e| snapshot_err(&e))?;
-        inner.last_applied = meta.last_log_id;
-        inner.last_membership = meta.last_membership.clone();
-        inner.current_snapshot = Some(stored);
-        Ok(())
+            })
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let inner = self.inner.lock().await;
-        let Some(stored) = inner.current_snapshot.clone() else {
+        // The kept data is opened under the lock (a newer snapshot may replace it after, the
+        // handle stays valid); a partition's retained batches are copied after, unlocked:
+        // the snapshot is immutable, and the log is read under its own locks.
+        let opened = self
+            .locked_blocking(|inner| {
+                let stored = inner.current_snapshot.clone()?;
+                let partition = inner.partition.clone().filter(|_| inner.attach_retained);
+                let data = stored.data_file(&inner.dir);
+                Some((stored.meta, data, partition, inner.dir.clone()))
+            })
+            .await?;
+        let Some((meta, data, partition, dir)) = opened else {
             return Ok(None);
         };
-        let signature = stored.meta.signature();
         let read_err = |e: &(dyn std::error::Error + 'static)| -> StorageError {
-            StorageIOError::read_snapshot(Some(signature.clone()), AnyError::from_dyn(e, None))
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
                 .into()
         };
-        let dir = inner.dir.clone();
-        let partition = inner.partition.clone().filter(|_| inner.attach_retained);
-        // Not locked while the file is written: the snapshot is immutable, and the log is
-        // read under its own locks.
-        drop(inner);
-        let meta = stored.meta.clone();
-        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, BoxError> {
-            match partition {
-                Some(partition) => partition_files::send_file(&dir, &stored, &partition),
-                None => Ok(snapshot_files::data_file(&dir, &stored.data)?),
+        let data = data.map_err(|e| read_err(&e))?;
+        let file = match partition {
+            Some(partition) => {
+                let sending = meta.clone();
+                tokio::task::spawn_blocking(move || {
+                    partition_files::send_file(&dir, &sending, data, &partition)
+                })
+                .await
+                .map_err(|e| read_err(&e))?
+                .map_err(|e| read_err(e.as_ref()))?
             }
-        })
-        .await
-        .map_err(|e| read_err(&e))?
-        .map_err(|e| read_err(e.as_ref()))?;
+            None => data,
+        };
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -323,35 +294,4 @@ fn apply_log_start(partition: &PartitionRaftLog, batch: &[u8]) -> Result<(), Log
         .map_or(offset, |bytes| i64::from_be_bytes(*bytes));
     partition.log().raise_log_start(offset.min(own_offset))?;
     Ok(())
-}
-
-/// The kept snapshot of a partition group on open, and the state to restore: the log is
-/// made to continue where it says, and a received snapshot whose install a crash cut short
-/// is installed now (it is newer than the kept one).
-fn open_partition_snapshot(
-    dir: &Path,
-    stored: Option<StoredSnapshot>,
-    partition: &PartitionRaftLog,
-) -> Result<Option<(StoredSnapshot, Vec<u8>)>, BoxError> {
-    if let Some((meta, file)) = snapshot_files::kept_received(dir)?
-        && meta.last_log_id > stored.as_ref().and_then(|s| s.meta.last_log_id)
-    {
-        let installed = partition_files::install_file(dir, &meta, file, partition)?;
-        let stored = StoredSnapshot {
-            meta,
-            data: partition_files::kept_data(&installed),
-        };
-        stored.write(dir)?;
-        snapshot_files::clear_received(dir)?;
-        return Ok(Some((stored, installed.state)));
-    }
-    snapshot_files::clear_received(dir)?;
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    let kept = PartitionSnapshot::read(&mut std::io::Cursor::new(&stored.data))?;
-    if let Some(last) = stored.meta.last_log_id {
-        partition.install_snapshot_log(last, kept.next_offset, None)?;
-    }
-    Ok(Some((stored, kept.state)))
 }

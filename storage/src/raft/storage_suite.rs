@@ -6,7 +6,7 @@
 use openraft::testing::{StoreBuilder, Suite};
 
 use super::log_store::GroupLogStore;
-use super::state_machine::{GroupStateMachine, StateMachine};
+use super::state_machine::{GroupStateMachine, SnapshotSource, StateMachine};
 use super::types::{StorageError, TypeConfig};
 
 /// A state machine that keeps nothing: the suite checks the adapter's bookkeeping.
@@ -17,13 +17,16 @@ impl StateMachine for Nothing {
         index.to_be_bytes().to_vec()
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        Vec::new()
+    fn snapshot_to(
+        &self,
+        _out: &mut dyn std::io::Write,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
     }
 
-    fn restore(
+    fn restore_from(
         &mut self,
-        _snapshot: &[u8],
+        _snapshot: &mut dyn SnapshotSource,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
