@@ -77,6 +77,14 @@ pub struct NodeArgs {
     /// How long an order saga step waits for its reply before it fails and compensates [default: 30000]
     #[arg(long, env = "COMMERCE_SAGA_STEP_TIMEOUT_MS")]
     pub saga_step_timeout_ms: Option<u64>,
+    /// A Raft group (controller, partition, service) snapshots its state after this many
+    /// entries since its last snapshot [default: 10000]
+    #[arg(long, env = "COMMERCE_RAFT_SNAPSHOT_EVERY")]
+    pub raft_snapshot_every: Option<u64>,
+    /// Entries a group keeps in its log behind a snapshot, so that a briefly lagging
+    /// replica catches up from the log rather than by a whole snapshot [default: 1000]
+    #[arg(long, env = "COMMERCE_RAFT_LOG_KEPT")]
+    pub raft_log_kept: Option<u64>,
 }
 
 /// The same settings as read from the TOML file.
@@ -102,6 +110,8 @@ struct FileConfig {
     join: Option<bool>,
     raft_dial: Option<String>,
     saga_step_timeout_ms: Option<u64>,
+    raft_snapshot_every: Option<u64>,
+    raft_log_kept: Option<u64>,
 }
 
 /// Resolved settings for one node.
@@ -125,6 +135,22 @@ pub struct NodeSettings {
     pub cluster: Option<ClusterSettings>,
     /// How long an order saga step waits for its reply.
     pub saga_step_timeout: Duration,
+    /// When Raft groups snapshot and how much log they keep.
+    pub raft: RaftTuning,
+}
+
+/// When this node's Raft groups snapshot, and how much log they keep behind a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTuning {
+    pub snapshot_every: u64,
+    pub log_kept: u64,
+}
+
+impl RaftTuning {
+    pub fn apply(&self, config: &mut commerce_storage::raft::RaftNodeConfig) {
+        config.snapshot_every = self.snapshot_every;
+        config.keep_logs_after_snapshot = self.log_kept;
+    }
 }
 
 impl NodeSettings {
@@ -161,6 +187,17 @@ impl NodeSettings {
         anyhow::ensure!(
             saga_step_timeout_ms >= 1,
             "saga-step-timeout-ms must be at least 1"
+        );
+        let raft = RaftTuning {
+            snapshot_every: args
+                .raft_snapshot_every
+                .or(file.raft_snapshot_every)
+                .unwrap_or(10_000),
+            log_kept: args.raft_log_kept.or(file.raft_log_kept).unwrap_or(1_000),
+        };
+        anyhow::ensure!(
+            raft.snapshot_every >= 1,
+            "raft-snapshot-every must be at least 1"
         );
         anyhow::ensure!(
             num_partitions >= 1,
@@ -217,6 +254,7 @@ impl NodeSettings {
             admin,
             cluster,
             saga_step_timeout: Duration::from_millis(saga_step_timeout_ms),
+            raft,
         })
     }
 }

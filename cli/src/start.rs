@@ -56,8 +56,14 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
                 raft_addr: cluster.raft_addr.to_string(),
                 http_addr: http_addr.to_string(),
             };
-            let runtime =
-                ClusterRuntime::start(cluster, &settings.data_dir, me, stopped.clone()).await?;
+            let runtime = ClusterRuntime::start(
+                cluster,
+                &settings.data_dir,
+                me,
+                settings.raft,
+                stopped.clone(),
+            )
+            .await?;
             Some(Arc::new(runtime))
         }
         None => None,

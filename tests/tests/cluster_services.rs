@@ -16,14 +16,17 @@ use commerce_tests::{commerce_bin, wait_for};
 use serde_json::{Value, json};
 
 fn start() -> Cluster {
-    Cluster::start_with_env(
-        3,
-        &[
-            ("COMMERCE_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("COMMERCE_ADMIN_PASSWORD", ADMIN_PASSWORD),
-            ("COMMERCE_RATE_LIMIT_PER_MINUTE", "1000000"),
-        ],
-    )
+    start_with(&[])
+}
+
+fn start_with(env: &[(&str, &str)]) -> Cluster {
+    let mut all = vec![
+        ("COMMERCE_ADMIN_EMAIL", ADMIN_EMAIL),
+        ("COMMERCE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("COMMERCE_RATE_LIMIT_PER_MINUTE", "1000000"),
+    ];
+    all.extend_from_slice(env);
+    Cluster::start_with_env(3, &all)
 }
 
 fn api(cluster: &mut Cluster, id: u64) -> Api {
@@ -219,10 +222,24 @@ fn any_node_gives_the_same_answer_and_an_order_survives_its_leader_being_killed(
 
 #[test]
 fn a_node_whose_data_directory_was_wiped_is_rebuilt_and_answers_as_the_others() {
-    let mut cluster = start();
+    // Groups snapshot every 20 entries and keep 2 behind: the catalog's 30 products below
+    // are past its leader's log start, so the wiped node is rebuilt by snapshot.
+    let mut cluster = start_with(&[
+        ("COMMERCE_RAFT_SNAPSHOT_EVERY", "20"),
+        ("COMMERCE_RAFT_LOG_KEPT", "2"),
+    ]);
     wait_ready(&mut cluster, &[1, 2, 3]);
     let one = api(&mut cluster, 1);
     let admin = one.token(ADMIN_EMAIL, ADMIN_PASSWORD);
+    for n in 0..30 {
+        let sku = format!("BULK-{n}");
+        one.post(
+            "/api/catalog/products",
+            Some(&admin),
+            &product(&sku, "Bulk item", "bulk", 100 + n),
+        )
+        .expect(201);
+    }
     let created = one
         .post(
             "/api/catalog/products",
@@ -260,6 +277,10 @@ fn a_node_whose_data_directory_was_wiped_is_rebuilt_and_answers_as_the_others() 
         two.get(&path, None).expect(200).body,
         one.get(&path, None).expect(200).body
     );
+    let bulk = "/api/catalog/products?category=bulk&page_size=100";
+    let listed = two.get(bulk, None).expect(200).body;
+    assert_eq!(listed["total"], 30);
+    assert_eq!(listed, one.get(bulk, None).expect(200).body);
     let stock = format!("/api/inventory/{product_id}");
     assert_eq!(
         two.get(&stock, None).expect(200).body,

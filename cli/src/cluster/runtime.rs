@@ -57,12 +57,14 @@ impl ClusterRuntime {
         settings: &ClusterSettings,
         data_dir: &Path,
         me: NodeRecord,
+        tuning: crate::config::RaftTuning,
         stopped: watch::Receiver<bool>,
     ) -> anyhow::Result<ClusterRuntime> {
         let listener = TcpListener::bind(settings.raft_addr)
             .await
             .with_context(|| format!("cannot listen for Raft on {}", settings.raft_addr))?;
         let mut config = RaftNodeConfig::new(settings.node_id, data_dir.join("raft"));
+        tuning.apply(&mut config);
         config.dial = settings
             .dial
             .iter()

@@ -35,7 +35,8 @@ pub async fn start_local_raft(settings: &NodeSettings) -> anyhow::Result<Arc<Raf
         .context("cannot open the local Raft listener")?;
     let node_id = u64::try_from(settings.node_id)
         .with_context(|| format!("the node id {} is negative", settings.node_id))?;
-    let config = RaftNodeConfig::new(node_id, settings.data_dir.join("raft"));
+    let mut config = RaftNodeConfig::new(node_id, settings.data_dir.join("raft"));
+    settings.raft.apply(&mut config);
     let raft = RaftNode::start(config, listener)
         .await
         .context("cannot start the services' Raft groups")?;
