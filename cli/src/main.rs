@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node (single node on embedded defaults when no flags are given).
-    Start(start::StartArgs),
+    Start(Box<start::StartArgs>),
     /// Create, list, describe and delete topics on any Kafka-compatible broker.
     Topic(tools::topic::TopicArgs),
     /// Produce stdin lines as records to a topic.
@@ -73,7 +73,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Start(args) => start::run(args).await,
+            Command::Start(args) => start::run(*args).await,
             Command::Topic(args) => tools::topic::run(args).await,
             Command::Produce(args) => tools::produce::run(args).await,
             Command::Consume(args) => tools::consume::run(args).await,
