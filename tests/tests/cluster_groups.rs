@@ -147,4 +147,18 @@ fn committed_offsets_survive_a_coordinator_kill() {
         Some(last_offset + 1),
         "the new coordinator serves the commit"
     );
+
+    // `commerce group list` asks every broker, as Kafka's admin clients do: each node
+    // answers for the groups it coordinates, so the group is listed once, not per node.
+    let listed = commerce_tests::cli::run_ok(
+        &["group", "list", "--brokers", &rest],
+        b"",
+        Duration::from_secs(30),
+    );
+    let rows = listed
+        .lines()
+        .filter(|line| line.split_whitespace().next() == Some(GROUP))
+        .count();
+    assert_eq!(rows, 1, "{listed}");
+    drop(second);
 }

@@ -293,3 +293,32 @@ fn a_node_whose_data_directory_was_wiped_is_rebuilt_and_answers_as_the_others() 
     // And it takes part again: an order placed through it completes.
     order_confirmed(&two, &two, &token, &product_id);
 }
+
+#[test]
+fn a_node_without_a_majority_says_it_is_not_ready() {
+    let mut cluster = start();
+    wait_ready(&mut cluster, &[1, 2, 3]);
+    cluster.node(2).kill();
+    cluster.node(3).kill();
+    let one = api(&mut cluster, 1);
+    // Its service groups' leaders are gone or it leads without a majority: 503, and why.
+    let answer = wait_for("node 1 unready", Duration::from_secs(30), || {
+        let answer = one.get("/health/ready", None);
+        (answer.status == 503).then_some(answer)
+    });
+    assert!(
+        answer.text.contains("majority") || answer.text.contains("leader"),
+        "{}",
+        answer.text
+    );
+    // A write is refused rather than accepted and lost.
+    let admin = one.post(
+        "/api/identity/login",
+        None,
+        &json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+    );
+    assert_ne!(admin.status, 200, "{}", admin.text);
+    // One peer back: a majority again, ready again.
+    cluster.node(2).restart();
+    wait_ready(&mut cluster, &[1, 2]);
+}
