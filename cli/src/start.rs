@@ -111,10 +111,18 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             .mounts
             .push(crate::cluster::admin::mount(cluster.clone()));
     }
+    let service_groups: Vec<GroupId> = services.groups().iter().map(|(_, g)| *g).collect();
+    let catch_up = crate::services::catch_up::CatchUp::new(&service_groups);
+    let catch_up_task = tokio::spawn(catch_up.clone().watch(
+        raft.clone(),
+        service_groups,
+        stopped.clone(),
+    ));
     let ready = readiness(
         &broker,
         raft.clone(),
         services.groups(),
+        catch_up,
         admin_ready.clone(),
     );
     let mut app = commerce_gateway::router(&gateway, gateway_services, ready, metrics)
@@ -165,6 +173,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     });
     let mut service_tasks = services.spawn(raft.clone(), service_log, stopped.clone());
     service_tasks.push(admin_task);
+    service_tasks.push(catch_up_task);
     // HTTP is served once the shared secrets and the configured admin are in place (a node
     // alone elects itself at once, a cluster as soon as a majority runs), so a client's
     // first request finds them. A node without its majority serves after the wait anyway,
@@ -260,11 +269,12 @@ fn open_broker(
 
 /// Ready when the data directory is still there, every service's group has a leader this
 /// node can reach (a node cut off from its majority, or a `--join` node not yet added, has
-/// none), and the configured admin exists.
+/// none) and this node's replica has caught up with it, and the configured admin exists.
 fn readiness(
     broker: &Broker,
     raft: Arc<RaftNode>,
     groups: Vec<(&'static str, GroupId)>,
+    catch_up: Arc<crate::services::catch_up::CatchUp>,
     admin_ready: Arc<AtomicBool>,
 ) -> commerce_gateway::ReadinessCheck {
     let data_dir = broker.config().data_dir.clone();
@@ -273,6 +283,7 @@ fn readiness(
             .map_err(|error| format!("metadata store unavailable: {error}"))?;
         for (service, group) in &groups {
             crate::services::group_ready(&raft, *group)
+                .and_then(|()| catch_up.check(*group))
                 .map_err(|why| format!("the {service} service is not available here: {why}"))?;
         }
         if !admin_ready.load(Ordering::Acquire) {

@@ -7,6 +7,7 @@
 mod analytics;
 mod balance;
 mod catalog;
+pub mod catch_up;
 mod engine_handle;
 mod identity;
 mod inventory;
