@@ -50,6 +50,7 @@ impl Topic {
 
 pub struct Broker {
     config: BrokerConfig,
+    /// A single node's own cluster id (a cluster node answers the controller's).
     cluster_id: String,
     pub(crate) store: MetadataStore,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
@@ -131,8 +132,14 @@ impl Broker {
         &self.groups
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The cluster id this node answers: in a cluster, the one the controller decided
+    /// (`None` until this node has applied it), so that every node answers the same; on a
+    /// single node, its own, kept in its metadata store across restarts.
+    pub fn cluster_id(&self) -> Option<String> {
+        match &self.replication {
+            Some(replication) => replication.metadata.cluster_id(),
+            None => Some(self.cluster_id.clone()),
+        }
     }
 
     /// The cluster this node is part of, if it is.

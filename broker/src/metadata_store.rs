@@ -1,4 +1,4 @@
-//! Durable cluster metadata: the cluster id and every topic with its id, partition count and
+//! Durable metadata of a single node: its cluster id and every topic with its id, partition count and
 //! config overrides, in a redb database in the data directory (fsync on every commit: these
 //! writes are rare and must survive a crash). Shaped as a table of records so that it can
 //! become the controller's replicated state machine when the cluster lands.
@@ -22,6 +22,12 @@ pub struct TopicRecord {
     pub config: TopicConfig,
 }
 
+/// A fresh cluster id: a random UUID as 32 hex digits. A single node keeps its own in this
+/// store; a cluster node proposes one to the controller, which keeps the first.
+pub fn new_cluster_id() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
 pub struct MetadataStore {
     db: Database,
 }
@@ -34,8 +40,7 @@ impl MetadataStore {
             txn.open_table(TOPICS)?;
             let mut cluster = txn.open_table(CLUSTER)?;
             if cluster.get(CLUSTER_ID_KEY)?.is_none() {
-                let id = Uuid::new_v4().simple().to_string();
-                cluster.insert(CLUSTER_ID_KEY, id.as_str())?;
+                cluster.insert(CLUSTER_ID_KEY, new_cluster_id().as_str())?;
             }
         }
         txn.commit()?;

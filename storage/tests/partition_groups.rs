@@ -1,7 +1,9 @@
 //! A partition group over real loopback TCP: three `RaftNode`s whose Raft log IS the
 //! partition's Kafka log. Checks that every replica holds byte-identical batches at
-//! identical offsets with the term as partitionLeaderEpoch, through a leader loss, the old
-//! leader's restart, and a replica whose data directory was wiped (snapshot + log reset).
+//! identical offsets with the term as partitionLeaderEpoch, and that the offsets count
+//! records only (Raft's blank and membership entries take none), through a leader loss,
+//! the old leader's restart, and a replica whose data directory was wiped (snapshot + log
+//! reset).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -327,8 +329,19 @@ impl Cluster {
     }
 
     /// Every running node holds byte-identical batches at identical offsets over the range
-    /// all of them still have, and the same log end. Returns the leader's batches.
+    /// all of them still have, and the same log end, which is the number of records
+    /// applied: offsets are dense, Raft's own entries took none. Returns the leader's
+    /// batches.
     fn assert_identical_logs(&self) -> Vec<(Header, Vec<u8>)> {
+        for i in self.running() {
+            let records = self.nodes[i].counts.lock().unwrap().records;
+            assert_eq!(
+                self.log(i).log().log_end_offset(),
+                records as i64,
+                "node {}: the log end is the count of records",
+                i + 1
+            );
+        }
         let running = self.running();
         let start = running
             .iter()
@@ -406,23 +419,31 @@ impl Cluster {
     }
 }
 
-/// Every batch carries the term of the leader that wrote it: the epoch of the most recent
-/// LeaderChange control batch before it. Epochs never decrease.
+/// Every batch carries the term of the leader that wrote it, so epochs never decrease
+/// along the log; and every batch is a record batch: Raft's blank entries (one per term)
+/// and membership entries are not in the Kafka log. Offsets follow each other with no gap.
 fn assert_epochs_follow_leader_changes(batches: &[(Header, Vec<u8>)]) {
-    let mut term: Option<i32> = None;
-    for (header, _) in batches {
-        if header.control && header.leader_epoch >= term.unwrap_or(i32::MIN) {
-            // A LeaderChange (or membership) batch: a new term starts, or continues.
-            term = Some(header.leader_epoch);
-        }
-        if let Some(term) = term {
-            assert_eq!(
-                header.leader_epoch, term,
-                "batch at {} has epoch {} under term {term}",
-                header.base_offset, header.leader_epoch
-            );
-        }
+    for pair in batches.windows(2) {
+        let (before, after) = (&pair[0].0, &pair[1].0);
+        assert!(
+            after.leader_epoch >= before.leader_epoch,
+            "batch at {} has epoch {} after epoch {}",
+            after.base_offset,
+            after.leader_epoch,
+            before.leader_epoch
+        );
+        assert_eq!(
+            after.base_offset,
+            before.base_offset + i64::from(before.last_offset_delta) + 1,
+            "a gap before offset {}",
+            after.base_offset
+        );
     }
+    assert!(
+        batches.iter().all(|(header, _)| !header.control),
+        "a control batch in the log: {:?}",
+        batches.iter().find(|(header, _)| header.control)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -453,9 +474,12 @@ async fn replicas_hold_identical_batches_with_the_term_as_leader_epoch() {
             old_term,
             "the last batch carries the leader's term"
         );
-        // Offsets count records: the log end is past every record proposed.
+        // Offsets count records: the log of a fresh group starts at 0 and ends at the count
+        // of records proposed, though the group's membership and first leader's blank
+        // entries came before them.
         let records: u64 = (0..500).map(|n| 1 + n % 4).sum::<usize>() as u64;
-        assert!(cluster.log(0).log().log_end_offset() as u64 > records);
+        assert_eq!(first[0].0.base_offset, 0);
+        assert_eq!(cluster.log(0).log().log_end_offset() as u64, records);
         assert_eq!(cluster.nodes[0].counts.lock().unwrap().records, records);
 
         // The leader goes; the survivors elect one in a new term, whose batches carry it.
@@ -486,6 +510,10 @@ async fn replicas_hold_identical_batches_with_the_term_as_leader_epoch() {
         assert!(!new_batches.is_empty());
         assert!(new_batches.iter().all(|h| h.leader_epoch as u64 > old_term));
         assert_eq!(new_batches.last().unwrap().leader_epoch as u64, new_term);
+        assert_eq!(
+            new_batches[0].base_offset, end_before,
+            "the new leader's first batch follows the old leader's last record"
+        );
 
         // The old leader comes back from its directory and catches up.
         cluster

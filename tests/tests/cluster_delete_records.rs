@@ -42,12 +42,13 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
     }
     assert_eq!(kafka::flush_all_acked(&producer).len(), RECORDS);
     let end = kafka::watermarks(&bootstrap, TOPIC, 0).1;
-    // The Raft group's own control batches (leader changes) took offsets too.
+    assert_eq!(end, RECORDS as i64, "offsets count records only");
     let first_value = kafka::read_all(&bootstrap, TOPIC, &[0], Duration::from_secs(60))
         .iter()
         .find(|record| record.offset == NEW_START)
         .map(value_number)
         .expect("a record at the new start");
+    assert_eq!(first_value, NEW_START as usize, "record n at offset n");
     let admin = kafka::admin(&bootstrap);
 
     // Past the high watermark: refused, nothing moves.
@@ -68,10 +69,10 @@ fn delete_records_moves_every_replicas_log_start_and_survives_failover_and_a_wip
         Offset::Offset(NEW_START),
         "the new low watermark"
     );
-    // The log-start entry takes an offset of its own, which consumers skip.
+    // The entry that moves the log start takes no offset: DeleteRecords writes no record.
     let (low, high) = kafka::watermarks(&bootstrap, TOPIC, 0);
     assert_eq!(low, NEW_START);
-    assert!(high > end, "the entry is in the log: end {high}, was {end}");
+    assert_eq!(high, end, "the high watermark still counts records only");
     expect_records_from(&bootstrap, first_value, "on the leader");
 
     // Every replica purges the segments wholly below the new start (a Raft purge each).

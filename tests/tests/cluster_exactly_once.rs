@@ -288,8 +288,9 @@ fn exactly_once_survives_both_coordinators_failing_over() {
     );
     assert!(strays.is_empty(), "output no input produced: {strays:?}");
     assert_eq!(output.len(), RECORDS);
-    // A consumer's position may pass control batches after the last record (a new leader's
-    // blank entry), so a committed offset lies between the last record's and the log end.
+    // A consumer's position may pass control batches after the last record (a
+    // transaction's marker), so a committed offset lies between the last record's and the
+    // log end.
     assert!(
         consumed_all(&offsets, &ends),
         "the group's committed offsets {offsets:?} short of the input's last records {ends:?}"

@@ -147,3 +147,41 @@ fn describe_cluster_log_dirs_and_leader_epochs_describe_the_single_node() {
         "UNKNOWN_LEADER_EPOCH"
     );
 }
+
+#[test]
+fn a_single_node_keeps_its_cluster_id_across_restarts() {
+    let _limit = TimeLimit::new(
+        "a_single_node_keeps_its_cluster_id_across_restarts",
+        Duration::from_secs(90),
+    );
+    let mut node = Node::start();
+    let before = described_cluster_id(&node.bootstrap());
+    node.kill();
+    node.restart();
+    assert_eq!(
+        described_cluster_id(&node.bootstrap()),
+        before,
+        "after kill -9"
+    );
+    node.terminate();
+    node.restart();
+    assert_eq!(
+        described_cluster_id(&node.bootstrap()),
+        before,
+        "after a clean stop"
+    );
+}
+
+fn described_cluster_id(bootstrap: &str) -> String {
+    let mut wire = WireClient::connect(bootstrap);
+    let ResponseKind::DescribeCluster(cluster) = wire.call(
+        ApiKey::DescribeCluster,
+        1,
+        RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+    ) else {
+        panic!("not a DescribeCluster response");
+    };
+    assert_eq!(cluster.error_code, 0);
+    assert!(!cluster.cluster_id.is_empty());
+    cluster.cluster_id.to_string()
+}

@@ -31,7 +31,7 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> M
             .with_host(str_bytes(config.advertised_host.clone()))
             .with_port(i32::from(config.advertised_port)),
     ];
-    response.cluster_id = Some(str_bytes(broker.cluster_id()));
+    response.cluster_id = broker.cluster_id().map(str_bytes);
     response.controller_id = BrokerId(config.node_id);
     response.cluster_authorized_operations = OPERATIONS_OMITTED;
 

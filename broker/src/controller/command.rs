@@ -22,6 +22,12 @@ pub struct NodeRecord {
 pub enum ControllerCommand {
     /// A node announces itself (first start) or its new addresses (restart): idempotent.
     RegisterNode(NodeRecord),
+    /// A node proposes `id` as the cluster's id (Kafka's ClusterId). The first claim
+    /// applied decides it for good; every later one, from any node, changes nothing. Each
+    /// node claims before it registers, so the id is decided before any node is listed.
+    ClaimClusterId {
+        id: String,
+    },
     /// A node leaves the cluster for good; refused while it still holds replicas.
     RemoveNode {
         id: u64,

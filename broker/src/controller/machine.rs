@@ -94,6 +94,14 @@ impl MetadataView {
         }
     }
 
+    /// The cluster's id as decided in the controller, once this node has applied it.
+    pub fn cluster_id(&self) -> Option<String> {
+        match self.state.read() {
+            Ok(state) => state.cluster_id.clone(),
+            Err(poisoned) => poisoned.into_inner().cluster_id.clone(),
+        }
+    }
+
     /// A receiver of the applied index: it changes after every command applied here.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.applied.clone()
@@ -222,6 +230,44 @@ mod tests {
             view.current().nodes.keys().copied().collect::<Vec<_>>(),
             vec![1, 2]
         );
+    }
+
+    #[test]
+    fn the_first_cluster_id_claimed_is_the_clusters_for_good() {
+        let (mut machine, view) = ControllerMachine::new();
+        assert_eq!(view.cluster_id(), None);
+        let claim = |id: &str| ControllerCommand::ClaimClusterId { id: id.to_string() };
+        assert!(matches!(
+            apply(&mut machine, 1, &claim("")),
+            ControllerAnswer::Refused { .. }
+        ));
+        assert!(matches!(
+            apply(&mut machine, 2, &claim("no spaces")),
+            ControllerAnswer::Refused { .. }
+        ));
+        assert_eq!(view.cluster_id(), None, "a refused claim decides nothing");
+        assert_eq!(
+            apply(&mut machine, 3, &claim("first-node-3")),
+            ControllerAnswer::Applied
+        );
+        assert_eq!(
+            apply(&mut machine, 4, &claim("second-node-1")),
+            ControllerAnswer::Applied,
+            "a later claim is answered, and changes nothing"
+        );
+        assert_eq!(view.cluster_id().as_deref(), Some("first-node-3"));
+        let (mut restored, restored_view) = ControllerMachine::new();
+        let mut snapshot = Vec::new();
+        machine.snapshot_to(&mut snapshot).unwrap();
+        restored
+            .restore_from(&mut std::io::Cursor::new(&snapshot))
+            .unwrap();
+        assert_eq!(restored_view.cluster_id().as_deref(), Some("first-node-3"));
+        // Metadata kept before the id was: no id yet, and the next claim decides it.
+        let old: ClusterMetadata =
+            serde_json::from_str(r#"{"nodes":{},"topics":{},"applied_index":7,"next_group":3}"#)
+                .unwrap();
+        assert_eq!(old.cluster_id, None);
     }
 
     #[test]

@@ -48,7 +48,15 @@ pub struct ClusterMetadata {
     /// reused: a deleted topic's groups stay gone, and a new one cannot meet old data.
     #[serde(default)]
     pub next_group: u64,
+    /// The cluster's id, which every node answers in Metadata and DescribeCluster: the
+    /// first [`ControllerCommand::ClaimClusterId`] applied. `None` until then (and in
+    /// metadata written before the id was kept here: the next claim decides it).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
+
+/// Longer than any id we generate (32 hex digits) or Kafka does (22 base64 characters).
+const MAX_CLUSTER_ID: usize = 64;
 
 fn refused(error: ResponseError, message: impl Into<String>) -> ControllerAnswer {
     ControllerAnswer::Refused {
@@ -66,6 +74,7 @@ impl ClusterMetadata {
                 self.nodes.insert(node.id, node.clone());
                 ControllerAnswer::Applied
             }
+            ControllerCommand::ClaimClusterId { id } => self.claim_cluster_id(id),
             ControllerCommand::RemoveNode { id } => self.remove_node(*id),
             ControllerCommand::CreateTopic {
                 name,
@@ -118,6 +127,27 @@ impl ClusterMetadata {
                 replicas,
             } => self.reassign(name, *partition, replicas),
         }
+    }
+
+    /// Keeps the first id claimed. A later claim is answered as applied: the claimant's
+    /// aim, that the cluster has an id, is met.
+    fn claim_cluster_id(&mut self, id: &str) -> ControllerAnswer {
+        if self.cluster_id.is_some() {
+            return ControllerAnswer::Applied;
+        }
+        let valid = !id.is_empty()
+            && id.len() <= MAX_CLUSTER_ID
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return refused(
+                ResponseError::InvalidRequest,
+                format!("{id:?} is not a cluster id (1 to {MAX_CLUSTER_ID} of [A-Za-z0-9_-])"),
+            );
+        }
+        self.cluster_id = Some(id.to_string());
+        ControllerAnswer::Applied
     }
 
     fn remove_node(&mut self, id: u64) -> ControllerAnswer {

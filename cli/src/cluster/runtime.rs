@@ -13,6 +13,7 @@ use commerce_broker::controller::{
     CONTROLLER_GROUP, ControllerAnswer, ControllerCommand, ControllerMachine, MetadataView,
     NodeRecord, decode_answer, encode, moves_off_node,
 };
+use commerce_broker::metadata_store::new_cluster_id;
 use commerce_storage::raft::{
     GroupId, GroupStart, GroupStatus, MemberChange, RaftNode, RaftNodeConfig, Role,
 };
@@ -258,30 +259,51 @@ impl ClusterRuntime {
     }
 }
 
-/// Proposes `me` until the controller accepts it (idempotent: a restart re-registers).
+/// Claims a cluster id, then registers `me`, each proposed until the controller answers
+/// (both idempotent: a restart claims and registers again, and changes nothing). The claim
+/// comes first so that the id is decided before this node is listed as a broker: the
+/// first claim the controller applies, from whichever node, is the cluster's id.
 async fn register(raft: Arc<RaftNode>, me: NodeRecord, mut stopped: watch::Receiver<bool>) {
-    let Ok(command) = encode(&ControllerCommand::RegisterNode(me.clone())) else {
-        tracing::error!("cannot encode this node's registration");
-        return;
+    let claim = ControllerCommand::ClaimClusterId {
+        id: new_cluster_id(),
     };
-    loop {
-        match raft.submit(controller_group(), command.clone()).await {
-            Ok(answer) => match decode_answer(&answer) {
-                Ok(ControllerAnswer::Applied) => {
-                    tracing::info!(node = me.id, "registered in the cluster");
-                    return;
-                }
-                Ok(ControllerAnswer::Refused { message, .. }) => {
-                    tracing::error!(%message, "the controller refused this node's registration");
-                    return;
-                }
-                Err(error) => tracing::warn!(%error, "unreadable controller answer"),
-            },
-            Err(error) => tracing::debug!(%error, "registration not accepted yet; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(REGISTER_RETRY) => {}
-            _ = stopped.changed() => return,
+    let node = me.id;
+    // (command, what it is, what its success means)
+    for (command, what, done) in [
+        (
+            claim,
+            "cluster id claim",
+            "claimed a cluster id (the first claim is kept)",
+        ),
+        (
+            ControllerCommand::RegisterNode(me),
+            "registration",
+            "registered in the cluster",
+        ),
+    ] {
+        let Ok(command) = encode(&command) else {
+            tracing::error!("cannot encode this node's {what} command");
+            return;
+        };
+        loop {
+            match raft.submit(controller_group(), command.clone()).await {
+                Ok(answer) => match decode_answer(&answer) {
+                    Ok(ControllerAnswer::Applied) => {
+                        tracing::info!(node, "{done}");
+                        break;
+                    }
+                    Ok(ControllerAnswer::Refused { message, .. }) => {
+                        tracing::error!(%message, "the controller refused this node's {what}");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "unreadable controller answer"),
+                },
+                Err(error) => tracing::debug!(%error, "{what} not accepted yet; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REGISTER_RETRY) => {}
+                _ = stopped.changed() => return,
+            }
         }
     }
 }

@@ -1,35 +1,25 @@
-//! Raft entries as Kafka v2 record batches, for the partition log store.
+//! The control batches a partition group's entries may carry, for the partition log store.
 //!
 //! A normal entry's payload IS one record batch (validated before it is proposed and again
-//! before it is stored). The two other entry kinds become *control* batches (attributes bit 5
-//! set), which every Kafka consumer skips, carrying one control record whose key is KRaft's
-//! control record key (`version: int16 = 0`, `type: int16`) and whose value is JSON:
-//! - the blank entry a new leader appends: type 2 (`LEADER_CHANGE`, as KRaft writes when a
-//!   leader is elected); value `{"version":0,"leaderId":<node>}`, the field names of KRaft's
-//!   `LeaderChangeMessage`, but JSON, not its binary encoding;
-//! - a membership entry: the private type [`MEMBERSHIP_TYPE`], value openraft's `Membership`
-//!   as JSON. Not KRaft's `KRAFT_VOTERS` (6): its value is a binary `VotersRecord` with
-//!   fields (directory ids, endpoints, kraft.version) that openraft's joint configurations
-//!   and learners do not map onto, and a tool that knows type 6 would misread our JSON.
+//! before it is stored). Two kinds of *control* batch (attributes bit 5 set, skipped by
+//! every Kafka consumer) are normal entries too:
+//! - a transaction marker (types 0 abort and 1 commit, as Kafka writes them), which the
+//!   broker's transaction coordinator proposes like any batch. It carries its producer id
+//!   and the transactional attribute, is stored as proposed, and takes one offset, as in
+//!   Kafka;
+//! - a log-start entry (the private type [`LOG_START_TYPE`]): DeleteRecords moving the
+//!   partition's log start on every replica at the same place in the log. It is framed as a
+//!   control batch so that it is one validated batch like every proposal, but it is a side
+//!   entry (see `partition_side`): never written to the segments, it takes no offset, as
+//!   DeleteRecords writes nothing to a Kafka log.
 //!
-//! A control batch must be byte-identical on every replica, because each replica builds it
-//! from the entry: no clock, so timestamps are -1 (Kafka's "no timestamp"), no producer.
-//!
-//! One kind of control batch is a normal entry: a transaction marker (types 0 abort and
-//! 1 commit, as Kafka writes them), which the broker's transaction coordinator proposes
-//! like any batch. It carries its producer id and the transactional attribute, and is
-//! stored as proposed.
+//! Raft's own entries (a new leader's blank entry, membership changes) are side entries
+//! too, and never batches.
 
-use openraft::EntryPayload;
-
-use super::types::{Command, Entry, TypeConfig};
 use crate::log::batch::{self, BatchHeader, HEADER_SIZE};
 
-/// KRaft's `ControlRecordType.LEADER_CHANGE`.
-pub const LEADER_CHANGE_TYPE: i16 = 2;
-/// A control record type of our own for openraft membership (Kafka uses 0..=6).
-pub const MEMBERSHIP_TYPE: i16 = 0x7F01;
-/// A control record type of our own: the partition's log start moves (DeleteRecords),
+/// A control record type of our own (Kafka uses 0..=6): the partition's log start moves
+/// (DeleteRecords),
 /// value `{"logStartOffset":<offset>}`. A normal entry the broker proposes, so that every
 /// replica moves its log start at the same place in the log (see [`log_start_command`]).
 pub const LOG_START_TYPE: i16 = 0x7F02;
@@ -55,15 +45,12 @@ pub enum EntryBatchError {
     MarkerWithoutProducer,
     #[error("malformed control record: {0}")]
     BadControl(&'static str),
-    #[error("unknown control record type {0}")]
-    UnknownControl(i16),
     #[error("bad JSON in a control record: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 /// Checks that a proposed command is exactly one well-formed v2 batch: a record batch, a
-/// transaction marker or a log-start entry. Other control batches are Raft's own and never
-/// proposed.
+/// transaction marker or a log-start entry. No other control batch is a command.
 pub fn validate_command(bytes: &[u8]) -> Result<(), EntryBatchError> {
     let summary =
         batch::validate_batches(bytes).map_err(|e| EntryBatchError::NotOneBatch(e.to_string()))?;
@@ -145,45 +132,6 @@ fn attributes(batch: &[u8]) -> i16 {
 /// Is this stored batch a control batch?
 pub fn is_control(batch: &[u8]) -> bool {
     attributes(batch) & CONTROL_BIT != 0
-}
-
-/// The batch an entry is stored as (base offset and leader epoch are assigned by the log).
-pub fn encode(entry: &Entry) -> Result<Vec<u8>, EntryBatchError> {
-    match &entry.payload {
-        EntryPayload::Normal(command) => {
-            validate_command(&command.0)?;
-            Ok(command.0.clone())
-        }
-        EntryPayload::Blank => {
-            let value = serde_json::json!({
-                "version": 0,
-                "leaderId": entry.log_id.leader_id.node_id,
-            });
-            Ok(control_batch(
-                LEADER_CHANGE_TYPE,
-                &serde_json::to_vec(&value)?,
-            ))
-        }
-        EntryPayload::Membership(membership) => Ok(control_batch(
-            MEMBERSHIP_TYPE,
-            &serde_json::to_vec(membership)?,
-        )),
-    }
-}
-
-/// The entry payload a stored batch carries.
-pub fn decode_payload(batch: &[u8]) -> Result<EntryPayload<TypeConfig>, EntryBatchError> {
-    if !is_control(batch) {
-        return Ok(EntryPayload::Normal(Command(batch.to_vec())));
-    }
-    let (control_type, value) = control_record(batch)?;
-    match control_type {
-        marker if is_marker_type(marker) => Ok(EntryPayload::Normal(Command(batch.to_vec()))),
-        LOG_START_TYPE => Ok(EntryPayload::Normal(Command(batch.to_vec()))),
-        LEADER_CHANGE_TYPE => Ok(EntryPayload::Blank),
-        MEMBERSHIP_TYPE => Ok(EntryPayload::Membership(serde_json::from_slice(value)?)),
-        other => Err(EntryBatchError::UnknownControl(other)),
-    }
 }
 
 /// A control batch holding one control record.
@@ -300,40 +248,7 @@ impl<'a> Reader<'a> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-    use std::collections::BTreeSet;
-
-    use openraft::{CommittedLeaderId, Membership};
-
     use super::*;
-    use crate::raft::types::LogId;
-
-    fn entry(payload: EntryPayload<TypeConfig>) -> Entry {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(4, 2), 9),
-            payload,
-        }
-    }
-
-    #[test]
-    fn blank_and_membership_are_valid_control_batches_that_roundtrip() {
-        let members = Membership::new(vec![BTreeSet::from([1, 2, 3])], None);
-        for (payload, control_type) in [
-            (EntryPayload::Blank, LEADER_CHANGE_TYPE),
-            (EntryPayload::Membership(members), MEMBERSHIP_TYPE),
-        ] {
-            let bytes = encode(&entry(payload.clone())).unwrap();
-            // A valid v2 batch with the control attribute: the log accepts it, consumers skip it.
-            assert_eq!(batch::validate_batches(&bytes).unwrap().batch_count, 1);
-            assert!(is_control(&bytes));
-            assert_eq!(i16::from_be_bytes([bytes[21], bytes[22]]) & 0x20, 0x20);
-            assert_eq!(control_record(&bytes).unwrap().0, control_type);
-            assert_eq!(decode_payload(&bytes).unwrap(), payload);
-        }
-        let blank = encode(&entry(EntryPayload::Blank)).unwrap();
-        let value: serde_json::Value =
-            serde_json::from_slice(control_record(&blank).unwrap().1).unwrap();
-        assert_eq!(value["leaderId"], 2);
-    }
 
     /// A marker as the broker builds one: a control batch with producer id and attributes.
     fn marker(control_type: i16, producer_id: i64, attributes: i16) -> Vec<u8> {
@@ -346,17 +261,16 @@ mod tests {
     }
 
     #[test]
-    fn transaction_markers_are_commands_stored_as_normal_entries() {
+    fn transaction_markers_are_commands() {
         for control_type in [ABORT_MARKER_TYPE, COMMIT_MARKER_TYPE] {
             let bytes = marker(control_type, 42, CONTROL_BIT | TRANSACTIONAL_BIT);
             validate_command(&bytes).unwrap();
             assert!(is_control(&bytes));
             assert_eq!(
-                decode_payload(&bytes).unwrap(),
-                EntryPayload::Normal(Command(bytes.clone()))
+                log_start_of(&bytes),
+                None,
+                "a marker is a batch, not a side entry"
             );
-            let stored = encode(&entry(EntryPayload::Normal(Command(bytes.clone())))).unwrap();
-            assert_eq!(stored, bytes);
         }
         // No producer, or not transactional: not a marker anyone may write.
         for bad in [
@@ -368,12 +282,17 @@ mod tests {
                 Err(EntryBatchError::MarkerWithoutProducer)
             ));
         }
-        // Raft's own control types are never commands, whoever sends them.
-        let forged = marker(MEMBERSHIP_TYPE, 42, CONTROL_BIT | TRANSACTIONAL_BIT);
-        assert!(matches!(
-            validate_command(&forged),
-            Err(EntryBatchError::ControlFromProducer)
-        ));
+        // Any other control type is no command, whoever sends it (KRaft's leader change,
+        // or a forged type of our range).
+        for forged in [
+            marker(2, 42, CONTROL_BIT | TRANSACTIONAL_BIT),
+            marker(0x7F01, 42, CONTROL_BIT | TRANSACTIONAL_BIT),
+        ] {
+            assert!(matches!(
+                validate_command(&forged),
+                Err(EntryBatchError::ControlFromProducer)
+            ));
+        }
     }
 
     #[test]
@@ -381,10 +300,7 @@ mod tests {
         let command = log_start_command(1_234);
         validate_command(&command).unwrap();
         assert_eq!(log_start_of(&command), Some(1_234));
-        assert_eq!(
-            decode_payload(&command).unwrap(),
-            EntryPayload::Normal(Command(command.clone()))
-        );
+        assert!(is_control(&command), "consumers would skip it anyway");
         assert_eq!(
             log_start_of(&marker(COMMIT_MARKER_TYPE, 42, CONTROL_BIT)),
             None
@@ -413,15 +329,10 @@ mod tests {
     }
 
     #[test]
-    fn commands_must_be_one_non_control_batch() {
-        let one = control_batch(LEADER_CHANGE_TYPE, b"{}");
-        assert!(matches!(
-            validate_command(&one),
-            Err(EntryBatchError::ControlFromProducer)
-        ));
-        assert!(validate_command(b"not a batch").is_err());
+    fn commands_must_be_one_batch() {
         let mut two = crate::log::tests::support::batch(2, 10, 5);
         assert!(validate_command(&two).is_ok());
+        assert!(validate_command(b"not a batch").is_err());
         two.extend(crate::log::tests::support::batch(1, 10, 5));
         assert!(matches!(
             validate_command(&two),

@@ -15,12 +15,14 @@
 //! - `entry_codec.rs`: the on-disk form of one log entry (header + raw command bytes).
 //! - `log_store.rs`: the durable log, vote and committed index of one group (redb).
 //! - `partition_store.rs`: the other log store kind, for partition groups: the Raft log IS
-//!   the partition's Kafka log (one entry = one v2 batch, term = partitionLeaderEpoch);
-//!   `partition_index.rs`: its Raft index <-> offset mapping and epoch cache;
+//!   the partition's Kafka log (one entry = one v2 batch, term = partitionLeaderEpoch),
+//!   except Raft's own entries, kept aside so that offsets count records only
+//!   (`partition_side.rs`); `partition_index.rs`: its Raft index <-> offset mapping and
+//!   epoch cache;
 //!   `partition_snapshot.rs` / `partition_retained.rs` / `partition_install.rs`: a
 //!   partition snapshot's bytes, the retained batches it carries to a replica, and
 //!   installing it into the log;
-//!   `control_batch.rs`: blank and membership entries as Kafka control batches.
+//!   `control_batch.rs`: the control batches a command may be (markers, log-start moves).
 //! - `state_machine.rs`: the [`StateMachine`] trait (apply, and snapshots streamed out and
 //!   back in) and its openraft adapter; `snapshot_install.rs`: the adapter's snapshot work
 //!   (build, install, restore on open, crash-safe); `snapshot_files.rs` /
@@ -48,7 +50,11 @@ mod partition_install;
 #[cfg(test)]
 mod partition_install_tests;
 mod partition_log_store;
+#[cfg(test)]
+mod partition_offsets_tests;
+mod partition_read;
 mod partition_retained;
+mod partition_side;
 mod partition_snapshot;
 mod partition_snapshot_files;
 mod partition_store;
@@ -69,10 +75,7 @@ mod storage_suite;
 mod types;
 mod wire;
 
-pub use control_batch::{
-    EntryBatchError, LEADER_CHANGE_TYPE, LOG_START_TYPE, MEMBERSHIP_TYPE, log_start_command,
-    log_start_of,
-};
+pub use control_batch::{EntryBatchError, LOG_START_TYPE, log_start_command, log_start_of};
 pub use error::RaftGroupError;
 pub use node::{GroupStart, RaftNode, RaftNodeConfig, TransportStats};
 pub use partition_store::{PartitionRaftLog, PartitionStoreError};

@@ -1,21 +1,33 @@
-//! The log operations of a partition group's Raft log: append, read by index range,
-//! truncate and purge, each mapped onto the partition log (see `partition_store`).
+//! The writes of a partition group's Raft log: append, truncate and purge, each mapped
+//! onto the partition log and the side entries (see `partition_store`; reads:
+//! `partition_read`).
 
+use openraft::EntryPayload;
 use redb::Durability;
 
 use super::control_batch;
 use super::partition_index::{Anchor, Epoch, IndexState};
-use super::partition_store::{
-    ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError, READ_CHUNK,
-};
+use super::partition_side::{SideChange, SideEntry, is_side_payload};
+use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError};
 use super::types::{Entry, LogId};
-use crate::log::ReadOptions;
-use crate::log::batch::Batches;
-use openraft::CommittedLeaderId;
+use crate::log::batch::BatchHeader;
+
+/// One entry of an append, as it will be stored.
+enum Planned {
+    /// A batch and the offset the log will give it.
+    Batch {
+        bytes: Vec<u8>,
+        epoch: i32,
+        base_offset: i64,
+    },
+    Side(SideEntry),
+}
 
 impl PartitionRaftLog {
-    /// Appends entries as batches and fsyncs them. The epoch cache and (for the first entry
-    /// of an empty log) the anchor are made durable before any batch is written.
+    /// Appends entries: side entries and the epoch cache (and, for the first entry of an
+    /// empty log, the anchor) are made durable first, in one metadata transaction, then the
+    /// batches are appended and fsynced. A side entry is thus never behind a batch that
+    /// precedes it; one whose earlier batch a crash took is dropped on open.
     pub(crate) fn append_entries(&self, entries: &[Entry]) -> Result<(), PartitionStoreError> {
         let mut state = self.write();
         if state.pending_reset {
@@ -33,18 +45,20 @@ impl PartitionRaftLog {
         {
             self.truncate_locked(&mut state, first.log_id.index)?;
         }
-        // Only the small parts are copied: the offsets vector may be long.
+        // Only the small parts are copied: the positions vector may be long.
         let mut first_index = state.first_index;
         let mut epochs = state.epochs.clone();
         let mut meta_changed = false;
-        let mut batches = Vec::with_capacity(entries.len());
+        let mut planned = Vec::with_capacity(entries.len());
+        let mut side_rows = Vec::new();
+        let mut next_offset = state.end_offset;
         for entry in entries {
             let index = entry.log_id.index;
-            if state.offsets.is_empty() && batches.is_empty() && index != first_index {
+            if state.positions.is_empty() && planned.is_empty() && index != first_index {
                 first_index = index;
                 meta_changed = true;
             }
-            let expected = first_index + (state.offsets.len() + batches.len()) as u64;
+            let expected = first_index + (state.positions.len() + planned.len()) as u64;
             if index != expected {
                 return Err(PartitionStoreError::Gap {
                     expected,
@@ -65,112 +79,81 @@ impl PartitionRaftLog {
                 });
                 meta_changed = true;
             }
-            batches.push((control_batch::encode(entry)?, epoch));
+            let command = match &entry.payload {
+                EntryPayload::Normal(command) if !is_side_payload(&entry.payload) => command,
+                payload => {
+                    let side = SideEntry {
+                        position: next_offset,
+                        payload: payload.clone(),
+                    };
+                    side_rows.push((index, side.encode()?));
+                    planned.push(Planned::Side(side));
+                    continue;
+                }
+            };
+            control_batch::validate_command(&command.0)?;
+            let records = BatchHeader::parse(&command.0)
+                .map_or(1, |header| i64::from(header.last_offset_delta) + 1);
+            planned.push(Planned::Batch {
+                bytes: command.0.clone(),
+                epoch,
+                base_offset: next_offset,
+            });
+            next_offset += records;
         }
-        if meta_changed {
+        if meta_changed || !side_rows.is_empty() {
             let anchor = Anchor {
                 index: first_index,
-                offset: state.offsets.first().copied().unwrap_or(state.end_offset),
+                offset: state.positions.first().copied().unwrap_or(state.end_offset),
             };
-            self.write_meta(
+            let side = SideChange {
+                // Rows at the indexes written now are these entries' alone.
+                drop_from: entries.first().map(|entry| entry.log_id.index),
+                put: side_rows,
+                ..SideChange::default()
+            };
+            self.commit_meta(
                 &[
                     (ANCHOR, serde_json::to_vec(&anchor)?),
                     (EPOCHS, serde_json::to_vec(&epochs)?),
                 ],
+                &side,
                 Durability::Immediate,
             )?;
             state.first_index = first_index;
             state.epochs = epochs;
         }
-        for (mut batch, epoch) in batches {
-            let appended = self.log.append(&mut batch, epoch)?;
-            state.offsets.push(appended.base_offset);
-            state.end_offset = appended.last_offset + 1;
+        for (entry, planned) in entries.iter().zip(planned) {
+            match planned {
+                Planned::Side(side) => {
+                    state.positions.push(side.position);
+                    state.side.insert(entry.log_id.index, side);
+                }
+                Planned::Batch {
+                    mut bytes,
+                    epoch,
+                    base_offset,
+                } => {
+                    let appended = self.log.append(&mut bytes, epoch)?;
+                    if appended.base_offset != base_offset {
+                        return Err(PartitionStoreError::Inconsistent(format!(
+                            "entry {} was appended at offset {}, expected at {base_offset}",
+                            entry.log_id.index, appended.base_offset
+                        )));
+                    }
+                    state.positions.push(appended.base_offset);
+                    state.end_offset = appended.last_offset + 1;
+                }
+            }
         }
         self.log.flush()?;
         Ok(())
     }
 
-    /// Entries with indexes in `[start, end)` that are in the log, read sequentially from
-    /// the first one's offset.
-    pub(crate) fn read_entries(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Entry>, PartitionStoreError> {
-        self.read_entries_limited(start, end, usize::MAX)
-    }
-
-    /// Like [`PartitionRaftLog::read_entries`], stopping after the entry that brings the
-    /// batches read to `max_bytes` (the first entry always comes, whatever its size).
-    pub(crate) fn read_entries_limited(
-        &self,
-        start: u64,
-        end: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<Entry>, PartitionStoreError> {
-        // Held for the whole read: a truncation or purge waits rather than pulling batches
-        // from under it.
-        let state = self.read();
-        let start = start.max(state.first_index);
-        let end = end.min(state.end_index());
-        let (Some(mut offset), Some(upper)) = (
-            state.offset_of(start),
-            end.checked_sub(1).and_then(|last| state.offset_after(last)),
-        ) else {
-            return Ok(Vec::new());
-        };
-        let mut entries = Vec::with_capacity((end.saturating_sub(start)).min(1024) as usize);
-        let mut index = start;
-        let mut read_bytes = 0usize;
-        while index < end && read_bytes < max_bytes {
-            let read = self.log.read_below_start(
-                offset,
-                ReadOptions {
-                    max_bytes: READ_CHUNK,
-                    min_one_batch: true,
-                    upper_bound: Some(upper),
-                },
-            )?;
-            if read.bytes.is_empty() {
-                return Err(PartitionStoreError::Inconsistent(format!(
-                    "entry {index} should be at offset {offset}, the log has nothing there"
-                )));
-            }
-            for (at, header) in Batches::new(&read.bytes) {
-                if index >= end || read_bytes >= max_bytes {
-                    break;
-                }
-                read_bytes += header.size();
-                let bytes = read.bytes.get(at..at + header.size()).unwrap_or_default();
-                if Some(header.base_offset) != state.offset_of(index) {
-                    return Err(PartitionStoreError::Inconsistent(format!(
-                        "entry {index} expected at offset {:?}, found a batch at {}",
-                        state.offset_of(index),
-                        header.base_offset
-                    )));
-                }
-                let epoch = state
-                    .epoch_at(index)
-                    .filter(|e| i64::try_from(e.term).ok() == Some(i64::from(header.leader_epoch)));
-                let Some(epoch) = epoch else {
-                    return Err(PartitionStoreError::Inconsistent(format!(
-                        "entry {index} has epoch {}, the epoch cache disagrees",
-                        header.leader_epoch
-                    )));
-                };
-                entries.push(Entry {
-                    log_id: LogId::new(CommittedLeaderId::new(epoch.term, epoch.leader), index),
-                    payload: control_batch::decode_payload(bytes)?,
-                });
-                index += 1;
-                offset = header.last_offset() + 1;
-            }
-        }
-        Ok(entries)
-    }
-
-    /// Removes entries from `index` on.
+    /// Removes entries from `index` on: their batches first, then their side entries and
+    /// epochs, so a crash between the two leaves side entries only where no batch follows
+    /// them (open then keeps them, as if the truncation had not begun; see the module
+    /// comment of `partition_store`).
     pub(crate) fn truncate_entries(&self, index: u64) -> Result<(), PartitionStoreError> {
         let mut state = self.write();
         self.truncate_locked(&mut state, index)
@@ -187,11 +170,18 @@ impl PartitionRaftLog {
         };
         self.log.truncate_to(offset)?;
         let keep = usize::try_from(index - state.first_index).unwrap_or(usize::MAX);
-        state.offsets.truncate(keep);
+        state.positions.truncate(keep);
         state.end_offset = self.log.log_end_offset();
-        if state.forget_epochs_from(index) {
-            self.write_meta(
+        let dropped_side = !state.side.split_off(&index).is_empty();
+        let dropped_epochs = state.forget_epochs_from(index);
+        if dropped_side || dropped_epochs {
+            let side = SideChange {
+                drop_from: Some(index),
+                ..SideChange::default()
+            };
+            self.commit_meta(
                 &[(EPOCHS, serde_json::to_vec(&state.epochs)?)],
+                &side,
                 Durability::Immediate,
             )?;
         }
@@ -207,7 +197,8 @@ impl PartitionRaftLog {
         let first = log_id.index + 1;
         let mut planned = IndexState {
             first_index: state.first_index,
-            offsets: Vec::new(),
+            positions: Vec::new(),
+            side: Default::default(),
             end_offset: state.end_offset,
             epochs: state.epochs.clone(),
             last_purged: Some(log_id),
@@ -225,12 +216,13 @@ impl PartitionRaftLog {
             Then::Nothing
         } else if first <= state.end_index() {
             let offset = state.offset_after(log_id.index).unwrap_or(state.end_offset);
-            planned.offsets = state
-                .offsets
+            planned.positions = state
+                .positions
                 .get(usize::try_from(first - state.first_index).unwrap_or(usize::MAX)..)
                 .unwrap_or_default()
                 .to_vec();
-            if planned.offsets.is_empty() {
+            planned.side = state.side.split_off(&first);
+            if planned.positions.is_empty() {
                 planned.end_offset = offset;
             }
             Then::AdvanceStart(offset)
@@ -251,7 +243,8 @@ impl PartitionRaftLog {
             planned.forget_epochs_before(first);
         }
         if matches!(then, Then::Nothing) {
-            planned.offsets = std::mem::take(&mut state.offsets);
+            planned.positions = std::mem::take(&mut state.positions);
+            planned.side = std::mem::take(&mut state.side);
         }
         if matches!(then, Then::AwaitSnapshot) {
             // Nothing durable yet: a crash before the install leaves the old log and its
@@ -260,12 +253,17 @@ impl PartitionRaftLog {
             *state = planned;
             return Ok(());
         }
-        self.write_meta(
+        let side = SideChange {
+            drop_below: Some(planned.first_index),
+            ..SideChange::default()
+        };
+        self.commit_meta(
             &[
                 (LAST_PURGED, serde_json::to_vec(&log_id)?),
                 (ANCHOR, serde_json::to_vec(&planned.anchor())?),
                 (EPOCHS, serde_json::to_vec(&planned.epochs)?),
             ],
+            &side,
             Durability::Immediate,
         )?;
         match then {

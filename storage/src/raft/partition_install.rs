@@ -10,8 +10,9 @@
 //! Install order, each step durable before the next, so a crash anywhere is redone on open
 //! from the received snapshot file (which the state machine adapter makes durable before it
 //! calls [`PartitionRaftLog::install_snapshot_log`], see `snapshot_files`):
-//! 1. the purge mark (the snapshot's last id), the epoch cache of the retained entries and a
-//!    pending anchor (offset -1: open waits for the snapshot file to redo the install);
+//! 1. the purge mark (the snapshot's last id), the epoch cache of the retained entries,
+//!    their side entries (replacing this log's) and a pending anchor (offset -1: open
+//!    waits for the snapshot file to redo the install);
 //! 2. the log reset to the first retained offset and the batches appended, fsynced, and the
 //!    sender's log start where DeleteRecords had moved it;
 //! 3. the real anchor.
@@ -20,6 +21,7 @@ use redb::Durability;
 
 use super::partition_index::{Anchor, IndexState};
 use super::partition_retained::{BatchSource, heads};
+use super::partition_side::SideChange;
 use super::partition_snapshot::RetainedHeader;
 use super::partition_store::{ANCHOR, EPOCHS, LAST_PURGED, PartitionRaftLog, PartitionStoreError};
 use super::types::LogId;
@@ -31,7 +33,6 @@ impl PartitionRaftLog {
         self.read().last_purged
     }
 
-    /// Where the batches from the log start through entry `last_index` are, for a snapshot
     /// Makes the log continue where an installed snapshot says: its last entry is `last`
     /// and the sender's log continues at `next_offset`. With `retained`, the log is
     /// replaced by those batches; without, a purge past the log end that was waiting for
@@ -75,6 +76,7 @@ impl PartitionRaftLog {
             first_offset,
             ref epochs,
             log_start_offset,
+            ref side,
         } = *header;
         let inconsistent = |what: String| Err(PartitionStoreError::Inconsistent(what));
         let count = (last.index + 1).saturating_sub(first_index);
@@ -90,12 +92,22 @@ impl PartitionRaftLog {
                 "no epoch covers the first retained entry {first_index}"
             ));
         }
+        if side
+            .keys()
+            .any(|index| !(first_index..=last.index).contains(index))
+        {
+            return inconsistent(format!(
+                "retained side entries outside the retained entries {first_index}..={}",
+                last.index
+            ));
+        }
         // Everything is checked before anything is written: bad input changes nothing.
         let heads = heads(batches)?;
-        if heads.len() as u64 != count {
+        if (heads.len() + side.len()) as u64 != count {
             return inconsistent(format!(
-                "{} retained batches for the {count} entries {first_index}..={}",
+                "{} retained batches and {} side entries for the {count} entries {first_index}..={}",
                 heads.len(),
+                side.len(),
                 last.index
             ));
         }
@@ -105,7 +117,8 @@ impl PartitionRaftLog {
         };
         let mut planned = IndexState {
             first_index,
-            offsets: Vec::with_capacity(heads.len()),
+            positions: Vec::with_capacity(count.min(1 << 20) as usize),
+            side: side.clone(),
             end_offset: first_offset,
             epochs: epochs.clone(),
             last_purged: Some(purged),
@@ -113,8 +126,22 @@ impl PartitionRaftLog {
             snapshot_next: state.snapshot_next,
             pending_reset: true,
         };
-        for (slot, head) in heads.iter().enumerate() {
-            let index = first_index + slot as u64;
+        let mut batch_heads = heads.iter();
+        for index in first_index..=last.index {
+            if let Some(entry) = side.get(&index) {
+                if entry.position != planned.end_offset {
+                    return inconsistent(format!(
+                        "retained side entry {index} is at offset {}, not at {} where the \
+                         entries before it end",
+                        entry.position, planned.end_offset
+                    ));
+                }
+                planned.positions.push(entry.position);
+                continue;
+            }
+            let Some(head) = batch_heads.next() else {
+                return inconsistent(format!("no retained batch for entry {index}"));
+            };
             let term = planned.epoch_at(index).map(|e| e.term);
             if term.and_then(|term| i32::try_from(term).ok()) != Some(head.epoch) {
                 return inconsistent(format!(
@@ -128,7 +155,7 @@ impl PartitionRaftLog {
                     head.base_offset, planned.end_offset
                 ));
             }
-            planned.offsets.push(head.base_offset);
+            planned.positions.push(head.base_offset);
             planned.end_offset = head.next_offset;
         }
         if planned.end_offset != next_offset {
@@ -144,8 +171,13 @@ impl PartitionRaftLog {
                 "the sender's log start {start} lies outside its batches {first_offset}..{next_offset}"
             ));
         }
-        // Step 1: the install is recorded; a crash from here on redoes it on open.
-        self.write_meta(
+        // Step 1: the install is recorded, the retained side entries in place of any this
+        // log had; a crash from here on redoes it on open.
+        let rows = side
+            .iter()
+            .map(|(index, entry)| Ok((*index, entry.encode()?)))
+            .collect::<Result<Vec<_>, PartitionStoreError>>()?;
+        self.commit_meta(
             &[
                 (LAST_PURGED, serde_json::to_vec(&purged)?),
                 (
@@ -157,6 +189,11 @@ impl PartitionRaftLog {
                 ),
                 (EPOCHS, serde_json::to_vec(&planned.epochs)?),
             ],
+            &SideChange {
+                drop_from: Some(0),
+                put: rows,
+                ..SideChange::default()
+            },
             Durability::Immediate,
         )?;
         // Step 2: the batches, one append each as the sender appended them, so segments
@@ -213,11 +250,12 @@ impl PartitionRaftLog {
         let start = state.offset_of(first).unwrap_or(state.end_offset);
         let mut planned = state.clone();
         planned
-            .offsets
+            .positions
             .drain(..usize::try_from(first - state.first_index).unwrap_or(0));
+        planned.side = planned.side.split_off(&first);
         planned.first_index = first;
         planned.forget_epochs_before(first);
-        self.write_meta(
+        self.commit_meta(
             &[
                 (
                     ANCHOR,
@@ -228,6 +266,10 @@ impl PartitionRaftLog {
                 ),
                 (EPOCHS, serde_json::to_vec(&planned.epochs)?),
             ],
+            &SideChange {
+                drop_below: Some(first),
+                ..SideChange::default()
+            },
             Durability::Immediate,
         )?;
         self.log.advance_log_start(start)?;

@@ -20,8 +20,9 @@ use super::snapshot_files;
 use super::state_machine::{GroupStateMachine, SnapshotSource, StateMachine};
 use super::types::{Entry, LogId};
 
-/// Entries 0..=9: term 1 led by node 1 (0..=4), term 2 led by node 3 (5..=9). Offsets:
-/// 0 | 1-3 | 4-6 | 7-9 | 10-12 | 13 | 14-15 | 16-17 | 18-19 | 20-21, log end 22.
+/// Entries 0..=9: term 1 led by node 1 (0..=4), term 2 led by node 3 (5..=9). Offsets
+/// (the blank entries 0 and 5 are side entries, at 0 and 12, taking none):
+/// - | 0-2 | 3-5 | 6-8 | 9-11 | - | 12-13 | 14-15 | 16-17 | 18-19, log end 20.
 fn ten_entries() -> Vec<Entry> {
     let mut entries = vec![blank(1, 1, 0)];
     entries.extend((1..=4).map(|i| normal(1, 1, i, 3)));
@@ -35,12 +36,12 @@ fn last() -> LogId {
     log_id(2, 3, 9)
 }
 
-/// A leader that purged through entry 3 (retention): it retains 4..=9, offsets 10..22.
+/// A leader that purged through entry 3 (retention): it retains 4..=9, offsets 9..20.
 fn leader(dir: &std::path::Path) -> Arc<PartitionRaftLog> {
     let log = open(dir);
     log.append_entries(&ten_entries()).unwrap();
     log.purge_entries(log_id(1, 1, 3)).unwrap();
-    assert_eq!(log.log().log_start_offset(), 10);
+    assert_eq!(log.log().log_start_offset(), 9);
     log
 }
 
@@ -50,8 +51,14 @@ type Retained = (RetainedHeader, Vec<u8>);
 fn retained(leader: &PartitionRaftLog) -> Retained {
     let plan = leader.retained_plan(last().index).unwrap();
     assert_eq!(plan.header.first_index, 4);
-    assert_eq!(plan.header.first_offset, 10);
-    assert_eq!(plan.upper, 22);
+    assert_eq!(plan.header.first_offset, 9);
+    assert_eq!(plan.upper, 20);
+    assert_eq!(
+        plan.header.side.keys().copied().collect::<Vec<_>>(),
+        vec![5],
+        "term 2's blank entry, which has no batch"
+    );
+    assert_eq!(plan.header.side[&5].position, 12);
     assert_eq!(
         plan.header
             .epochs
@@ -83,8 +90,8 @@ fn install(
 
 /// What the replica must hold after the install: the leader's batches and entries.
 fn assert_holds_what_the_leader_retains(replica: &PartitionRaftLog, leader: &PartitionRaftLog) {
-    assert_eq!(replica.log().log_start_offset(), 10);
-    assert_eq!(replica.log().log_end_offset(), 22);
+    assert_eq!(replica.log().log_start_offset(), 9);
+    assert_eq!(replica.log().log_end_offset(), 20);
     assert_eq!(
         stored_batches(replica),
         stored_batches(leader),
@@ -98,6 +105,12 @@ fn assert_holds_what_the_leader_retains(replica: &PartitionRaftLog, leader: &Par
         "each entry keeps its term and leader"
     );
     assert_eq!(replica.epoch_end(1), leader.epoch_end(1));
+    assert_eq!(replica.epoch_end(1), Some((1, 12)));
+    assert_eq!(
+        (4..10).map(|i| replica.offset_of(i)).collect::<Vec<_>>(),
+        (4..10).map(|i| leader.offset_of(i)).collect::<Vec<_>>(),
+        "every entry at the leader's position"
+    );
 }
 
 #[test]
@@ -109,10 +122,10 @@ fn a_replica_installs_the_retained_batches_and_continues_after_them() {
         let replica = open(replica_dir.path());
         // openraft's purge may come before its state machine worker installs.
         replica.purge_entries(last()).unwrap();
-        install(&replica, last(), 22, &retained).unwrap();
+        install(&replica, last(), 20, &retained).unwrap();
         assert_holds_what_the_leader_retains(&replica, &leader);
         replica.append_entries(&[normal(2, 3, 10, 1)]).unwrap();
-        assert_eq!(replica.offset_of(10), Some(22));
+        assert_eq!(replica.offset_of(10), Some(20));
     }
     let replica = open(replica_dir.path());
     assert_eq!(replica.index_range(), (4, 11));
@@ -129,7 +142,7 @@ fn an_install_before_the_purge_keeps_the_retained_batches() {
     let retained = retained(&leader);
     let replica = open(replica_dir.path());
     replica.append_entries(&ten_entries()[..2]).unwrap();
-    install(&replica, last(), 22, &retained).unwrap();
+    install(&replica, last(), 20, &retained).unwrap();
     replica.purge_entries(last()).unwrap();
     assert_holds_what_the_leader_retains(&replica, &leader);
 }
@@ -167,7 +180,7 @@ fn a_crash_inside_the_install_is_redone_from_the_snapshot() {
         "nothing appends while the install is pending"
     );
     assert_eq!(replica.high_watermark(), replica.log().log_start_offset());
-    install(&replica, last(), 22, &retained).unwrap();
+    install(&replica, last(), 20, &retained).unwrap();
     assert_holds_what_the_leader_retains(&replica, &leader);
 }
 
@@ -178,27 +191,27 @@ fn retention_below_the_purge_point_deletes_locally_and_stops_at_it() {
     let retained = retained(&leader);
     {
         let replica = open(replica_dir.path());
-        install(&replica, last(), 22, &retained).unwrap();
+        install(&replica, last(), 20, &retained).unwrap();
         replica
             .append_entries(&[normal(2, 3, 10, 1), normal(2, 3, 11, 1)])
             .unwrap();
-        // Entries 4..=6 end at 16.
-        assert!(replica.discard_purged_below(16).unwrap());
-        assert_eq!(replica.log().log_start_offset(), 16);
+        // Entries 4..=6 end at 14 (5 is the blank entry, at 12).
+        assert!(replica.discard_purged_below(14).unwrap());
+        assert_eq!(replica.log().log_start_offset(), 14);
         assert_eq!(replica.index_range(), (7, 12));
-        // Entries 10 and 11 lie below 24 too, but Raft has not purged them: it may still
+        // Entries 10 and 11 lie below 22 too, but Raft has not purged them: it may still
         // send them to a follower.
-        assert!(replica.discard_purged_below(24).unwrap());
+        assert!(replica.discard_purged_below(22).unwrap());
         assert_eq!(replica.index_range(), (10, 12));
-        assert_eq!(replica.log().log_start_offset(), 22);
+        assert_eq!(replica.log().log_start_offset(), 20);
         assert!(
-            !replica.discard_purged_below(24).unwrap(),
+            !replica.discard_purged_below(22).unwrap(),
             "nothing left to do"
         );
     }
     let replica = open(replica_dir.path());
     assert_eq!(replica.index_range(), (10, 12));
-    assert_eq!(replica.log().log_start_offset(), 22);
+    assert_eq!(replica.log().log_start_offset(), 20);
     assert_eq!(replica.read_entries(10, 12).unwrap().len(), 2);
 }
 
@@ -219,16 +232,26 @@ fn retained_batches_that_do_not_match_the_snapshot_change_nothing() {
     }];
     let mut cut = retained.clone();
     cut.1.truncate(cut.1.len() - 1);
+    let mut side_moved = retained.clone();
+    side_moved.0.side.get_mut(&5).unwrap().position = 13;
+    let mut side_lost = retained.clone();
+    side_lost.0.side.clear();
+    let mut side_outside = retained.clone();
+    let blank = side_outside.0.side[&5].clone();
+    side_outside.0.side.insert(12, blank);
     let cases = [
         (
             "one entry more than the batches",
             log_id(2, 3, 10),
-            22,
+            20,
             &retained,
         ),
-        ("the log continuing elsewhere", last(), 23, &retained),
-        ("epochs the batches do not have", last(), 22, &wrong_epochs),
-        ("a cut last batch", last(), 22, &cut),
+        ("the log continuing elsewhere", last(), 21, &retained),
+        ("epochs the batches do not have", last(), 20, &wrong_epochs),
+        ("a cut last batch", last(), 20, &cut),
+        ("a side entry off its position", last(), 20, &side_moved),
+        ("a side entry missing", last(), 20, &side_lost),
+        ("a side entry past the snapshot", last(), 20, &side_outside),
     ];
     for (what, last, next, retained) in cases {
         assert!(
@@ -325,13 +348,13 @@ async fn a_snapshot_sent_to_a_replica_carries_the_retained_batches() {
     let meta = sent.meta.clone();
     let data = data_of(sent).await;
     let parsed = PartitionSnapshot::read(&mut std::io::Cursor::new(&data)).unwrap();
-    assert_eq!(parsed.next_offset, 22);
+    assert_eq!(parsed.next_offset, 20);
     assert_eq!(
         parsed
             .retained
             .as_ref()
             .map(|(header, _, _)| header.first_offset),
-        Some(10)
+        Some(9)
     );
 
     {

@@ -12,7 +12,7 @@ use crate::log::batch::{BatchHeader, Batches, HEADER_SIZE};
 
 /// The retained batches a snapshot will carry, located in this log (see
 /// [`PartitionRaftLog::copy_retained`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetainedPlan {
     pub header: RetainedHeader,
     /// The offset after the snapshot's last entry: the batches are `first_offset..upper`.
@@ -108,6 +108,7 @@ pub(super) fn heads(source: &dyn BatchSource) -> Result<Vec<Head>, PartitionStor
 }
 
 impl PartitionRaftLog {
+    /// Where the entries from the log start through entry `last_index` are, for a snapshot
     /// whose last entry that is. `None` when the log holds none of them (it starts after it).
     pub(crate) fn retained_plan(&self, last_index: u64) -> Option<RetainedPlan> {
         let state = self.read();
@@ -132,6 +133,11 @@ impl PartitionRaftLog {
                 first_index: state.first_index,
                 first_offset,
                 epochs,
+                side: state
+                    .side
+                    .range(..=last_index)
+                    .map(|(index, entry)| (*index, entry.clone()))
+                    .collect(),
                 log_start_offset: Some(self.log.log_start_offset())
                     .filter(|start| *start > first_offset),
             },

@@ -19,16 +19,19 @@
 //! - sent: [`WITH_RETAINED`] (i64::MIN), a u32 BE length and the JSON [`RetainedHeader`],
 //!   a u64 BE length and the batches, then the first layout.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use serde::{Deserialize, Serialize};
 
 use super::partition_index::Epoch;
+use super::partition_side::SideEntry;
 
 /// Marks a snapshot that carries retained batches: no next offset is this small.
 const WITH_RETAINED: i64 = i64::MIN;
-/// The retained header is a few epochs; anything bigger is not a snapshot of ours.
-const MAX_HEADER: usize = 1 << 20;
+/// The retained header is an epoch row per term and a side entry per leader or membership
+/// change, small each; anything bigger than this is not a snapshot of ours.
+const MAX_HEADER: usize = 64 << 20;
 
 /// What a snapshot's data failed to read or write as.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +47,7 @@ pub enum PartitionSnapshotError {
 }
 
 /// Where the retained batches start and who wrote them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetainedHeader {
     /// Raft index of the first retained batch.
     pub first_index: u64,
@@ -57,13 +60,17 @@ pub struct RetainedHeader {
     /// batches below it are Raft's still, but no reader's. Absent in older snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_start_offset: Option<i64>,
+    /// The side entries among the retained entries, by index (see `partition_side`): the
+    /// receiver needs them to tell which retained entries have no batch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub side: BTreeMap<u64, SideEntry>,
 }
 
 /// Writes the retained batches into a snapshot being written; returns how many bytes.
 pub type CopyBatches<'a, W> = &'a mut dyn FnMut(&mut W) -> std::io::Result<u64>;
 
 /// A partition snapshot's layout, read without its batches.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct PartitionSnapshot {
     /// The offset after the snapshot's last entry on the sender; -1 when unknown.
     pub next_offset: i64,
@@ -186,6 +193,13 @@ mod tests {
                 first_index: 5,
             }],
             log_start_offset: Some(304),
+            side: BTreeMap::from([(
+                8,
+                SideEntry {
+                    position: 302,
+                    payload: openraft::EntryPayload::Blank,
+                },
+            )]),
         }
     }
 

@@ -1,25 +1,33 @@
 //! The log store of a partition group: the Raft log IS the partition's [`PartitionLog`].
 //!
-//! Each entry is stored once, as one Kafka v2 batch in the partition's segments (a normal
-//! entry's payload is the producer's batch; blank and membership entries are control
-//! batches, see `control_batch`), with partitionLeaderEpoch = the entry's term and offsets
-//! assigned by the append, so every replica, appending the same entries in the same order
-//! from the same start, holds byte-identical batches at identical offsets. Beside the
-//! segments, a small redb file keeps what is not in the batches: the vote, the committed
-//! and last purged log ids, the anchor (first index <-> its offset) and the epoch cache
-//! (see `partition_index`). Those writes are rare (a vote, a new term, a purge) except the
-//! committed id, which is written without fsync (as in the redb store: losing it only
+//! Each entry that is a Kafka batch (a normal entry's payload: a producer's batch or a
+//! transaction marker) is stored once, as that batch in the partition's segments, with
+//! partitionLeaderEpoch = the entry's term and offsets assigned by the append, so every
+//! replica, appending the same entries in the same order from the same start, holds
+//! byte-identical batches at identical offsets. The other entries (a new leader's blank
+//! entry, membership changes, log-start moves) are *side entries*, kept in the metadata
+//! file and taking no offset (see `partition_side`): the partition's offsets count its
+//! records only, from 0 with no gap, whatever Raft did. Beside them, the small redb file
+//! keeps what is not in the batches: the vote, the committed and last purged log ids, the
+//! anchor (first index <-> its offset), the epoch cache (see `partition_index`) and the
+//! format mark. Those writes are rare (a vote, a new term, a side entry, a purge) except
+//! the committed id, which is written without fsync (as in the redb store: losing it only
 //! means re-applying entries after a crash).
 //!
-//! openraft's operations map onto the log's: append -> `append` + one fsync per call,
-//! truncate -> `truncate_to(offset of the index)`, purge -> `advance_log_start(offset after
-//! the index)` or, when the purge covers more than the log (a snapshot installed on a
-//! replica that was behind), `reset_to(the snapshot's next offset)`. Each writes its
-//! durable metadata first, so open can finish an interrupted purge or reset.
+//! openraft's operations map onto the log's: append -> `append` + one fsync per call
+//! (side entries committed first, with the epochs), truncate -> `truncate_to(offset of
+//! the index)` then the side entries from the index dropped, purge ->
+//! `advance_log_start(offset after the index)` or, when the purge covers more than the log
+//! (a snapshot installed on a replica that was behind), `reset_to(the snapshot's next
+//! offset)`. Each writes its durable metadata first, so open can finish an interrupted
+//! purge or reset, and none leaves a side entry behind while a batch after it remains, so
+//! open's merge of batches and side entries cannot mistake one entry for another.
 //!
 //! Files: this one (the shared handle: open, recovery, the broker's accessors),
-//! `partition_entries` (the log operations), `partition_install` (snapshots: the retained
-//! batches they carry, and installing them), `partition_log_store` (openraft's traits).
+//! `partition_entries` (the writes), `partition_read` (reads by index),
+//! `partition_side` (side entries),
+//! `partition_install` (snapshots: the retained batches they carry, and installing them),
+//! `partition_log_store` (openraft's traits).
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +37,7 @@ use serde::de::DeserializeOwned;
 
 use super::control_batch::EntryBatchError;
 use super::partition_index::{Anchor, IndexState};
+use super::partition_side::{SIDE, SideChange};
 use super::types::LogId;
 use crate::log::{LogConfig, LogError, PartitionLog};
 
@@ -38,6 +47,13 @@ pub(super) const COMMITTED: &str = "committed";
 pub(super) const LAST_PURGED: &str = "last_purged";
 pub(super) const ANCHOR: &str = "anchor";
 pub(super) const EPOCHS: &str = "epochs";
+/// The layout this store writes, kept in the metadata from the partition's first open.
+pub(super) const FORMAT: &str = "format";
+/// Version 2: Raft's own entries and log-start entries are side entries (see
+/// `partition_side`); the segments hold only Kafka batches. Version 1 (no mark) stored
+/// them as control batches that took Kafka offsets; it is not migrated: such a partition
+/// is refused on open (its replica can be wiped and rebuilt from peers of this version).
+pub(super) const FORMAT_VERSION: u32 = 2;
 /// Bytes per read when serving entries; a batch larger than this is still read whole.
 pub(super) const READ_CHUNK: usize = 1 << 20;
 
@@ -58,9 +74,17 @@ pub enum PartitionStoreError {
     Gap { expected: u64, got: u64 },
     #[error("log and raft metadata disagree: {0}")]
     Inconsistent(String),
+    #[error(
+        "the partition in {0} was written by an older version, whose Raft entries took Kafka \
+         offsets; it cannot be opened: remove this replica's data to rebuild it from its \
+         peers, or recreate the topic"
+    )]
+    OldFormat(String),
+    #[error("the partition in {dir} has format {format}, which this version does not know")]
+    UnknownFormat { dir: String, format: u32 },
 }
 
-fn meta_err(e: impl Into<redb::Error>) -> PartitionStoreError {
+pub(super) fn meta_err(e: impl Into<redb::Error>) -> PartitionStoreError {
     PartitionStoreError::Meta(e.into())
 }
 
@@ -74,12 +98,16 @@ pub struct PartitionRaftLog {
 
 impl PartitionRaftLog {
     /// Opens the log in `dir/log` and its metadata in `dir/raft-meta.redb`, finishing an
-    /// interrupted purge or reset and rebuilding the index -> offset mapping.
+    /// interrupted purge or reset and rebuilding the index -> offset mapping by merging the
+    /// batches with the side entries. A partition written by the old format (Raft's own
+    /// entries stored as control batches, taking offsets) is refused with
+    /// [`PartitionStoreError::OldFormat`]: see [`FORMAT_VERSION`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<Arc<Self>, PartitionStoreError> {
         std::fs::create_dir_all(dir).map_err(LogError::Io)?;
         let meta = Database::create(dir.join("raft-meta.redb")).map_err(meta_err)?;
         let txn = meta.begin_write().map_err(meta_err)?;
         txn.open_table(META).map_err(meta_err)?;
+        txn.open_table(SIDE).map_err(meta_err)?;
         txn.commit().map_err(meta_err)?;
         let log = Arc::new(PartitionLog::open(&dir.join("log"), config)?);
         let this = Self {
@@ -87,6 +115,7 @@ impl PartitionRaftLog {
             meta,
             state: RwLock::new(IndexState::default()),
         };
+        this.check_format(dir)?;
         let last_purged: Option<LogId> = this.read_meta(LAST_PURGED)?;
         let committed: Option<LogId> = this.read_meta::<Option<LogId>>(COMMITTED)?.flatten();
         let anchor = this.read_meta::<Anchor>(ANCHOR)?.unwrap_or(Anchor {
@@ -126,37 +155,58 @@ impl PartitionRaftLog {
         // A log start above the anchor is DeleteRecords' (`raise_log_start`): the entries
         // below it stay Raft's until a purge.
         let heads = this.log.batch_heads_from(anchor.offset)?;
-        if heads
-            .first()
-            .is_some_and(|(base, _)| *base != anchor.offset)
-        {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "no batch starts at the anchor offset {}",
-                anchor.offset
-            )));
-        }
         let mut state = IndexState {
-            first_index: anchor.index,
-            offsets: heads.iter().map(|(base, _)| *base).collect(),
             end_offset: this.log.log_end_offset(),
             epochs: this.read_meta(EPOCHS)?.unwrap_or_default(),
             last_purged,
             committed,
-            snapshot_next: None,
-            pending_reset: false,
+            ..IndexState::default()
         };
+        let leftover = state
+            .merge(anchor, &heads, this.load_side()?)
+            .map_err(PartitionStoreError::Inconsistent)?;
+        if !leftover.is_empty() {
+            // Durably gone before anything is appended, so that a later entry at one of
+            // those indexes can never be mistaken for them.
+            this.commit_meta(
+                &[],
+                &SideChange {
+                    drop_below: Some(state.first_index),
+                    drop_from: Some(state.end_index()),
+                    put: Vec::new(),
+                },
+                Durability::Immediate,
+            )?;
+        }
         // Epochs of entries a crash or torn tail took away.
         state.forget_epochs_from(state.end_index());
-        if let (Some((_, term)), Some(last)) = (heads.last(), state.last_log_id())
-            && i64::from(*term) != last.leader_id.term as i64
-        {
-            return Err(PartitionStoreError::Inconsistent(format!(
-                "last batch has epoch {term}, the epoch cache says term {}",
-                last.leader_id.term
-            )));
-        }
         *this.state.write().unwrap_or_else(PoisonError::into_inner) = state;
         Ok(Arc::new(this))
+    }
+
+    /// Refuses a partition the old format wrote (no format mark, but entries or their
+    /// metadata), and marks a new one.
+    fn check_format(&self, dir: &Path) -> Result<(), PartitionStoreError> {
+        match self.read_meta::<u32>(FORMAT)? {
+            Some(FORMAT_VERSION) => Ok(()),
+            Some(other) => Err(PartitionStoreError::UnknownFormat {
+                dir: dir.display().to_string(),
+                format: other,
+            }),
+            None => {
+                let used = self.log.log_end_offset() > 0
+                    || self.read_meta::<Anchor>(ANCHOR)?.is_some()
+                    || self.read_meta::<serde_json::Value>(EPOCHS)?.is_some()
+                    || self.read_meta::<LogId>(LAST_PURGED)?.is_some();
+                if used {
+                    return Err(PartitionStoreError::OldFormat(dir.display().to_string()));
+                }
+                self.write_meta(
+                    &[(FORMAT, serde_json::to_vec(&FORMAT_VERSION)?)],
+                    Durability::Immediate,
+                )
+            }
+        }
     }
 
     /// The partition's log (Fetch reads it by offset; never write to it directly).
@@ -233,9 +283,15 @@ impl PartitionRaftLog {
         if let Some(purged) = state.last_purged {
             meta.push((LAST_PURGED, serde_json::to_vec(&purged)?));
         }
-        self.write_meta(&meta, Durability::Immediate)?;
+        // No entry is left: every side entry goes with the batches.
+        let side = SideChange {
+            drop_from: Some(0),
+            ..SideChange::default()
+        };
+        self.commit_meta(&meta, &side, Durability::Immediate)?;
         self.log.reset_to(offset)?;
-        state.offsets.clear();
+        state.positions.clear();
+        state.side.clear();
         state.end_offset = offset;
         state.pending_reset = false;
         Ok(())
@@ -266,14 +322,6 @@ impl PartitionRaftLog {
         values: &[(&str, Vec<u8>)],
         durability: Durability,
     ) -> Result<(), PartitionStoreError> {
-        let mut txn = self.meta.begin_write().map_err(meta_err)?;
-        txn.set_durability(durability).map_err(meta_err)?;
-        {
-            let mut table = txn.open_table(META).map_err(meta_err)?;
-            for (key, value) in values {
-                table.insert(*key, value.as_slice()).map_err(meta_err)?;
-            }
-        }
-        txn.commit().map_err(meta_err)
+        self.commit_meta(values, &SideChange::default(), durability)
     }
 }

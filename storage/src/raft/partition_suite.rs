@@ -2,14 +2,16 @@
 //! as Kafka batches in a `PartitionLog`) and the partition state machine adapter.
 //!
 //! The suite appends only blank and membership entries, so no payload needs wrapping: they
-//! become control batches, and every read in the suite decodes them back from the segment
-//! files. Normal entries (record batches) are covered by `partition_tests`.
+//! are side entries (no batch, no offset), and every read in the suite after a reopen comes
+//! back from the metadata file. Normal entries (record batches) and their mix with side
+//! entries are covered by `partition_tests`.
 //!
 //! Every test of `Suite::test_store` runs (listed one by one, in `test_store`'s order)
 //! except `get_initial_state_membership_from_log_and_sm`: it appends entries 1 and 2, then
 //! 1 again while keeping 2, then 3. A key-value log allows that; a log where an entry IS the
-//! next batch cannot keep 2 after rewriting 1 (rewriting 1 removes 2, and 3 then leaves a
-//! hole), and openraft itself always truncates before it overwrites.
+//! next batch (or sits between batches) cannot keep 2 after rewriting 1 (rewriting 1
+//! removes 2, and 3 then leaves a hole), and openraft itself always truncates before it
+//! overwrites.
 #![allow(clippy::unwrap_used)]
 
 use openraft::testing::{StoreBuilder, Suite};

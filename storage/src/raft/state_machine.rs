@@ -197,11 +197,20 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(command) => {
-                    if let Some(partition) = &inner.partition {
-                        apply_log_start(partition, &command.0)
-                            .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::new(&e)))?;
+                    let moved = match &inner.partition {
+                        Some(partition) => {
+                            apply_log_start(partition, entry.log_id.index, &command.0).map_err(
+                                |e| StorageIOError::apply(entry.log_id, AnyError::new(&e)),
+                            )?
+                        }
+                        None => false,
+                    };
+                    if moved {
+                        // Storage's own entry, not a batch: the machine never sees it.
+                        Vec::new()
+                    } else {
+                        inner.machine.apply(entry.log_id.index, &command.0)
                     }
-                    inner.machine.apply(entry.log_id.index, &command.0)
                 }
                 EntryPayload::Membership(membership) => {
                     inner.last_membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -283,15 +292,22 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
 }
 
 /// A log-start entry (DeleteRecords) moves the partition's log start here, on every replica
-/// at the same entry. Never past the entry itself: the leader checked the offset against its
-/// high watermark, which this entry follows. The segments below stay until Raft purges them.
-fn apply_log_start(partition: &PartitionRaftLog, batch: &[u8]) -> Result<(), LogError> {
-    let Some(offset) = control_batch::log_start_of(batch) else {
-        return Ok(());
+/// at the same entry, and returns true; any other command is left alone (false). Never past
+/// the entry's own position: the leader checked the offset against its high watermark,
+/// which this entry follows. The segments below stay until Raft purges them.
+fn apply_log_start(
+    partition: &PartitionRaftLog,
+    index: u64,
+    command: &[u8],
+) -> Result<bool, LogError> {
+    let Some(offset) = control_batch::log_start_of(command) else {
+        return Ok(false);
     };
-    let own_offset = batch
-        .first_chunk::<8>()
-        .map_or(offset, |bytes| i64::from_be_bytes(*bytes));
-    partition.log().raise_log_start(offset.min(own_offset))?;
-    Ok(())
+    // A side entry (see `partition_side`): its position is where the log stood when it was
+    // appended. Only openraft's storage suite applies entries the log never held.
+    let position = partition
+        .offset_of(index)
+        .unwrap_or_else(|| partition.log().log_end_offset());
+    partition.log().raise_log_start(offset.min(position))?;
+    Ok(true)
 }

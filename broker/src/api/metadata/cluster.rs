@@ -44,7 +44,9 @@ pub fn handle(
             )
         })
         .collect();
-    response.cluster_id = Some(str_bytes(broker.cluster_id()));
+    // Null (Metadata v2+ allows it) until this node has applied the controller's decision:
+    // a client never sees two ids from one cluster.
+    response.cluster_id = broker.cluster_id().map(str_bytes);
     response.controller_id = BrokerId(
         replication
             .controller_leader()
