@@ -298,22 +298,28 @@ impl Shop {
             eprintln!("order {id} cancelled, refunded: {refunded}");
         }
 
+        // Stock: what the confirmed orders hold is reserved, the rest available. A cancelled
+        // order's release follows its cancellation, so it may still be on its way.
         for product in &self.products {
             let path = format!("/api/inventory/{}", product.id);
-            let stock = first.get(&path, None).expect(200).body;
-            let available = stock["available"].as_i64().unwrap_or(-1);
-            let held = stock["reserved"].as_i64().unwrap_or(-1);
-            assert!(available >= 0, "product {} oversold: {stock}", product.id);
+            let expected = reserved.get(&product.id).copied().unwrap_or_default();
+            let mut last = Value::Null;
+            let settled = wait_or_give_up(SETTLE, || {
+                last = first.get(&path, None).expect(200).body;
+                last["reserved"].as_i64() == Some(expected)
+            });
+            let available = last["available"].as_i64().unwrap_or(-1);
+            let held = last["reserved"].as_i64().unwrap_or(-1);
+            assert!(available >= 0, "product {} oversold: {last}", product.id);
             assert_eq!(
                 available + held,
                 product.stock,
-                "product {}: {stock}",
+                "product {}: {last}",
                 product.id
             );
-            assert_eq!(
-                held,
-                reserved.get(&product.id).copied().unwrap_or_default(),
-                "product {}: reserved is not what the confirmed orders hold",
+            assert!(
+                settled,
+                "product {}: {held} reserved, the confirmed orders hold {expected}",
                 product.id
             );
         }
@@ -407,6 +413,18 @@ impl Shop {
         let reply = api.get(&path, Some(&self.admin)).expect(200);
         reply.body["items"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// Polls `done` until it holds (true) or `limit` passes (false).
+fn wait_or_give_up(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    done()
 }
 
 fn count_template(notifications: &Value, template: &str) -> usize {
