@@ -294,3 +294,60 @@ fn describe_cluster(bootstrap: &str) -> (String, Vec<u64>) {
     brokers.sort_unstable();
     (described.cluster_id.to_string(), brokers)
 }
+
+/// CreateTopics answers once the new topic's partitions have leaders this node knows: a
+/// Metadata request to the same node right after names a leader for each, and the first
+/// records produced to every partition get offset 0 at once.
+#[test]
+fn a_created_topic_has_leaders_when_create_topics_answers() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+
+    let _limit = TimeLimit::new("created_topic_has_leaders", Duration::from_secs(120));
+    let mut cluster = Cluster::start(3);
+    let node = cluster.node(2).bootstrap();
+    let mut wire = WireClient::connect(&node);
+    let topic = "ready-at-once";
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(commerce_tests::wire::str_bytes(topic)))
+                .with_num_partitions(3)
+                .with_replication_factor(3),
+        ])
+        .with_timeout_ms(30_000);
+    // Until the three nodes have registered, the answer is a retriable NOT_CONTROLLER.
+    wait_for("the topic created", Duration::from_secs(60), || {
+        let ResponseKind::CreateTopics(answer) = wire.call(
+            ApiKey::CreateTopics,
+            5,
+            RequestKind::CreateTopics(create.clone()),
+        ) else {
+            panic!("not a CreateTopics answer");
+        };
+        (answer.topics[0].error_code == 0).then_some(())
+    });
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(commerce_tests::wire::str_bytes(topic)))),
+    ]));
+    let ResponseKind::Metadata(metadata) =
+        wire.call(ApiKey::Metadata, 9, RequestKind::Metadata(request))
+    else {
+        panic!("not a Metadata answer");
+    };
+    let partitions = &metadata.topics[0].partitions;
+    assert_eq!(partitions.len(), 3);
+    for partition in partitions {
+        assert_eq!(partition.error_code, 0, "{partition:?}");
+        assert!(partition.leader_id.0 >= 1, "no leader named: {partition:?}");
+    }
+
+    let producer = kafka::producer(&node, &[("message.timeout.ms", "10000")]);
+    for partition in 0..3 {
+        kafka::send(&producer, topic, None, "first", Some(partition), None);
+    }
+    let acked = kafka::flush_all_acked(&producer);
+    assert_eq!(acked.len(), 3);
+    assert!(acked.iter().all(|record| record.offset == 0), "{acked:?}");
+}

@@ -63,11 +63,20 @@ impl Broker {
         };
         submit(replication, &command)?;
         tracing::info!(topic = %name, partitions, replication_factor = factor, "created topic through the controller");
-        wait_until(|| self.topic(name.as_str()).filter(|topic| topic.id == id)).ok_or_else(|| {
-            BrokerError::RequestTimedOut(format!(
-                "topic {name} was created but this node has not opened it yet"
-            ))
-        })
+        let topic = wait_until(|| self.topic(name.as_str()).filter(|topic| topic.id == id))
+            .ok_or_else(|| {
+                BrokerError::RequestTimedOut(format!(
+                    "topic {name} was created but this node has not opened it yet"
+                ))
+            })?;
+        // Answer once every partition has a leader this node knows, so that Metadata asked
+        // of this node right after names them and produce goes straight there. Past the
+        // wait the topic exists all the same: clients retry LEADER_NOT_AVAILABLE, as they
+        // do in the same window on Kafka.
+        if wait_until(|| every_partition_led(&topic).then_some(())).is_none() {
+            tracing::warn!(topic = %name, "created, but not every partition has a leader yet");
+        }
+        Ok(topic)
     }
 
     pub(crate) fn delete_through_controller(
@@ -131,6 +140,16 @@ pub(super) fn submit(replication: &Replication, command: &ControllerCommand) -> 
 }
 
 /// Polls `check` until it yields, for at most [`CONTROLLER_TIMEOUT`].
+/// Whether this node knows a leader for every partition of `topic`.
+fn every_partition_led(topic: &Topic) -> bool {
+    topic.partitions.iter().all(|partition| {
+        partition
+            .replica()
+            .and_then(|replica| replica.status())
+            .is_some_and(|status| status.leader.is_some())
+    })
+}
+
 pub(super) fn wait_until<T>(check: impl Fn() -> Option<T>) -> Option<T> {
     let wait = async {
         let deadline = tokio::time::Instant::now() + CONTROLLER_TIMEOUT;
