@@ -158,6 +158,7 @@ impl DrainWatch {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing)]
     use super::*;
 
     fn view(group: u64, role: &str, voters: &[u64], last: u64, lag: &[(u64, u64)]) -> GroupView {
