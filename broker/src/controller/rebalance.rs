@@ -66,43 +66,57 @@ fn replica_lists(metadata: &ClusterMetadata) -> BTreeMap<(String, i32), Vec<u64>
         .collect()
 }
 
-/// Reorders `lists` so that the preferred leaders (first replicas) spread over `nodes`:
-/// while some partition's preferred leader leads at least two more partitions than another
-/// of its replicas, that replica moves to the front (the others keep their order). Each
-/// step lowers the sum of squared leader counts, so it ends; deterministic (partitions in
-/// order, the least-leading replica, lowest id on a tie) so every run proposes the same.
+/// Reorders `lists` so that the preferred leaders (first replicas) spread over `nodes`,
+/// within each topic first (a busy topic is led by as many nodes as it can be) and then
+/// over all topics. A replica moves to the front of its list (the others keep their order)
+/// when, counting the topic's partitions it prefers to lead, it leads two fewer than the
+/// current preferred leader; or one fewer (the topic stays as even) while leading two fewer
+/// partitions over all. Each step lowers the sum of squared leader counts of the topic, or
+/// keeps it and lowers the overall one, so it ends; deterministic (partitions in order, the
+/// least-leading replica, lowest id on a tie) so every run proposes the same.
 pub fn balance_preferred_leaders(
     lists: &mut BTreeMap<(String, i32), Vec<u64>>,
     nodes: impl IntoIterator<Item = u64>,
 ) {
-    let mut led: BTreeMap<u64, usize> = nodes.into_iter().map(|id| (id, 0)).collect();
-    for replicas in lists.values() {
+    let mut overall: BTreeMap<u64, usize> = nodes.into_iter().map(|id| (id, 0)).collect();
+    let mut by_topic: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for ((topic, _), replicas) in lists.iter() {
         if let Some(first) = replicas.first() {
-            *led.entry(*first).or_default() += 1;
+            *overall.entry(*first).or_default() += 1;
+            *by_topic.entry((topic.clone(), *first)).or_default() += 1;
         }
     }
-    let count = |led: &BTreeMap<u64, usize>, id: u64| led.get(&id).copied().unwrap_or(0);
     loop {
         let mut changed = false;
-        for replicas in lists.values_mut() {
+        for ((topic, _), replicas) in lists.iter_mut() {
             let Some(&leader) = replicas.first() else {
                 continue;
             };
+            let in_topic = |id: u64| by_topic.get(&(topic.clone(), id)).copied().unwrap_or(0);
+            let all = |id: u64| overall.get(&id).copied().unwrap_or(0);
             let Some((position, &better)) = replicas
                 .iter()
                 .enumerate()
                 .skip(1)
-                .min_by_key(|(_, id)| (count(&led, **id), **id))
+                .min_by_key(|(_, id)| (in_topic(**id), all(**id), **id))
             else {
                 continue;
             };
-            if count(&led, better) + 2 > count(&led, leader) {
+            let topic_gap = in_topic(leader).saturating_sub(in_topic(better));
+            let overall_gap = all(leader).saturating_sub(all(better));
+            if topic_gap < 1 || (topic_gap < 2 && overall_gap < 2) {
                 continue;
             }
             replicas.remove(position);
             replicas.insert(0, better);
-            *led.entry(leader).or_default() -= 1;
-            *led.entry(better).or_default() += 1;
+            for (id, step) in [(leader, -1), (better, 1)] {
+                for count in [
+                    overall.entry(id).or_default(),
+                    by_topic.entry((topic.clone(), id)).or_default(),
+                ] {
+                    *count = count.saturating_add_signed(step);
+                }
+            }
             changed = true;
         }
         if !changed {
@@ -223,6 +237,25 @@ mod tests {
             *led.entry(replicas[0]).or_default() += 1;
         }
         assert_eq!(led, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+    }
+
+    /// Balanced over all topics is not enough: a topic whose partitions all prefer one node
+    /// is served by that node alone. Here the other topics even the totals out already.
+    #[test]
+    fn each_topic_spreads_over_its_replicas() {
+        let mut topics = vec![("t", vec![vec![2, 3, 4]; 3])];
+        topics.extend([("u", vec![vec![3, 4, 2]]), ("v", vec![vec![4, 2, 3]])]);
+        topics.extend([("w", vec![vec![3, 2, 4]]), ("x", vec![vec![4, 3, 2]])]);
+        let metadata = cluster(&[2, 3, 4], &topics);
+        let mut lists = replica_lists(&metadata);
+        balance_preferred_leaders(&mut lists, [2, 3, 4]);
+        let leaders: BTreeSet<u64> = (0..3).map(|p| lists[&("t".to_string(), p)][0]).collect();
+        assert_eq!(leaders, BTreeSet::from([2, 3, 4]), "{lists:?}");
+        let mut led = BTreeMap::new();
+        for replicas in lists.values() {
+            *led.entry(replicas[0]).or_default() += 1;
+        }
+        assert!(led.values().all(|n| (2..=3).contains(n)), "{led:?}");
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
 pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     let id = args.node_id;
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let (client, base, token, status) = leader_session(&args.access).await?;
+    let (client, base, token, status) = session_until(&args.access, deadline).await?;
     // Every registered node, the leaving one included: until its replicas moved, it may
     // lead some of them.
     let nodes: Vec<String> = status
@@ -96,17 +96,32 @@ pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     let mut watch = DrainWatch::new(id);
     // Seen before the moves start, so no group is missed however fast they go.
     poll(&nodes, &mut watch).await?;
-    let response = client
-        .post(format!("{base}/api/cluster/nodes/{id}/drain"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    check(response).await?;
+    let mut session = (client, base, token);
+    loop {
+        let (client, base, token) = &session;
+        let response = client
+            .post(format!("{base}/api/cluster/nodes/{id}/drain"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        match refusal(response).await? {
+            None => break,
+            // An election in the controller or a service group: draining again is harmless
+            // (it proposes only what is not done yet).
+            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
+                println!("{message}; trying again");
+                tokio::time::sleep(POLL).await;
+                let (client, base, token, _) = session_until(&args.access, deadline).await?;
+                session = (client, base, token);
+            }
+            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+        }
+    }
     println!("moving node {id}'s replicas to the other nodes");
     loop {
         wait_moved(&nodes, &mut watch, id, deadline, &args.access).await?;
         // The controller leader may have changed while the replicas moved.
-        let (client, base, token, _) = leader_session(&args.access).await?;
+        let (client, base, token, _) = session_until(&args.access, deadline).await?;
         let response = client
             .delete(format!("{base}/api/cluster/nodes/{id}"))
             .bearer_auth(token)
@@ -114,8 +129,12 @@ pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
             .await?;
         match refusal(response).await? {
             None => break,
-            // The leader saw a move this command's last look did not: wait again.
-            Some((code, message)) if code == "still_replicating" && Instant::now() < deadline => {
+            // The leader saw a move this command's last look did not, or was being elected:
+            // wait again.
+            Some((code, message))
+                if (code == "still_replicating" || transient(&code))
+                    && Instant::now() < deadline =>
+            {
                 println!("{message}");
                 tokio::time::sleep(POLL).await;
             }
@@ -174,12 +193,35 @@ async fn poll(nodes: &[String], watch: &mut DrainWatch) -> anyhow::Result<Vec<Mo
     Ok(watch.pending(&answered.iter().collect::<Vec<&NodeStatus>>()))
 }
 
+/// Refusals that an election explains, worth retrying.
+fn transient(code: &str) -> bool {
+    matches!(code, "controller_unavailable" | "not_controller_leader")
+}
+
 fn progress(moving: &[Moving]) -> String {
     let mut text = format!("{} group(s) still moving:\n", moving.len());
     for group in moving {
         text.push_str(&format!("  {group}\n"));
     }
     text
+}
+
+/// [`leader_session`], tried again until `deadline` while the groups it needs (the
+/// controller, identity for the sign-in) elect leaders, as they do while replicas move.
+async fn session_until(
+    access: &Access,
+    deadline: Instant,
+) -> anyhow::Result<(reqwest::Client, String, String, NodeStatus)> {
+    loop {
+        match leader_session(access).await {
+            Ok(session) => return Ok(session),
+            Err(error) if Instant::now() < deadline => {
+                println!("{error:#}; trying again");
+                tokio::time::sleep(POLL).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// A client, the controller leader's base URL, an admin access token issued there, and
