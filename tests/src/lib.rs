@@ -48,6 +48,7 @@ pub mod http;
 pub mod kafka;
 pub mod limit;
 pub mod link;
+pub mod membership;
 pub mod node;
 pub mod orders;
 pub mod proxy;

@@ -3,10 +3,12 @@
 //! - `peers.rs`: the cluster settings of `commerce start` (`--peers`, `--raft-addr`, `--join`).
 //! - `runtime.rs`: a node's Raft node, controller group and registration.
 //! - `status.rs`: `/cluster/status` on each node, and `commerce cluster status` reading it.
-//! - `admin.rs`: the admin routes that add and remove nodes; `nodes.rs`: the commands.
+//! - `admin.rs`: the admin routes that add, drain and remove nodes; `nodes.rs`: the
+//!   commands; `drain.rs`: how `remove-node` knows a node's replicas have moved.
 //! - `up.rs`: `commerce cluster up`, a local cluster of child processes for development.
 
 pub mod admin;
+pub mod drain;
 pub mod nodes;
 pub mod peers;
 pub mod runtime;
@@ -27,7 +29,8 @@ enum ClusterCommand {
     Status(status::StatusArgs),
     /// Add a node started with `--join` to the cluster.
     AddNode(nodes::AddNodeArgs),
-    /// Remove a node from the cluster.
+    /// Remove a node from the cluster: its replicas move to the other nodes first, and the
+    /// command returns once they did (the node can then be stopped).
     RemoveNode(nodes::RemoveNodeArgs),
 }
 

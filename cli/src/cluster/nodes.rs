@@ -1,13 +1,28 @@
 //! `commerce cluster add-node` and `remove-node`: find the controller leader from any
 //! node's status, sign in there as an admin, and ask it to change the membership.
+//!
+//! `remove-node` returns only once the node holds no replica: it asks the controller to
+//! move the node's replicas, watches every node's `/cluster/status` until each group the
+//! node was a voter of has moved and caught up (`drain.rs`), printing what is still
+//! moving, and only then removes the node. The waiting is here rather than in the HTTP
+//! request, which a large partition's copy would outlast, and a controller leader change
+//! meanwhile does not lose it. Past `--wait-secs` it says the move goes on, how to watch
+//! it, and that running the command again finishes the removal.
 
+use super::drain::{DrainWatch, Moving};
 use super::runtime::NodeStatus;
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Adding a node waits for it to catch up, which takes a while after a long absence.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a node may take to answer its status while replicas move.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often `remove-node` looks at the moves, and prints at most once per
+/// [`PROGRESS_EVERY`] while nothing changed.
+const POLL: Duration = Duration::from_millis(500);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct Access {
@@ -41,10 +56,14 @@ pub struct RemoveNodeArgs {
     /// The node to remove
     #[arg(long)]
     node_id: u64,
+    /// How long to wait for its replicas to move before giving up (they keep moving; run
+    /// the command again to finish)
+    #[arg(long, default_value_t = 600)]
+    wait_secs: u64,
 }
 
 pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
-    let (client, base, token) = leader_session(&args.access).await?;
+    let (client, base, token, _) = leader_session(&args.access).await?;
     let response = client
         .post(format!("{base}/api/cluster/nodes"))
         .bearer_auth(token)
@@ -60,19 +79,156 @@ pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
 }
 
 pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
-    let (client, base, token) = leader_session(&args.access).await?;
-    let response = client
-        .delete(format!("{base}/api/cluster/nodes/{}", args.node_id))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    check(response).await?;
-    println!("node {} removed from the cluster", args.node_id);
+    let id = args.node_id;
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    let (client, base, token, status) = session_until(&args.access, deadline).await?;
+    // Every registered node, the leaving one included: until its replicas moved, it may
+    // lead some of them.
+    let nodes: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|node| node.http_addr.clone())
+        .collect();
+    anyhow::ensure!(
+        status.nodes.iter().any(|node| node.id == id),
+        "node {id} is not a member of the cluster"
+    );
+    let mut watch = DrainWatch::new(id);
+    // Seen before the moves start, so no group is missed however fast they go.
+    poll(&nodes, &mut watch).await?;
+    let mut session = (client, base, token);
+    loop {
+        let (client, base, token) = &session;
+        let response = client
+            .post(format!("{base}/api/cluster/nodes/{id}/drain"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        match refusal(response).await? {
+            None => break,
+            // An election in the controller or a service group: draining again is harmless
+            // (it proposes only what is not done yet).
+            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
+                println!("{message}; trying again");
+                tokio::time::sleep(POLL).await;
+                let (client, base, token, _) = session_until(&args.access, deadline).await?;
+                session = (client, base, token);
+            }
+            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+        }
+    }
+    println!("moving node {id}'s replicas to the other nodes");
+    loop {
+        wait_moved(&nodes, &mut watch, id, deadline, &args.access).await?;
+        // The controller leader may have changed while the replicas moved.
+        let (client, base, token, _) = session_until(&args.access, deadline).await?;
+        let response = client
+            .delete(format!("{base}/api/cluster/nodes/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        match refusal(response).await? {
+            None => break,
+            // The leader saw a move this command's last look did not, or was being elected:
+            // wait again.
+            Some((code, message))
+                if (code == "still_replicating" || transient(&code))
+                    && Instant::now() < deadline =>
+            {
+                println!("{message}");
+                tokio::time::sleep(POLL).await;
+            }
+            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+        }
+    }
+    println!("node {id} removed from the cluster: it holds no replica and can be stopped");
     Ok(())
 }
 
-/// A client, the controller leader's base URL and an admin access token issued there.
-async fn leader_session(access: &Access) -> anyhow::Result<(reqwest::Client, String, String)> {
+/// Polls every node's status until no group waits for node `id` any more, printing what
+/// is still moving; past `deadline`, fails saying the moves go on and how to finish.
+async fn wait_moved(
+    nodes: &[String],
+    watch: &mut DrainWatch,
+    id: u64,
+    deadline: Instant,
+    access: &Access,
+) -> anyhow::Result<()> {
+    let mut shown = String::new();
+    let mut shown_at = Instant::now();
+    loop {
+        let moving = poll(nodes, watch).await?;
+        if moving.is_empty() {
+            return Ok(());
+        }
+        let text = progress(&moving);
+        if text != shown || shown_at.elapsed() >= PROGRESS_EVERY {
+            print!("{text}");
+            shown = text;
+            shown_at = Instant::now();
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "node {id} still holds replicas of {} group(s); the moves go on in the \
+                 background. Node {id} is still a member of the cluster: do not stop it yet. \
+                 Watch the moves with `commerce cluster status --http-addr {}`, and run \
+                 `commerce cluster remove-node --node-id {id}` again to finish removing it.",
+                moving.len(),
+                access.http_addr
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// One round: every node's status (those that answer), judged by `watch`.
+async fn poll(nodes: &[String], watch: &mut DrainWatch) -> anyhow::Result<Vec<Moving>> {
+    let client = reqwest::Client::builder().timeout(STATUS_TIMEOUT).build()?;
+    let mut answered = Vec::new();
+    for node in nodes {
+        if let Ok(status) = super::status::fetch(&client, node).await {
+            answered.push(status);
+        }
+    }
+    Ok(watch.pending(&answered.iter().collect::<Vec<&NodeStatus>>()))
+}
+
+/// Refusals that an election explains, worth retrying.
+fn transient(code: &str) -> bool {
+    matches!(code, "controller_unavailable" | "not_controller_leader")
+}
+
+fn progress(moving: &[Moving]) -> String {
+    let mut text = format!("{} group(s) still moving:\n", moving.len());
+    for group in moving {
+        text.push_str(&format!("  {group}\n"));
+    }
+    text
+}
+
+/// [`leader_session`], tried again until `deadline` while the groups it needs (the
+/// controller, identity for the sign-in) elect leaders, as they do while replicas move.
+async fn session_until(
+    access: &Access,
+    deadline: Instant,
+) -> anyhow::Result<(reqwest::Client, String, String, NodeStatus)> {
+    loop {
+        match leader_session(access).await {
+            Ok(session) => return Ok(session),
+            Err(error) if Instant::now() < deadline => {
+                println!("{error:#}; trying again");
+                tokio::time::sleep(POLL).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A client, the controller leader's base URL, an admin access token issued there, and
+/// the status the leader was found in.
+async fn leader_session(
+    access: &Access,
+) -> anyhow::Result<(reqwest::Client, String, String, NodeStatus)> {
     let client = reqwest::Client::builder().timeout(CHANGE_TIMEOUT).build()?;
     let status: NodeStatus = client
         .get(format!("http://{}/cluster/status", access.http_addr))
@@ -112,18 +268,29 @@ async fn leader_session(access: &Access) -> anyhow::Result<(reqwest::Client, Str
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| anyhow::anyhow!("the login answer has no access token"))?
         .to_string();
-    Ok((client, base, token))
+    Ok((client, base, token, status))
 }
 
 async fn check(response: reqwest::Response) -> anyhow::Result<()> {
+    match refusal(response).await? {
+        None => Ok(()),
+        Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+    }
+}
+
+/// `None` on success, else the error's code and a message naming the HTTP status.
+async fn refusal(response: reqwest::Response) -> anyhow::Result<Option<(String, String)>> {
     if response.status().is_success() {
-        return Ok(());
+        return Ok(None);
     }
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let message = body
-        .pointer("/error/message")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("no explanation given");
-    anyhow::bail!("the cluster refused ({status}): {message}")
+    let text = |pointer: &str| {
+        body.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let message = text("/error/message").unwrap_or_else(|| "no explanation given".to_string());
+    let code = text("/error/code").unwrap_or_default();
+    Ok(Some((code, format!("({status}) {message}"))))
 }

@@ -11,7 +11,7 @@ use super::peers::ClusterSettings;
 use anyhow::Context;
 use commerce_broker::controller::{
     CONTROLLER_GROUP, ControllerAnswer, ControllerCommand, ControllerMachine, MetadataView,
-    NodeRecord, decode_answer, encode, moves_off_node,
+    NodeRecord, decode_answer, drain_plan, encode,
 };
 use commerce_broker::metadata_store::new_cluster_id;
 use commerce_storage::raft::{
@@ -183,16 +183,24 @@ impl ClusterRuntime {
         Ok(())
     }
 
-    /// Removes node `id`: its partition replicas move to the other nodes first (each to
-    /// the node holding fewest; the partitions' leaders bring the new replicas up to date
-    /// in the background), then it leaves the cluster metadata and the controller group.
-    /// Controller leader only.
-    pub async fn remove_node(&self, id: u64) -> Result<(), MembershipError> {
+    /// Starts taking node `id` out of the cluster's data: its partition replicas are
+    /// reassigned to the other nodes (with the preferred leaders kept spread over them: see
+    /// [`drain_plan`]) and it leaves every service group. The partitions' leaders move the
+    /// replicas in the background; `commerce cluster remove-node` watches them through
+    /// `/cluster/status` and then calls [`ClusterRuntime::remove_node`]. Idempotent: once
+    /// the placement holds nothing of `id`, proposes nothing. Controller leader only.
+    pub async fn drain_node(&self, id: u64) -> Result<(), MembershipError> {
         self.leading()?;
-        let moves = moves_off_node(&self.metadata.current(), id)
+        let metadata = self.metadata.current();
+        if !metadata.nodes.contains_key(&id) {
+            return Err(MembershipError::Refused(format!(
+                "no node {id} in the cluster"
+            )));
+        }
+        let plan = drain_plan(&metadata, id)
             .map_err(|error| MembershipError::Refused(error.to_string()))?;
-        for (name, partition, replicas) in moves {
-            tracing::info!(topic = %name, partition, ?replicas, node = id, "moving a replica off a leaving node");
+        for (name, partition, replicas) in plan {
+            tracing::info!(topic = %name, partition, ?replicas, node = id, "reassigning a partition off a leaving node");
             self.apply(ControllerCommand::ReassignPartition {
                 name,
                 partition,
@@ -209,6 +217,31 @@ impl ClusterRuntime {
                 )
                 .await
                 .map_err(|error| MembershipError::Raft(error.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes node `id` from the cluster: drains it ([`ClusterRuntime::drain_node`]),
+    /// then, once no group this node leads still counts it among its voters, takes it out
+    /// of the cluster metadata and the controller group. Refused while a replica is still
+    /// moving, so the node keeps serving what it holds until the last move is done (the
+    /// command waits for that through every node's status first). Controller leader only.
+    pub async fn remove_node(&self, id: u64) -> Result<(), MembershipError> {
+        self.drain_node(id).await?;
+        let still: Vec<String> = self
+            .raft
+            .groups()
+            .into_iter()
+            .filter(|group| *group != controller_group())
+            .filter_map(|group| self.raft.status(group).ok())
+            .filter(|status| status.role == Role::Leader && status.voters.contains(&id))
+            .map(|status| status.group.to_string())
+            .collect();
+        if !still.is_empty() {
+            return Err(MembershipError::StillReplicating(format!(
+                "node {id} is still a voter of {}; its replicas are moving (see `commerce cluster status`)",
+                still.join(", ")
+            )));
         }
         self.apply(ControllerCommand::RemoveNode { id }).await?;
         self.raft
@@ -318,6 +351,8 @@ pub enum MembershipError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    StillReplicating(String),
     #[error("the controller group failed: {0}")]
     Raft(String),
 }

@@ -48,7 +48,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fetch(client: &reqwest::Client, http_addr: &str) -> Result<NodeStatus, String> {
+/// Node `http_addr`'s `/cluster/status`, or why it did not answer.
+pub(super) async fn fetch(client: &reqwest::Client, http_addr: &str) -> Result<NodeStatus, String> {
     let response = client
         .get(format!("http://{http_addr}/cluster/status"))
         .send()
@@ -117,14 +118,7 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let name = match (&reported.partition, reported.group) {
-            (_, 0) => "controller".to_string(),
-            (Some(partition), group) => format!("{partition} (group {group})"),
-            (None, group) => match crate::services::group_service(group) {
-                Some(service) => format!("service {service}"),
-                None => format!("group-{group}"),
-            },
-        };
+        let name = group_name(reported);
         let leader = shown_leader(reported, &unreachable);
         let last = reported
             .last_log_index
@@ -142,6 +136,18 @@ pub fn render(first: &NodeStatus, seen: &[Seen]) -> String {
         );
     }
     out
+}
+
+/// How operators know a group: `orders-0 (group 5)`, `service order`, `controller`.
+pub(super) fn group_name(view: &GroupView) -> String {
+    match (&view.partition, view.group) {
+        (_, 0) => "controller".to_string(),
+        (Some(partition), group) => format!("{partition} (group {group})"),
+        (None, group) => match crate::services::group_service(group) {
+            Some(service) => format!("service {service}"),
+            None => format!("group-{group}"),
+        },
+    }
 }
 
 /// The leader column: never a node that does not answer, nor one that calls itself leader
