@@ -1,7 +1,9 @@
 //! A fault schedule's randomness: a seed from `CLUSTER_FAULT_SEED` or the clock, and a
 //! small PRNG, so a failing schedule can be replayed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::cluster::Fault;
 
 /// `CLUSTER_FAULT_SEED`, else one from the clock.
 pub fn seed() -> u64 {
@@ -44,4 +46,32 @@ impl XorShift {
     pub fn millis(&mut self, low: u64, high: u64) -> Duration {
         Duration::from_millis(low + self.below(high.saturating_sub(low) + 1))
     }
+}
+
+impl XorShift {
+    /// One of the three faults, uniformly.
+    pub fn fault(&mut self) -> Fault {
+        match self.below(3) {
+            0 => Fault::Kill,
+            1 => Fault::Pause,
+            _ => Fault::Isolate,
+        }
+    }
+}
+
+/// A schedule's line for one fault, `started` being the schedule's start; printed as it
+/// is applied, and returned for the test's report.
+pub fn fault_line(
+    started: Instant,
+    fault: Fault,
+    target: u64,
+    whom: &str,
+    lasting: Duration,
+) -> String {
+    let line = format!(
+        "{:5.1}s {fault:?} node {target} ({whom}) for {lasting:?}",
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!("fault: {line}");
+    line
 }

@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use commerce_tests::TimeLimit;
-use commerce_tests::replicated::{Fault, PARTITIONS, Replicated};
-use commerce_tests::schedule::{XorShift, seed};
+use commerce_tests::replicated::{PARTITIONS, Replicated};
+use commerce_tests::schedule::{XorShift, fault_line, seed};
 use commerce_tests::workload::{Workload, check_history};
 
 /// A leader is killed -9 while the producer runs; its partitions fail over to the survivors,
@@ -193,11 +193,7 @@ fn randomized_faults_lose_no_acked_record() {
     let started = Instant::now();
     let mut applied = Vec::new();
     while started.elapsed() < FAULT_WINDOW {
-        let fault = match rng.below(3) {
-            0 => Fault::Kill,
-            1 => Fault::Pause,
-            _ => Fault::Isolate,
-        };
+        let fault = rng.fault();
         let leaders = replicated.wait_leaders(&all, "leaders before a fault");
         let (target, whom) = if rng.below(2) == 0 {
             let partition = i32::try_from(rng.below(PARTITIONS as u64)).unwrap();
@@ -210,12 +206,7 @@ fn randomized_faults_lose_no_acked_record() {
             (node, "a random node".to_string())
         };
         let lasting = rng.millis(1_000, 5_000);
-        let line = format!(
-            "{:5.1}s {fault:?} node {target} ({whom}) for {lasting:?}",
-            started.elapsed().as_secs_f64()
-        );
-        eprintln!("fault: {line}");
-        applied.push(line);
+        applied.push(fault_line(started, fault, target, &whom, lasting));
         replicated.inject(fault, target, lasting);
         std::thread::sleep(rng.millis(500, 2_000));
     }

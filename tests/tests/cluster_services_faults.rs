@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use commerce_tests::TimeLimit;
 use commerce_tests::cluster::{Cluster, Fault};
-use commerce_tests::schedule::{XorShift, seed};
+use commerce_tests::schedule::{XorShift, fault_line, seed};
 use commerce_tests::shop::{ClientLog, SHOP_ENV, Shop, Totals, service_leader};
 
 const CUSTOMERS: usize = 16;
@@ -77,11 +77,7 @@ fn randomized_faults_keep_the_shop_consistent() {
     let started = Instant::now();
     let mut applied = Vec::new();
     while started.elapsed() < FAULT_WINDOW {
-        let fault = match rng.below(3) {
-            0 => Fault::Kill,
-            1 => Fault::Pause,
-            _ => Fault::Isolate,
-        };
+        let fault = rng.fault();
         let (target, whom) = if rng.below(2) == 0 {
             let service = ["order", "payment", "inventory", "shipping"][rng.below(4) as usize];
             let leader = service_leader(&cluster, &ids, service);
@@ -93,12 +89,7 @@ fn randomized_faults_keep_the_shop_consistent() {
             )
         };
         let lasting = rng.millis(1_000, 5_000);
-        let line = format!(
-            "{:5.1}s {fault:?} node {target} ({whom}) for {lasting:?}",
-            started.elapsed().as_secs_f64()
-        );
-        eprintln!("fault: {line}");
-        applied.push(line);
+        applied.push(fault_line(started, fault, target, &whom, lasting));
         cluster.inject(fault, target, lasting);
         load.wait_accepted(5, "orders after a fault");
     }
