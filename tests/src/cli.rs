@@ -39,11 +39,13 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
+            let stdout = reader.join().unwrap_or_default();
             let stderr = err_reader.join().unwrap_or_default();
             panic!(
-                "`commerce {}` did not finish within {timeout:?}; stderr:\n{}",
+                "`commerce {}` did not finish within {timeout:?}; stdout:\n{}\nstderr:\n{}",
                 args.join(" "),
-                String::from_utf8_lossy(&stderr)
+                tail(&stdout),
+                tail(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -68,4 +70,10 @@ pub fn run_ok(args: &[&str], stdin: &[u8], timeout: Duration) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The last 8 KiB of a command's output: enough to see where it stood.
+fn tail(output: &[u8]) -> String {
+    let start = output.len().saturating_sub(8 * 1024);
+    String::from_utf8_lossy(output.get(start..).unwrap_or_default()).into_owned()
 }
