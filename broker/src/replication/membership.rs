@@ -46,11 +46,16 @@ pub(super) fn drive(
     }
     let replication = replication.clone();
     tokio::spawn(async move {
+        // Cleared however the task ends (a panic too): a group left marked would never be
+        // driven again.
+        let _changing = Changing {
+            replication: replication.clone(),
+            group,
+        };
         for (node, addr) in additions {
             tracing::info!(%group, node, "adding a replica");
             if let Err(error) = replication.raft.add_member(group, node, addr).await {
                 tracing::warn!(%group, node, %error, "could not add the replica; retrying later");
-                finish(&replication, group);
                 return;
             }
         }
@@ -58,17 +63,24 @@ pub(super) fn drive(
             tracing::info!(%group, node, "removing a replica");
             if let Err(error) = replication.raft.remove_member(group, node).await {
                 tracing::warn!(%group, node, %error, "could not remove the replica; retrying later");
-                break;
+                return;
             }
         }
-        finish(&replication, group);
     });
 }
 
-fn finish(replication: &Replication, group: GroupId) {
-    replication
-        .changing
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&group.0);
+/// A group whose voters this node is changing; unmarked when dropped.
+struct Changing {
+    replication: Arc<Replication>,
+    group: GroupId,
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        self.replication
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.group.0);
+    }
 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a node may take to answer its status while replicas move.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `add-node` keeps trying through elections before it gives up.
+const ADD_RETRY_FOR: Duration = Duration::from_secs(90);
 /// How often `remove-node` looks at the moves, and prints at most once per
 /// [`PROGRESS_EVERY`] while nothing changed.
 const POLL: Duration = Duration::from_millis(500);
@@ -63,17 +65,29 @@ pub struct RemoveNodeArgs {
 }
 
 pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
-    let (client, base, token, _) = leader_session(&args.access).await?;
-    let response = client
-        .post(format!("{base}/api/cluster/nodes"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({
-            "node_id": args.node_id,
-            "raft_addr": args.raft_addr.to_string(),
-        }))
-        .send()
-        .await?;
-    check(response).await?;
+    // Adding is idempotent: tried again through an election (of the controller or of a
+    // service group the node joins), within the same bound as a removal's first step.
+    let deadline = Instant::now() + ADD_RETRY_FOR;
+    loop {
+        let (client, base, token, _) = session_until(&args.access, deadline).await?;
+        let response = client
+            .post(format!("{base}/api/cluster/nodes"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "node_id": args.node_id,
+                "raft_addr": args.raft_addr.to_string(),
+            }))
+            .send()
+            .await?;
+        match refusal(response).await? {
+            None => break,
+            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
+                println!("{message}; trying again");
+                tokio::time::sleep(POLL).await;
+            }
+            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+        }
+    }
     println!("node {} added to the cluster", args.node_id);
     Ok(())
 }
@@ -215,13 +229,26 @@ async fn session_until(
     loop {
         match leader_session(access).await {
             Ok(session) => return Ok(session),
-            Err(error) if Instant::now() < deadline => {
+            // Wrong credentials stay wrong: said at once, not retried until the deadline.
+            Err(error) if !refused_credentials(&error) && Instant::now() < deadline => {
                 println!("{error:#}; trying again");
                 tokio::time::sleep(POLL).await;
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Whether `error` is the identity service refusing the admin's email and password (or
+/// the account's role), as opposed to a node or a group that is not ready yet.
+fn refused_credentials(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<reqwest::Error>())
+        .filter_map(reqwest::Error::status)
+        .any(|status| {
+            status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
+        })
 }
 
 /// A client, the controller leader's base URL, an admin access token issued there, and
@@ -269,13 +296,6 @@ async fn leader_session(
         .ok_or_else(|| anyhow::anyhow!("the login answer has no access token"))?
         .to_string();
     Ok((client, base, token, status))
-}
-
-async fn check(response: reqwest::Response) -> anyhow::Result<()> {
-    match refusal(response).await? {
-        None => Ok(()),
-        Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
-    }
 }
 
 /// `None` on success, else the error's code and a message naming the HTTP status.

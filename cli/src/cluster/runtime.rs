@@ -15,7 +15,7 @@ use commerce_broker::controller::{
 };
 use commerce_broker::metadata_store::new_cluster_id;
 use commerce_storage::raft::{
-    GroupId, GroupStart, GroupStatus, MemberChange, RaftNode, RaftNodeConfig, Role,
+    GroupId, GroupStart, GroupStatus, MemberChange, RaftGroupError, RaftNode, RaftNodeConfig, Role,
 };
 use serde::Serialize;
 use std::path::Path;
@@ -168,17 +168,11 @@ impl ClusterRuntime {
         // Every service's state is replicated on it too (it opened those groups with
         // `--join`): it catches up as a learner of each, then votes.
         for group in service_groups() {
-            self.raft
-                .change_members_anywhere(
-                    group,
-                    MemberChange::Add {
-                        node: id,
-                        addr: raft_addr.clone(),
-                    },
-                    MEMBER_CHANGE_TIMEOUT,
-                )
-                .await
-                .map_err(|error| MembershipError::Raft(error.to_string()))?;
+            let add = MemberChange::Add {
+                node: id,
+                addr: raft_addr.clone(),
+            };
+            self.change_service_group(group, add).await?;
         }
         Ok(())
     }
@@ -209,14 +203,8 @@ impl ClusterRuntime {
             .await?;
         }
         for group in service_groups() {
-            self.raft
-                .change_members_anywhere(
-                    group,
-                    MemberChange::Remove { node: id },
-                    MEMBER_CHANGE_TIMEOUT,
-                )
-                .await
-                .map_err(|error| MembershipError::Raft(error.to_string()))?;
+            self.change_service_group(group, MemberChange::Remove { node: id })
+                .await?;
         }
         Ok(())
     }
@@ -248,6 +236,35 @@ impl ClusterRuntime {
             .remove_member(controller_group(), id)
             .await
             .map_err(|error| MembershipError::Raft(error.to_string()))
+    }
+
+    /// Makes `change` to a service group through its leader, wherever it is, trying again
+    /// while the group elects one (a preferred leader taking over, a leader just killed) or
+    /// a step times out, until [`MEMBER_CHANGE_TIMEOUT`]. Each change is idempotent.
+    async fn change_service_group(
+        &self,
+        group: GroupId,
+        change: MemberChange,
+    ) -> Result<(), MembershipError> {
+        let deadline = tokio::time::Instant::now() + MEMBER_CHANGE_TIMEOUT;
+        loop {
+            let result = self
+                .raft
+                .change_members_anywhere(group, change.clone(), MEMBER_CHANGE_TIMEOUT)
+                .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(
+                    error @ (RaftGroupError::NotLeader { .. }
+                    | RaftGroupError::Forward { .. }
+                    | RaftGroupError::Raft { .. }),
+                ) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(%group, %error, "service group membership change not made yet; retrying");
+                    tokio::time::sleep(REGISTER_RETRY).await;
+                }
+                Err(error) => return Err(MembershipError::Raft(error.to_string())),
+            }
+        }
     }
 
     /// Proposes `command` to the controller group (this node leads it) and maps a refusal.

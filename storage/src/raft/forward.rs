@@ -9,7 +9,8 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, RaftError};
 
 use super::error::RaftGroupError;
-use super::node::{FORWARD_TIMEOUT, RaftNode, change_members};
+use super::members::change_members;
+use super::node::{FORWARD_TIMEOUT, RaftNode};
 use super::types::{Command, GroupId, NodeId};
 use super::wire::{MemberChange, Reply, Rpc};
 

@@ -32,7 +32,8 @@
 //! - `network.rs`: the multiplexed peer connection (client side) and openraft's network.
 //! - `server.rs`: the listener that dispatches incoming frames to the right group.
 //! - `node.rs`: [`RaftNode`]: open/close groups, propose, membership changes, leader,
-//!   metrics, shutdown; `forward.rs`: reaching a group's leader from any member (forwarded
+//!   metrics, shutdown; `members.rs`: voter changes on the leader, each step bounded in
+//!   time; `forward.rs`: reaching a group's leader from any member (forwarded
 //!   proposals, read index, membership changes).
 //! - `status.rs`: [`GroupStatus`]: a group's role, term, leader and follower lag on a node.
 //! - `error.rs`: [`RaftGroupError`].
@@ -42,6 +43,7 @@ mod entry_codec;
 mod error;
 mod forward;
 mod log_store;
+mod members;
 mod network;
 mod node;
 mod partition_entries;

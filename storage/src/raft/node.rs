@@ -5,14 +5,14 @@
 //! outgoing peer connections every group shares. Groups are opened one by one by the layer
 //! above (the controller decides which groups a node hosts).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -21,6 +21,7 @@ use openraft::storage::RaftLogStorage;
 use super::control_batch;
 use super::error::RaftGroupError;
 use super::log_store::GroupLogStore;
+use super::members::change_members;
 use super::network::{GroupNetworkFactory, Peers};
 use super::partition_log_store::PartitionLogStore;
 use super::partition_store::PartitionRaftLog;
@@ -83,7 +84,7 @@ impl RaftNodeConfig {
 }
 
 /// Maps a failed client write (proposal or membership change) to the facility's error.
-fn write_error(
+pub(super) fn write_error(
     group: GroupId,
     e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
 ) -> RaftGroupError {
@@ -578,42 +579,4 @@ impl RaftNode {
         }
         self.peers.clear();
     }
-}
-
-/// Makes `change` to `group`'s voters on its leader (here); NotLeader elsewhere. Removing a
-/// node that is no voter, or adding one that is, changes nothing.
-pub(super) async fn change_members(
-    raft: &Raft,
-    group: GroupId,
-    change: MemberChange,
-) -> Result<(), RaftGroupError> {
-    let voters: BTreeSet<NodeId> = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .voter_ids()
-        .collect();
-    match change {
-        MemberChange::Add { node, addr } => {
-            if voters.contains(&node) {
-                return Ok(());
-            }
-            raft.add_learner(node, BasicNode::new(addr), true)
-                .await
-                .map_err(|e| write_error(group, e))?;
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node])), false)
-                .await
-                .map_err(|e| write_error(group, e))?;
-        }
-        MemberChange::Remove { node } => {
-            if !voters.contains(&node) {
-                return Ok(());
-            }
-            raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
-                .await
-                .map_err(|e| write_error(group, e))?;
-        }
-    }
-    Ok(())
 }

@@ -5,7 +5,7 @@
 //! the services' groups spread round the voters.
 //!
 //! openraft 0.9 cannot hand leadership over, so the preferred replica takes it: once it is
-//! a caught-up follower (it applied everything it holds) for [`SETTLED_CHECKS`] checks in a
+//! a caught-up follower (it applied all but a few entries of what it holds) for [`SETTLED_CHECKS`] checks in a
 //! row, it stands for election ([`RaftNode::campaign`]). The current leader grants the vote
 //! when this replica's log is as long as its own (its own lease long expired), and steps
 //! down; under heavy writes the replica's log may be a little behind, the election fails,
@@ -24,6 +24,15 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 const SETTLED_CHECKS: u32 = 2;
 /// The least time between two attempts for one group.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
+
+/// How many entries a follower may still have to apply and count as caught up: a group
+/// written all the time (a service's command log) is rarely found with nothing pending,
+/// and what decides the vote is the length of the log, not how much of it is applied.
+const APPLY_SLACK: u64 = 16;
+
+fn applied_nearly_all(applied: Option<u64>, last: Option<u64>) -> bool {
+    last.unwrap_or(0).saturating_sub(applied.unwrap_or(0)) <= APPLY_SLACK
+}
 
 /// This node's standing for the groups it is the preferred leader of, across checks.
 #[derive(Default)]
@@ -51,7 +60,7 @@ impl PreferredLeadership {
             status.role == Role::Follower
                 && status.leader.is_some_and(|leader| leader != me)
                 && status.voters.contains(&me)
-                && status.last_applied_index == status.last_log_index
+                && applied_nearly_all(status.last_applied_index, status.last_log_index)
         });
         if preferred != Some(me) || !caught_up {
             self.settled.remove(&group);
@@ -74,5 +83,19 @@ impl PreferredLeadership {
             tracing::debug!(%group, %error, "could not stand for preferred leadership");
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_with_a_few_entries_left_to_apply_counts_as_caught_up() {
+        assert!(applied_nearly_all(Some(100), Some(100)));
+        assert!(applied_nearly_all(Some(90), Some(100)));
+        assert!(applied_nearly_all(None, None));
+        assert!(!applied_nearly_all(Some(10), Some(100)));
+        assert!(!applied_nearly_all(None, Some(100)));
     }
 }

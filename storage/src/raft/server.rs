@@ -199,7 +199,7 @@ async fn handle(router: &Router, group: GroupId, rpc: Rpc) -> Reply {
             Err(e) => Err(ForwardRefused::Failed(e.to_string())),
         }),
         Rpc::ChangeMembers(change) => Reply::ChangeMembers(
-            match super::node::change_members(&raft, group, change).await {
+            match super::members::change_members(&raft, group, change).await {
                 Ok(()) => Ok(()),
                 Err(RaftGroupError::NotLeader { leader, .. }) => {
                     Err(ForwardRefused::NotLeader(leader))
