@@ -18,6 +18,8 @@ const GROUP: &str = "order-projection";
 /// A service's fixed producer id (no InitProducerId issued it), as `services/src/*/mod.rs`.
 const PRODUCER_ID: i64 = 0x4000_0000_0000_0002;
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+/// Carried as given: the relay makes it, the event log only puts it in the header.
+const SIGNATURE: &str = "v1:0123abcd:00";
 
 fn value(sequence: i32) -> String {
     format!("{{\"event\":{sequence}}}")
@@ -34,6 +36,7 @@ fn event<'a>(key: &'a str, value: &'a str, partition: i32, sequence: i32) -> Pub
         sequence,
         outbox_seq: u64::try_from(sequence).unwrap() + 1,
         traceparent: Some(TRACEPARENT),
+        signature: SIGNATURE,
     }
 }
 
@@ -151,6 +154,7 @@ fn outbox_events_survive_leader_kill_once_and_in_order_and_offsets_survive_coord
         records
             .iter()
             .all(|r| header(r, "traceparent") == Some(TRACEPARENT)
+                && header(r, "commerce-signature") == Some(SIGNATURE)
                 && r.key.as_deref() == Some(key.as_bytes()))
     );
     assert_eq!(

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use commerce_broker::record_batch;
 use commerce_broker::{Broker, LocalLog};
+use commerce_services::platform::record_signature::SIGNATURE_HEADER;
 use commerce_services::platform::{EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
@@ -187,7 +188,8 @@ impl BrokerEventLog {
 
 /// An outbox event as the record both event logs publish: stamped with the service's
 /// producer id, epoch 0 and the relay's sequence, with the `outbox-seq` header (how a
-/// restarted relay finds what it published) and the trace context.
+/// restarted relay finds what it published), the trace context and the platform's
+/// `commerce-signature`.
 pub(crate) fn outbox_record(event: &PublishedEvent<'_>) -> Record {
     let mut headers = indexmap::IndexMap::new();
     headers.insert(
@@ -200,6 +202,10 @@ pub(crate) fn outbox_record(event: &PublishedEvent<'_>) -> Record {
             Some(Bytes::from(traceparent.to_string())),
         );
     }
+    headers.insert(
+        StrBytes::from_static_str(SIGNATURE_HEADER),
+        Some(Bytes::from(event.signature.to_string())),
+    );
     Record {
         producer_id: event.producer_id,
         producer_epoch: 0,

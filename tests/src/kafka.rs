@@ -2,7 +2,9 @@
 //!
 //! Every client uses [`TestContext`], which prints librdkafka's warnings and errors to the
 //! test's stderr (shown when the test fails) and, for producers, records the fate of every
-//! record: acknowledged (with its partition and offset) or failed.
+//! record: acknowledged (with its partition and offset) or failed. A producer made with
+//! [`platform_producer`] also signs what it sends as the services' relays do, so the
+//! services apply it (a plain [`producer`] writes what any outsider could, which they refuse).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,9 +15,12 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::node::Node;
+use crate::record_signing::{self, RecordKey};
 
 /// Timeout for one admin, metadata or offsets request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -58,6 +63,8 @@ impl Record {
 pub struct TestContext {
     acked: Mutex<Vec<Record>>,
     failed: Mutex<Vec<String>>,
+    /// Set for a [`platform_producer`]: `send` signs every record with it.
+    record_key: Option<RecordKey>,
 }
 
 impl TestContext {
@@ -144,6 +151,26 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> TestProducer {
     }
     config
         .create_with_context(TestContext::default())
+        .expect("cannot create a producer")
+}
+
+/// A producer like [`producer`] whose records [`send`] signs with `node`'s record key, as
+/// the services' relays sign theirs: for tests that drive a service through its topics.
+pub fn platform_producer(node: &Node, extra: &[(&str, &str)]) -> TestProducer {
+    let mut config = config(&node.bootstrap());
+    config
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let context = TestContext {
+        record_key: Some(RecordKey::of(node)),
+        ..TestContext::default()
+    };
+    config
+        .create_with_context(context)
         .expect("cannot create a producer")
 }
 
@@ -247,6 +274,13 @@ pub fn send(
     let mut record = BaseRecord::<str, str>::to(topic).payload(value);
     if let Some(key) = key {
         record = record.key(key);
+    }
+    if let Some(record_key) = &producer.context().record_key {
+        let signature = record_key.sign(topic, key.map(str::as_bytes), Some(value.as_bytes()));
+        record = record.headers(OwnedHeaders::new().insert(Header {
+            key: record_signing::HEADER,
+            value: Some(signature.as_bytes()),
+        }));
     }
     if let Some(partition) = partition {
         record = record.partition(partition);

@@ -19,6 +19,8 @@
 //! - [`orders`]: placing and following orders, finding the commands the saga sent.
 //! - [`cli`]: running `commerce` tool commands with a time limit.
 //! - [`envelopes`]: event and command envelopes produced onto the services' topics.
+//! - [`record_signing`]: the platform's `commerce-signature`, so a test can write records
+//!   the services accept (as the node's own relays sign them) or forge ones they refuse.
 //! - [`limit`]: a per-test time limit, since the test harness has none.
 //! - [`raw`]: hand-built Kafka requests for what client libraries will not send.
 //! - [`replicated`]: a topic replicated on a three-node cluster: each node's Metadata view
@@ -53,6 +55,7 @@ pub mod node;
 pub mod orders;
 pub mod proxy;
 pub mod raw;
+pub mod record_signing;
 pub mod replicated;
 pub mod schedule;
 pub mod shop;

@@ -78,7 +78,7 @@ fn the_summary_shows_exact_figures_and_counts_a_duplicate_once() {
     let o2 = [line("a", 1, 1000)];
     let o3 = [line("c", 5, 500)];
     let o4 = [line("b", 2, 1500)];
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let send = |topic: &str, envelope: &Value| envelopes::send(&producer, topic, envelope);
     send(
         "payment-events",

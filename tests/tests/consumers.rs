@@ -155,7 +155,7 @@ fn poison_event_goes_to_the_dead_letter_topic_and_consumption_goes_on() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     // Unparseable JSON, then an envelope whose data the handler rejects, then a good event on
     // the same key (so the same partition, behind the poison).
@@ -247,7 +247,7 @@ fn the_same_event_delivered_twice_applies_once() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     let first = registered("ev-dup-1", "user-d", "Dee");
     send(&producer, "user-d", &first);
@@ -280,7 +280,7 @@ fn the_same_event_delivered_twice_applies_once() {
     node.restart();
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     send(&producer, "user-d", &first);
     send(
         &producer,
@@ -304,7 +304,7 @@ fn kill_during_consumption_loses_no_event_and_applies_none_twice() {
     let mut node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     for round in 0..EVENTS_PER_USER {
         for user in 0..USERS {
             let user_id = format!("user-k{user}");

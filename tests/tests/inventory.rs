@@ -109,7 +109,7 @@ fn thirty_orders_for_ten_units_reserve_exactly_ten() {
     );
     assert_eq!(set["low_stock_threshold"], 5);
 
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let orders: Vec<String> = (0..30).map(|n| format!("order-{n}")).collect();
     let mut commands = Vec::new();
     for order_id in &orders {
@@ -237,7 +237,7 @@ fn release_commit_and_expiry_move_the_numbers() {
             {"name": "main", "available": 5, "reserved": 0},
         ])
     );
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let lamps = |n: u64| json!([{"product_id": "lamp", "quantity": n}]);
 
     // Warehouses in name order: east first.
@@ -457,7 +457,7 @@ fn http_errors_change_nothing() {
         ["StockLevelChanged", "LowStockAlert", "StockLevelChanged"]
     );
     // A reservation with a bad quantity is not a command inventory can use: dead-lettered.
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let poison = envelope_at(
         &fresh_id(),
         "ReserveInventory",

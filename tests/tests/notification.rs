@@ -104,7 +104,7 @@ fn the_customer_is_notified_once_per_event_with_the_variables_filled() {
     );
     assert!(!welcome["at"].as_str().unwrap().is_empty());
 
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let confirmed = order_confirmed("ev-oc-1", "ord-n1", &user_id);
     send(&producer, "order-events", "ord-n1", &confirmed);
     // Delivered twice: notifies once.
@@ -307,7 +307,7 @@ fn a_poison_event_goes_to_the_dead_letter_topic_and_the_next_is_processed() {
     let user = api.register("dee@example.com", "dee-password-1", "Dee");
     let user_id = user["id"].as_str().unwrap();
     let token = api.token("dee@example.com", "dee-password-1");
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     let poison = envelope(
         "ev-poison",

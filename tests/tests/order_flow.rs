@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, event_headers, events};
-use commerce_tests::kafka::{flush_all_acked, producer, send};
+use commerce_tests::kafka::{flush_all_acked, platform_producer, send};
 use commerce_tests::orders::{
     DECLINED_CARD, GOOD_CARD, count_of, create_product, customer, order, order_body, place, start,
     step_names, wait_for_status,
@@ -366,7 +366,7 @@ fn a_poison_reply_is_dead_lettered_and_later_orders_still_complete() {
         "occurred_at": "2026-01-01T00:00:00.000Z", "correlation_id": "poison",
         "causation_id": null, "version": 1, "data": {"items": []},
     });
-    let kafka = producer(&node.bootstrap(), &[]);
+    let kafka = platform_producer(&node, &[]);
     send(
         &kafka,
         "inventory-events",
@@ -412,7 +412,7 @@ fn a_step_that_does_not_answer_in_time_cancels_and_a_late_reservation_is_release
     set_stock(&api, &admin, &product_id, 5);
     let (_, token) = customer(&api, "eve@example.com");
 
-    let kafka = producer(&node.bootstrap(), &[]);
+    let kafka = platform_producer(&node, &[]);
     for n in 0..10 {
         // One partition (the node's default), so these stand in line before the order.
         send(

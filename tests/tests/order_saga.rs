@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use commerce_tests::TimeLimit;
 use commerce_tests::http::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, events};
-use commerce_tests::kafka::{TestProducer, flush_all_acked, producer, send};
+use commerce_tests::kafka::{TestProducer, flush_all_acked, platform_producer, send};
 use commerce_tests::orders::{
     GOOD_CARD, count_of, create_product, customer, order, order_body, place, start, step_names,
     wait_for_command, wait_for_status,
@@ -77,7 +77,7 @@ fn saga_sends_the_contract_commands_and_applies_each_reply_once() {
     let product_id = create_product(&api, "SAGA-1");
     set_stock(&api, &product_id, 10);
     let (customer_id, token) = customer(&api, "ada@example.com");
-    let kafka = producer(&node.bootstrap(), &[]);
+    let kafka = platform_producer(&node, &[]);
 
     let id = place(&api, &token, &order_body(&product_id, 2, GOOD_CARD));
     let pending = order(&api, &token, &id);
@@ -196,7 +196,7 @@ fn a_success_after_the_order_was_cancelled_is_undone_once() {
     let product_id = create_product(&api, "SAGA-2");
     set_stock(&api, &product_id, 0);
     let (customer_id, token) = customer(&api, "bob@example.com");
-    let kafka = producer(&node.bootstrap(), &[]);
+    let kafka = platform_producer(&node, &[]);
 
     let id = place(&api, &token, &order_body(&product_id, 1, GOOD_CARD));
     let cancelled = wait_for_status(&api, &token, &id, "cancelled");

@@ -127,7 +127,7 @@ fn each_test_card_gets_its_answer() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let cases = [
         ("ord-good", GOOD_CARD, None),
         ("ord-declined", "4000000000000002", Some("card_declined")),
@@ -192,7 +192,7 @@ fn a_replayed_process_payment_charges_once() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     send(
         &producer,
@@ -228,7 +228,7 @@ fn refund_payment_twice_refunds_once() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     send(
         &producer,
@@ -273,7 +273,7 @@ fn an_admin_refund_over_http_refunds_once() {
     let node = Node::start_with_env(&ADMIN_ENV);
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     send(
         &producer,
         "ord-a",
@@ -328,7 +328,7 @@ fn payment_routes_answer_the_owner_and_admins_only() {
     api.register("other@example.com", "other-password-1", "Oth Er");
     let owner_token = api.token("payer@example.com", "payer-password-1");
     let other_token = api.token("other@example.com", "other-password-1");
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     send(
         &producer,
         "ord-o",
@@ -383,7 +383,7 @@ fn payment_routes_answer_the_owner_and_admins_only() {
 fn kill_right_after_process_payment_still_charges_once() {
     let _limit = TimeLimit::new("kill_after_process_payment", Duration::from_secs(180));
     let mut node = Node::start_with_env(&ADMIN_ENV);
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     let orders: Vec<String> = (0..5).map(|n| format!("ord-k{n}")).collect();
     for order_id in &orders {
         kafka::send(

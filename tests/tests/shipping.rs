@@ -103,7 +103,7 @@ fn create_shipment_answers_with_tracking_and_cost_for_its_owner() {
     let (node, api, admin) = start();
     let (ada, ada_token) = customer(&api, "ada@example.com");
     let (_bob, bob_token) = customer(&api, "bob@example.com");
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
 
     let command = create_shipment(&producer, "order-1", &ada, address("US"), "standard");
     let all = wait_for_reply(&node, "order-1", "ShipmentCreated", 1);
@@ -251,7 +251,7 @@ fn admins_and_the_carrier_move_shipments_along_legal_transitions_only() {
     let _limit = TimeLimit::new("shipment_transitions", Duration::from_secs(180));
     let (node, api, admin) = start();
     let (ada, ada_token) = customer(&api, "ada@example.com");
-    let producer = kafka::producer(&node.bootstrap(), &[]);
+    let producer = kafka::platform_producer(&node, &[]);
     for order_id in ["o1", "o2", "o3"] {
         create_shipment(&producer, order_id, &ada, address("US"), "standard");
     }

@@ -4,15 +4,16 @@ use super::{ServiceEngine, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::analytics::routes::AnalyticsApi;
 use commerce_services::analytics::{self, AnalyticsService};
+use commerce_services::platform::record_signature::RecordKeys;
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
 
-pub fn wire(dir: &Path) -> anyhow::Result<(Arc<AnalyticsService>, Wired)> {
+pub fn wire(dir: &Path, keys: &RecordKeys) -> anyhow::Result<(Arc<AnalyticsService>, Wired)> {
     let service = AnalyticsService::open(dir)
         .with_context(|| format!("cannot open the analytics service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer = consumer(engine, analytics::consumers::AnalyticsSubscriber);
+    let consumer = consumer(engine, analytics::consumers::AnalyticsSubscriber, keys);
     let handle: Arc<dyn ServiceEngine> = service.engine.clone();
     let wired = Wired {
         name: "analytics",

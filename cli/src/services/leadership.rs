@@ -11,6 +11,7 @@
 
 use super::{ServiceEngine, ServiceLog, Task};
 use commerce_services::platform::outbox::Relay;
+use commerce_services::platform::record_signature::RecordKeys;
 use commerce_storage::raft::{GroupId, RaftNode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct LeaderTasks {
     pub engine: Arc<dyn ServiceEngine>,
     pub producer_id: Option<i64>,
     pub tasks: Vec<Task>,
+    /// The platform's record key the relay signs with.
+    pub record_keys: RecordKeys,
 }
 
 impl LeaderTasks {
@@ -84,6 +87,7 @@ impl LeaderTasks {
                 producer_id,
                 signal: self.engine.outbox_signal(),
                 progress: self.engine.clone(),
+                keys: self.record_keys.clone(),
             };
             handles.push(tokio::spawn(relay.run(stopped.clone())));
         }

@@ -26,6 +26,7 @@ use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
 use commerce_services::platform::Engine;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
+use commerce_services::platform::record_signature::{RecordKey, RecordKeys};
 use commerce_services::platform::resilience::{BreakerConfig, RetryPolicy};
 use commerce_services::shipping::ShippingService;
 use commerce_storage::raft::{GroupId, GroupStart, RaftNode};
@@ -39,6 +40,11 @@ pub type ServiceLog = crate::node_event_log::NodeEventLog;
 /// A background task a service's leader runs: a consumer or a worker. Called again each
 /// time this node becomes the group's leader; the task stops when `stopped` turns true.
 pub type Task = Arc<dyn Fn(Arc<ServiceLog>, watch::Receiver<bool>) -> JoinHandle<()> + Send + Sync>;
+
+/// The operator's copy of the platform's record signing key, under `<data-dir>/services/`:
+/// what a tool needs to write a record the services will accept (the key itself is derived
+/// from identity's replicated token signing key, so every node holds the same).
+pub const RECORD_KEY_FILE: &str = "record-signing-key";
 
 /// Service groups' ids: far above the partition groups the controller numbers from 1.
 const SERVICE_GROUP_BASE: u64 = 1 << 48;
@@ -107,6 +113,10 @@ pub struct NodeServices {
     shipping: Arc<ShippingService>,
     idempotency: IdempotencyRecords,
     wired: Vec<Wired>,
+    /// The platform's record signing key once installed: the relays sign with it, the
+    /// consumers refuse records it did not sign.
+    record_keys: RecordKeys,
+    record_key_file: std::path::PathBuf,
 }
 
 /// A replicated state with no routes and no side effects of its own.
@@ -122,14 +132,15 @@ fn state_only(name: &'static str, engine: Arc<dyn ServiceEngine>) -> Wired {
 
 pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let dir = settings.data_dir.join("services");
+    let keys = RecordKeys::default();
     let (identity, identity_wired) = identity::wire(&dir)?;
-    let (catalog, catalog_wired) = catalog::wire(&dir)?;
-    let (_inventory, inventory_wired) = inventory::wire(&dir)?;
-    let (payment, payment_wired) = payment::wire(&dir)?;
-    let (shipping, shipping_wired) = shipping::wire(&dir)?;
-    let (notification, notification_wired) = notification::wire(&dir)?;
-    let (_analytics, analytics_wired) = analytics::wire(&dir)?;
-    let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout)?;
+    let (catalog, catalog_wired) = catalog::wire(&dir, &keys)?;
+    let (_inventory, inventory_wired) = inventory::wire(&dir, &keys)?;
+    let (payment, payment_wired) = payment::wire(&dir, &keys)?;
+    let (shipping, shipping_wired) = shipping::wire(&dir, &keys)?;
+    let (notification, notification_wired) = notification::wire(&dir, &keys)?;
+    let (_analytics, analytics_wired) = analytics::wire(&dir, &keys)?;
+    let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout, &keys)?;
     let provider = state_only("payment-provider", payment.provider.engine().clone());
     let sink = state_only("notification-sink", notification.sink.engine().clone());
     let idempotency_dir = settings.data_dir.join("gateway").join("idempotency");
@@ -157,6 +168,8 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
             sink,
             idempotency_wired,
         ],
+        record_keys: keys,
+        record_key_file: dir.join(RECORD_KEY_FILE),
     })
 }
 
@@ -199,20 +212,42 @@ impl NodeServices {
     }
 
     /// What every node must share before it serves: the token signing key and the carrier
-    /// webhook token (installed once, the first node's wins). Commands, so they run once
-    /// the groups are open, off the async workers (they block on the group's answers).
+    /// webhook token (installed once, the first node's wins), and the record signing key
+    /// derived from the token signing key. Commands, so they run once the groups are open,
+    /// off the async workers (they block on the group's answers).
     pub async fn install_shared_secrets(&self) -> anyhow::Result<()> {
         let identity = self.identity.clone();
         let shipping = self.shipping.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            identity.ensure_signing_key().map_err(|error| {
+        let record_key_file = self.record_key_file.clone();
+        let record_key = tokio::task::spawn_blocking(move || -> anyhow::Result<RecordKey> {
+            let signing_key = identity.ensure_signing_key().map_err(|error| {
                 anyhow::anyhow!("cannot install the token signing key: {error}")
             })?;
             shipping
                 .ensure_carrier_token()
-                .map_err(|error| anyhow::anyhow!("cannot install the carrier token: {error}"))
+                .map_err(|error| anyhow::anyhow!("cannot install the carrier token: {error}"))?;
+            // Derived, not stored on its own: the token signing key is already the one secret
+            // every node holds the same (replicated by identity's group, first one wins, never
+            // replaced), so the record key needs no replication of its own, and an upgraded
+            // data directory gets it with no new state.
+            let record_key = RecordKey::derive(signing_key.der()).map_err(|error| {
+                anyhow::anyhow!("cannot derive the record signing key: {error}")
+            })?;
+            commerce_services::platform::secret_file::write_if_changed(
+                &record_key_file,
+                format!("{}\n", record_key.to_hex()).as_bytes(),
+            )
+            .map_err(|error| {
+                anyhow::anyhow!("cannot write {}: {error}", record_key_file.display())
+            })?;
+            Ok(record_key)
         })
-        .await?
+        .await??;
+        if self.record_keys.current().as_ref() != Some(&record_key) {
+            tracing::info!(key_id = record_key.id(), "record signing key installed");
+            self.record_keys.install(record_key);
+        }
+        Ok(())
     }
 
     /// The groups of the services, for readiness: every one must have a leader.
@@ -241,6 +276,7 @@ impl NodeServices {
                     engine: wired.engine.clone(),
                     producer_id: wired.producer_id,
                     tasks: wired.tasks.clone(),
+                    record_keys: self.record_keys.clone(),
                 };
                 Some(tokio::spawn(leader.run(
                     raft.clone(),
@@ -266,8 +302,13 @@ impl NodeServices {
 }
 
 /// The task that runs `subscriber` for the service behind `engine`, with the platform's
-/// retry and circuit-breaker defaults.
-fn consumer<S: Subscriber + Clone>(engine: Arc<Engine<S::Machine>>, subscriber: S) -> Task {
+/// retry and circuit-breaker defaults, applying only records signed with the platform's key.
+fn consumer<S: Subscriber + Clone>(
+    engine: Arc<Engine<S::Machine>>,
+    subscriber: S,
+    keys: &RecordKeys,
+) -> Task {
+    let keys = keys.clone();
     Arc::new(move |log, stopped| {
         let consumer = Consumer {
             log,
@@ -275,6 +316,7 @@ fn consumer<S: Subscriber + Clone>(engine: Arc<Engine<S::Machine>>, subscriber: 
             subscriber: subscriber.clone(),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
+            keys: keys.clone(),
         };
         tokio::spawn(consumer.run(stopped))
     })

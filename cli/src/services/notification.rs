@@ -5,18 +5,23 @@ use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::notification::routes::NotificationApi;
 use commerce_services::notification::{self, NotificationService};
+use commerce_services::platform::record_signature::RecordKeys;
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::OpenApi;
 
-pub fn wire(dir: &Path) -> anyhow::Result<(Arc<NotificationService>, Wired)> {
+pub fn wire(dir: &Path, keys: &RecordKeys) -> anyhow::Result<(Arc<NotificationService>, Wired)> {
     let service = NotificationService::open(dir)
         .with_context(|| format!("cannot open the notification service in {}", dir.display()))?;
     // The recording sink's records are an engine of their own (`service.sink.engine()`, no
     // outbox): in a cluster it joins a Raft group like the service's engine, so every node
     // delivers into the same records.
     let engine = service.engine.clone();
-    let consumer = consumer(engine, notification::consumers::NotificationSubscriber);
+    let consumer = consumer(
+        engine,
+        notification::consumers::NotificationSubscriber,
+        keys,
+    );
     let worker_service = service.clone();
     let worker: Task =
         Arc::new(move |_log, stopped| tokio::spawn(worker_service.worker().run(stopped)));

@@ -6,6 +6,7 @@ use anyhow::Context;
 use commerce_services::catalog::CatalogService;
 use commerce_services::order::routes::OrderApi;
 use commerce_services::order::{self, CatalogError, OrderService, ProductCatalog, ProductInfo};
+use commerce_services::platform::record_signature::RecordKeys;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,11 +37,12 @@ pub fn wire(
     dir: &Path,
     catalog: Arc<CatalogService>,
     step_timeout: Duration,
+    keys: &RecordKeys,
 ) -> anyhow::Result<(Arc<OrderService>, Wired)> {
     let service = OrderService::open(dir, Arc::new(CatalogPort(catalog)), step_timeout)
         .with_context(|| format!("cannot open the order service in {}", dir.display()))?;
     let engine = service.engine.clone();
-    let consumer = consumer(engine, order::consumers::OrderSubscriber);
+    let consumer = consumer(engine, order::consumers::OrderSubscriber, keys);
     let clock_service = service.clone();
     let clock: Task =
         Arc::new(move |_log, stopped| tokio::spawn(clock_service.clone().run_clock(stopped)));

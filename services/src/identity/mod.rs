@@ -65,9 +65,10 @@ impl IdentityService {
     /// an older data directory, else a fresh key; the first installed wins cluster-wide),
     /// and writes the installed key to `<services_dir>/identity-keys/`. It submits a command,
     /// so it runs once the engine takes commands (in a cluster, after it joined its group).
-    pub fn ensure_signing_key(&self) -> Result<(), OpenError> {
-        keys::ensure_installed(&self.engine, &self.keys_dir)?;
-        Ok(())
+    /// Returns the installed key (the composition root derives the record signing key from
+    /// it).
+    pub fn ensure_signing_key(&self) -> Result<signing_key::SigningKey, OpenError> {
+        Ok(keys::ensure_installed(&self.engine, &self.keys_dir)?)
     }
 
     /// Whether the session an access token names is still live (not logged out, not revoked

@@ -12,6 +12,14 @@
 //! drops). The offsets are the broker's own group offsets, so `commerce group describe <service>`
 //! shows how far a service is behind.
 //!
+//! Only the platform's own records are applied: a record whose `commerce-signature` header
+//! does not verify under the platform's record key ([`super::record_signature`]) — written
+//! by some other producer on the Kafka port, or a genuine record altered or copied to
+//! another topic — is refused at once, without retries (it will not become genuine), and
+//! dead-lettered with the reason; the first refusal of each kind on a topic is a warning,
+//! the rest (a flood of forgeries) are debug lines. A partition's consumer waits for the
+//! record key before it reads anything.
+//!
 //! Failures are of two kinds, handled differently:
 //! - the event's own (not an envelope, a rejection by the handler): retried with exponential
 //!   backoff up to `retry.attempts` tries, then the record goes to `<topic>.dlq` — same key and
@@ -26,9 +34,11 @@ use super::engine::{Applied, CommandContext, Engine, StateMachine};
 use super::envelope::EventEnvelope;
 use super::error::Rejection;
 use super::event_log::{ConsumedRecord, EventLog, PlainRecord};
+use super::record_signature::{RecordKey, RecordKeys, SIGNATURE_HEADER, SignedRecord, Unverified};
 use super::resilience::{BreakerConfig, Guarded, RetryPolicy};
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -60,6 +70,8 @@ pub struct Consumer<L: EventLog, S: Subscriber> {
     pub subscriber: S,
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
+    /// The platform's record key, which every record must be signed with.
+    pub keys: RecordKeys,
 }
 
 /// Why an event was not applied.
@@ -76,6 +88,9 @@ struct Stopped;
 struct Shared<L: EventLog, S: Subscriber> {
     consumer: Consumer<L, S>,
     guard: Guarded,
+    /// The (topic, cause) pairs already warned about: a flood of forged records is one
+    /// warning per kind, not one per record.
+    refusals_reported: Mutex<HashSet<(&'static str, &'static str)>>,
 }
 
 impl<L: EventLog, S: Subscriber> Consumer<L, S> {
@@ -85,6 +100,7 @@ impl<L: EventLog, S: Subscriber> Consumer<L, S> {
         let shared = Arc::new(Shared {
             consumer: self,
             guard,
+            refusals_reported: Mutex::new(HashSet::new()),
         });
         let mut tasks = Vec::new();
         for &topic in S::TOPICS {
@@ -139,6 +155,17 @@ impl<L: EventLog, S: Subscriber> Shared<L, S> {
             })
             .await?
             .unwrap_or(0);
+        if self.consumer.keys.current().is_none() {
+            tracing::info!(
+                group = S::GROUP,
+                topic,
+                partition,
+                "waiting for the record signing key"
+            );
+        }
+        let Some(key) = self.consumer.keys.wait(&mut stopped).await else {
+            return Err(Stopped);
+        };
         tracing::info!(group = S::GROUP, topic, partition, offset, "consuming");
         loop {
             if *stopped.borrow() {
@@ -164,7 +191,8 @@ impl<L: EventLog, S: Subscriber> Shared<L, S> {
                 }
             };
             for record in &fetched.records {
-                self.handle(topic, partition, record, &mut stopped).await?;
+                self.handle(topic, partition, record, &key, &mut stopped)
+                    .await?;
             }
             if fetched.next_offset != offset {
                 let next = fetched.next_offset;
@@ -177,14 +205,23 @@ impl<L: EventLog, S: Subscriber> Shared<L, S> {
         }
     }
 
-    /// Applies one record, retrying its own failures with backoff, then dead-lettering it.
+    /// Applies one record, retrying its own failures with backoff, then dead-lettering it;
+    /// a record the platform did not write is dead-lettered at once.
     async fn handle(
         &self,
-        topic: &str,
+        topic: &'static str,
         partition: i32,
         record: &ConsumedRecord,
+        key: &RecordKey,
         stopped: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
+        if let Err(refusal) = verify(key, topic, record) {
+            self.report_refusal(topic, partition, record.offset, &refusal);
+            let reason = format!("refused: not written by this platform's services: {refusal}");
+            return self
+                .dead_letter(topic, partition, record, &reason, 0, stopped)
+                .await;
+        }
         let mut attempt = 0;
         loop {
             let reason = match self.apply(topic, record).await {
@@ -213,6 +250,28 @@ impl<L: EventLog, S: Subscriber> Shared<L, S> {
                         .await;
                 }
             }
+        }
+    }
+
+    /// Warns about the first refusal of each kind on `topic`; the rest are debug lines.
+    fn report_refusal(
+        &self,
+        topic: &'static str,
+        partition: i32,
+        offset: i64,
+        refusal: &Unverified,
+    ) {
+        let first = self
+            .refusals_reported
+            .lock()
+            .map(|mut reported| reported.insert((topic, refusal.cause())))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(group = S::GROUP, topic, partition, offset, cause = refusal.cause(), %refusal,
+                "refused a record not written by this platform's services; sending it to the dead-letter topic (further refusals of this kind on this topic are logged at debug level)");
+        } else {
+            tracing::debug!(group = S::GROUP, topic, partition, offset, cause = refusal.cause(), %refusal,
+                "refused a record not written by this platform's services");
         }
     }
 
@@ -312,6 +371,23 @@ impl<L: EventLog, S: Subscriber> Shared<L, S> {
             }
         }
     }
+}
+
+/// Whether `record` carries the platform's signature of itself on `topic`.
+fn verify(key: &RecordKey, topic: &str, record: &ConsumedRecord) -> Result<(), Unverified> {
+    let header = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == SIGNATURE_HEADER)
+        .and_then(|(_, value)| value.as_deref());
+    key.verify(
+        SignedRecord {
+            topic,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+        },
+        header,
+    )
 }
 
 /// Sleeps `delay` unless stopped first; true when stopped.

@@ -1,7 +1,8 @@
 //! The consumer against an in-memory log: events apply once each (a duplicate is dropped by
 //! the inbox), an event that keeps failing is retried then dead-lettered with its source, a
 //! log that fails for a while delays the dead letter but never loses it, and the committed
-//! offset ends past everything.
+//! offset ends past everything; a record the platform did not sign is dead-lettered at once
+//! and never applied.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::consumer::{Consumer, Subscriber};
@@ -9,6 +10,7 @@ use super::engine::StateMachine;
 use super::event_log::{
     ConsumedRecord, EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent,
 };
+use super::record_signature::{RecordKey, RecordKeys, SIGNATURE_HEADER, SignedRecord};
 use super::resilience::{BreakerConfig, RetryPolicy};
 use super::store::{Store, Table, Transaction};
 use super::{CommandMeta, EventEnvelope, Rejection, StoreError};
@@ -134,7 +136,31 @@ impl Subscriber for CountSubscriber {
     }
 }
 
+fn platform_key() -> RecordKey {
+    RecordKey::from_bytes([42; 32]).unwrap()
+}
+
+/// A record as the platform's relay publishes it: signed with the platform key.
 fn record(offset: i64, id: &str, event_type: &str, key: &str) -> ConsumedRecord {
+    let mut record = unsigned(offset, id, event_type, key);
+    sign(&mut record, &platform_key());
+    record
+}
+
+/// (Re)signs `record` with `key`, replacing any signature it had.
+fn sign(record: &mut ConsumedRecord, key: &RecordKey) {
+    let signature = key.sign(SignedRecord {
+        topic: TOPIC,
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+    });
+    record.headers.retain(|(name, _)| name != SIGNATURE_HEADER);
+    record
+        .headers
+        .push((SIGNATURE_HEADER.to_string(), Some(signature.into_bytes())));
+}
+
+fn unsigned(offset: i64, id: &str, event_type: &str, key: &str) -> ConsumedRecord {
     let envelope = EventEnvelope {
         id: id.to_string(),
         event_type: event_type.to_string(),
@@ -161,6 +187,7 @@ async fn events_apply_once_and_failures_are_dead_lettered_after_the_retries() {
     let engine = super::testing::replicated(&raft, store.clone(), Counts).await;
     let mut poison = record(2, "e-poison", "Counted", "a");
     poison.value = Some(b"{not json".to_vec());
+    sign(&mut poison, &platform_key());
     let log = Arc::new(ConsumeLog {
         records: vec![
             record(0, "e-1", "Counted", "a"),
@@ -189,6 +216,7 @@ async fn events_apply_once_and_failures_are_dead_lettered_after_the_retries() {
             cool_down: Duration::from_millis(20),
             call_timeout: Duration::from_secs(5),
         },
+        keys: RecordKeys::with(platform_key()),
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(consumer.run(stopped));
@@ -222,4 +250,102 @@ async fn events_apply_once_and_failures_are_dead_lettered_after_the_retries() {
         assert_eq!(header(headers, "dlq-consumer-group"), "counts");
     }
     assert!(header(&dead[1].1, "dlq-error").contains("refused on purpose"));
+}
+
+#[tokio::test]
+async fn records_the_platform_did_not_sign_are_dead_lettered_at_once_and_never_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let raft = super::testing::single_node(dir.path()).await;
+    let engine = super::testing::replicated(&raft, store.clone(), Counts).await;
+    let genuine = record(0, "e-1", "Counted", "a");
+    // A copy of a genuine record with its payload altered, keeping the signature.
+    let mut altered = genuine.clone();
+    altered.offset = 1;
+    altered.value = Some(
+        String::from_utf8(genuine.value.clone().unwrap())
+            .unwrap()
+            .replace("\"e-1\"", "\"e-9\"")
+            .into_bytes(),
+    );
+    // The genuine record's bytes without the signature header.
+    let mut stripped = genuine.clone();
+    stripped.offset = 2;
+    stripped.headers.clear();
+    // Signed, but with another key.
+    let mut other_key = unsigned(3, "e-3", "Counted", "b");
+    sign(&mut other_key, &RecordKey::from_bytes([7; 32]).unwrap());
+    let log = Arc::new(ConsumeLog {
+        records: vec![
+            genuine.clone(),
+            altered,
+            stripped,
+            other_key,
+            unsigned(4, "e-4", "Counted", "b"),
+            record(5, "e-5", "Counted", "a"),
+        ],
+        ..ConsumeLog::default()
+    });
+    let consumer = Consumer {
+        log: log.clone(),
+        engine,
+        subscriber: CountSubscriber,
+        retry: RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+        },
+        breaker: BreakerConfig::default(),
+        keys: RecordKeys::with(platform_key()),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(consumer.run(stopped));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // The retry backoff is a minute: reaching the end this soon means no refusal was retried.
+    while *log.committed.lock().unwrap() != Some(6) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    assert_eq!(COUNTS.get(store.as_ref(), "a").unwrap(), Some(2));
+    assert_eq!(COUNTS.get(store.as_ref(), "b").unwrap(), None);
+    let dead = log.dead.lock().unwrap().clone();
+    let header = |headers: &[(String, Vec<u8>)], name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| String::from_utf8(value.clone()).unwrap())
+            .unwrap()
+    };
+    let reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|(_, headers)| {
+            (
+                header(headers, "dlq-source-offset"),
+                header(headers, "dlq-error"),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    for ((offset, reason), (expected_offset, expected)) in reasons.iter().zip([
+        ("1", "signature does not match"),
+        ("2", "unsigned"),
+        ("3", "signed with key"),
+        ("4", "unsigned"),
+    ]) {
+        assert_eq!(offset, expected_offset);
+        assert!(
+            reason.starts_with("refused: not written by this platform's services"),
+            "{reason}"
+        );
+        assert!(reason.contains(expected), "{reason}");
+    }
+    for (_, headers) in &dead {
+        assert_eq!(header(headers, "dlq-attempts"), "0");
+    }
 }

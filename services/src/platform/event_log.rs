@@ -32,6 +32,9 @@ pub struct PublishedEvent<'a> {
     pub outbox_seq: u64,
     /// W3C trace context of the request that caused the event, carried as a record header.
     pub traceparent: Option<&'a str>,
+    /// The `commerce-signature` header's value (see `record_signature`): how consumers know
+    /// the platform wrote the record.
+    pub signature: &'a str,
 }
 
 /// One record as a consumer receives it.

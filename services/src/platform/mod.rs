@@ -21,6 +21,8 @@
 //! - [`outbox`]: the relay that publishes committed outbox events in order, exactly once.
 //! - [`consumer`]: the consumer side: a service's subscriptions read with group semantics,
 //!   applied at most once (inbox), poison events retried then sent to `<topic>.dlq`.
+//! - [`record_signature`]: the `commerce-signature` header the relay puts on every record and
+//!   the consumer checks, so a record not written by the platform's services is refused.
 //! - [`resilience`]: circuit breaker, call timeout and retry backoff for calls out.
 //! - [`http`]: the pieces every service's routes share (error body, caller, request context).
 //! - [`secret_file`]: node-local copies of secrets whose real home is replicated state.
@@ -34,6 +36,7 @@ mod group;
 pub mod http;
 pub mod money;
 pub mod outbox;
+pub mod record_signature;
 pub mod resilience;
 pub mod secret_file;
 pub mod store;

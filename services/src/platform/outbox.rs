@@ -19,6 +19,9 @@
 //! across all of a service's topics, so it is carried in the record for the tail check and
 //! not used as the producer sequence itself.
 //!
+//! Every event goes out signed ([`super::record_signature`]): the relay waits for the
+//! platform's record key before it publishes anything, so no record leaves unsigned.
+//!
 //! The relay runs on the service group's leader only. Marking an event published is a
 //! local write there; every so often the relay also records its progress in the group's
 //! log ([`OutboxProgress`]), so every replica drops what was published and a new leader's
@@ -26,6 +29,7 @@
 
 use super::error::StoreError;
 use super::event_log::{EventLog, PublishedEvent};
+use super::record_signature::{RecordKey, RecordKeys, SignedRecord};
 use super::resilience::{BreakerConfig, Guarded};
 use super::store::{OutboxEntry, Store};
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +74,8 @@ pub struct Relay<L: EventLog> {
     pub producer_id: i64,
     pub signal: Arc<Notify>,
     pub progress: Arc<dyn OutboxProgress>,
+    /// The platform's record key, awaited before the first publish.
+    pub keys: RecordKeys,
 }
 
 /// What the relay published since it last recorded its progress.
@@ -84,6 +90,15 @@ impl<L: EventLog> Relay<L> {
     /// Runs until `stopped` turns true.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         let guard = Guarded::new("event log", BreakerConfig::default());
+        if self.keys.current().is_none() {
+            tracing::info!(
+                service = self.service,
+                "outbox relay waiting for the record signing key"
+            );
+        }
+        let Some(key) = self.keys.wait(&mut stopped).await else {
+            return;
+        };
         loop {
             match self.skip_already_published().await {
                 Ok(()) => break,
@@ -100,7 +115,7 @@ impl<L: EventLog> Relay<L> {
             if *stopped.borrow() {
                 return;
             }
-            let round = self.publish_pending(&guard, &mut unrecorded).await;
+            let round = self.publish_pending(&guard, &key, &mut unrecorded).await;
             if let Err(error) = self
                 .record_progress(&mut unrecorded, round.as_ref().is_ok_and(|n| *n == 0))
                 .await
@@ -195,6 +210,7 @@ impl<L: EventLog> Relay<L> {
     async fn publish_pending(
         &self,
         guard: &Guarded,
+        key: &RecordKey,
         unrecorded: &mut Unrecorded,
     ) -> Result<usize, RelayError> {
         let pending = self.store.outbox_pending(BATCH)?;
@@ -203,6 +219,11 @@ impl<L: EventLog> Relay<L> {
             let value = serde_json::to_vec(&entry.event).map_err(StoreError::from)?;
             let partition = self.partition(&entry).await?;
             let sequence = self.store.producer_sequence(&entry.topic, partition)?;
+            let signature = key.sign(SignedRecord {
+                topic: &entry.topic,
+                key: Some(entry.event.aggregate_id.as_bytes()),
+                value: Some(&value),
+            });
             let publish = self.log.publish(PublishedEvent {
                 topic: &entry.topic,
                 key: &entry.event.aggregate_id,
@@ -214,6 +235,7 @@ impl<L: EventLog> Relay<L> {
                 producer_id: self.producer_id,
                 outbox_seq: seq,
                 traceparent: entry.traceparent.as_deref(),
+                signature: &signature,
             });
             guard
                 .call(publish)

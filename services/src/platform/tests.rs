@@ -6,6 +6,7 @@
 use super::engine::{CommandContext, Engine, StateMachine};
 use super::event_log::{EventLog, EventLogError, Fetched, PlainRecord, PublishedEvent};
 use super::outbox::Relay;
+use super::record_signature::{RecordKey, RecordKeys, SignedRecord};
 use super::store::{Store, Table, Transaction};
 use super::testing::Standalone;
 use super::{CommandMeta, Rejection, StoreError};
@@ -22,6 +23,8 @@ struct Stored {
     key: String,
     partition: i32,
     sequence: i32,
+    signature: String,
+    value: Vec<u8>,
 }
 
 /// A log in memory with two partitions: keys before "c" go to 0, the rest to 1.
@@ -43,6 +46,8 @@ impl EventLog for MemoryLog {
             key: event.key.to_string(),
             partition: event.partition,
             sequence: event.sequence,
+            signature: event.signature.to_string(),
+            value: event.value.to_vec(),
         });
         Ok(())
     }
@@ -196,6 +201,7 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
             .unwrap()
             .unwrap();
     }
+    let key = RecordKey::from_bytes([9; 32]).unwrap();
     // Events 0 and 1 reached the log but the relay died before marking them.
     let log = Arc::new(MemoryLog::default());
     for (seq, key) in [(0, "a"), (1, "b")] {
@@ -206,6 +212,8 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
             key: key.into(),
             partition: 0,
             sequence: i32::try_from(seq).unwrap(),
+            signature: String::new(),
+            value: Vec::new(),
         });
     }
     let relay = Relay {
@@ -215,6 +223,7 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
         producer_id: 7,
         signal: engine.outbox_signal(),
         progress: engine.clone(),
+        keys: RecordKeys::with(key.clone()),
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(relay.run(stopped));
@@ -250,6 +259,18 @@ async fn the_relay_publishes_each_event_once_even_after_a_crash_before_marking()
             (3, "d".into(), 1, 1)
         ]
     );
+    // What it published is signed: topic, key and value.
+    for stored in log.records.lock().unwrap().iter().skip(2) {
+        let signed = SignedRecord {
+            topic: &stored.topic,
+            key: Some(stored.key.as_bytes()),
+            value: Some(&stored.value),
+        };
+        assert_eq!(
+            key.verify(signed, Some(stored.signature.as_bytes())),
+            Ok(())
+        );
+    }
     // The skipped events advanced partition 0's sequence too.
     assert_eq!(store.producer_sequence("counts", 0).unwrap(), 2);
     assert_eq!(store.producer_sequence("counts", 1).unwrap(), 2);
