@@ -67,7 +67,6 @@ fn wait_spread(
 }
 
 #[test]
-#[ignore = "remove-node hung for 600 s in the full suite on 2026-12-05 (a group never reported the node gone); see the note on issue 14. Run: cargo test --release -p commerce-tests --test cluster_leader_spread -- --ignored"]
 fn leadership_spreads_over_the_nodes_after_add_and_remove() {
     let _limit = TimeLimit::new(
         "leadership_spreads_over_the_nodes_after_add_and_remove",
