@@ -2,6 +2,7 @@
 
 use super::commands::Command;
 use super::events::{self, TOPIC};
+use super::login_throttle::LoginFailures;
 use super::model::{Session, User};
 use super::signing_key::SigningKey;
 use crate::platform::store::{Table, Transaction, UniqueIndex};
@@ -15,12 +16,19 @@ pub const USER_SESSIONS: Table<String> = Table::new("user_session");
 /// The access-token signing key: one record, under [`SIGNING_KEY_ID`].
 pub const SIGNING_KEY: Table<SigningKey> = Table::new("signing_key");
 pub const SIGNING_KEY_ID: &str = "current";
+/// Accounts' runs of failed sign-ins, by user id (none after a successful one).
+pub const LOGIN_FAILURES: Table<LoginFailures> = Table::new("login_failures");
 
 /// What a successful command answers.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     User(User),
     Session(Session),
+    /// A self-service registration for an email that has an account: nothing was created,
+    /// the owner was told.
+    EmailTaken,
+    /// A refresh token presented again after it was exchanged: its session was revoked.
+    SessionRevokedOnReuse,
     Done,
 }
 
@@ -40,8 +48,20 @@ impl StateMachine for Identity {
                 name,
                 password_hash,
                 roles,
+                quiet_if_taken,
             } => {
-                if EMAILS.get(tx, email)?.is_some() {
+                if let Some(owner) = EMAILS.get(tx, email)? {
+                    if *quiet_if_taken {
+                        let data = events::RegistrationAttempted {
+                            user_id: &owner,
+                            email,
+                        };
+                        tx.emit(
+                            TOPIC,
+                            meta.event(events::REGISTRATION_ATTEMPTED, &owner, 1, data)?,
+                        );
+                        return Ok(Ok(Output::EmailTaken));
+                    }
                     return Ok(Err(Rejection::conflict(
                         "email_taken",
                         Some("email"),
@@ -88,6 +108,7 @@ impl StateMachine for Identity {
                 };
                 SESSIONS.put(tx, session_id, &session)?;
                 USER_SESSIONS.put(tx, &format!("{user_id}/{session_id}"), session_id)?;
+                LOGIN_FAILURES.delete(tx, user_id);
                 let data = events::UserLoggedIn {
                     user_id,
                     session_id,
@@ -110,11 +131,24 @@ impl StateMachine for Identity {
                 let Some(mut session) = SESSIONS.get(tx, session_id)? else {
                     return invalid();
                 };
-                if session.revoked
-                    || session.refresh_hash != *presented_hash
-                    || session.expires_at_ms <= meta.at_ms
-                {
+                if session.revoked || session.expires_at_ms <= meta.at_ms {
                     return invalid();
+                }
+                if session.refresh_hash != *presented_hash {
+                    // An earlier token of this session, exchanged already, came back: it
+                    // leaked (or the thief used the latest first). Either way no token of
+                    // the family can be trusted any more (OAuth 2.0 Security BCP, 4.14).
+                    session.revoked = true;
+                    SESSIONS.put(tx, session_id, &session)?;
+                    let data = events::RefreshTokenReused {
+                        user_id: &session.user_id,
+                        session_id,
+                    };
+                    tx.emit(
+                        TOPIC,
+                        meta.event(events::REFRESH_TOKEN_REUSED, &session.user_id, 1, data)?,
+                    );
+                    return Ok(Ok(Output::SessionRevokedOnReuse));
                 }
                 session.refresh_hash = new_hash.clone();
                 session.expires_at_ms = *expires_at_ms;
@@ -170,6 +204,14 @@ impl StateMachine for Identity {
                 let data = events::RolesChanged { user_id, roles };
                 tx.emit(TOPIC, meta.event(events::ROLES_CHANGED, user_id, 1, data)?);
                 Ok(Ok(Output::User(user)))
+            }
+            Command::RecordLoginFailure { user_id } => {
+                if USERS.get(tx, user_id)?.is_some() {
+                    let mut failures = LOGIN_FAILURES.get(tx, user_id)?.unwrap_or_default();
+                    failures.record(meta.at_ms);
+                    LOGIN_FAILURES.put(tx, user_id, &failures)?;
+                }
+                Ok(Ok(Output::Done))
             }
             Command::InstallSigningKey { key } => {
                 // No event: key material never goes to a topic.

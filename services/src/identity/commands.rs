@@ -13,6 +13,12 @@ pub enum Command {
         name: String,
         password_hash: String,
         roles: Vec<Role>,
+        /// A self-service registration: an email that has an account already is answered
+        /// like a new one (so the answer does not tell which emails have accounts) and the
+        /// account's owner is told instead. Operators' registrations (the bootstrap admin,
+        /// `commerce user create`) are told plainly.
+        #[serde(default)]
+        quiet_if_taken: bool,
     },
     StartSession {
         session_id: String,
@@ -40,6 +46,11 @@ pub enum Command {
     SetRoles {
         user_id: String,
         roles: Vec<Role>,
+    },
+    /// A wrong password for this account: counts towards its sign-in lock
+    /// (`login_throttle.rs`).
+    RecordLoginFailure {
+        user_id: String,
     },
     /// Installs the access-token signing key, generated before logging. Only the first one
     /// ever installed counts: a later one (another node's, racing at first start) changes

@@ -5,7 +5,9 @@ pub mod apply;
 pub mod commands;
 pub mod events;
 pub mod keys;
+pub mod login_throttle;
 pub mod model;
+pub mod password_policy;
 pub mod routes;
 pub mod signing_key;
 pub mod tokens;
@@ -103,8 +105,8 @@ impl IdentityService {
         ))
     }
 
-    /// Validates, hashes the password and registers; the common path of the register route,
-    /// the bootstrap admin and `commerce user create`.
+    /// Validates, hashes the password and registers; the path of the bootstrap admin and
+    /// `commerce user create`, which are told plainly when the email is taken.
     pub async fn register(
         &self,
         email: &str,
@@ -113,6 +115,67 @@ impl IdentityService {
         roles: Vec<Role>,
         context: &RequestContext,
     ) -> Result<User, ApiError> {
+        match self
+            .submit_registration(email, password, name, roles, false, context)
+            .await?
+        {
+            (_, Output::User(user)) => Ok(user),
+            _ => Err(ApiError::Store(StoreError::Task(
+                "registration answered without a user".into(),
+            ))),
+        }
+    }
+
+    /// A customer registering: answered the same whether the email is new or has an
+    /// account already (then nothing is created and its owner is told), so the answer does
+    /// not tell which emails have accounts. The password is hashed either way, so neither
+    /// does the time taken.
+    pub async fn register_customer(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        context: &RequestContext,
+    ) -> Result<routes::UserView, ApiError> {
+        let roles = vec![Role::Customer];
+        match self
+            .submit_registration(email, password, name, roles.clone(), true, context)
+            .await?
+        {
+            (_, Output::User(user)) => Ok(user.into()),
+            (command, Output::EmailTaken) => match command {
+                Command::Register {
+                    user_id,
+                    email,
+                    name,
+                    ..
+                } => Ok(routes::UserView {
+                    id: user_id,
+                    email,
+                    name,
+                    roles,
+                }),
+                _ => Err(ApiError::Store(StoreError::Task(
+                    "registration answered for another command".into(),
+                ))),
+            },
+            _ => Err(ApiError::Store(StoreError::Task(
+                "registration answered without a user".into(),
+            ))),
+        }
+    }
+
+    /// Validates, hashes the password and submits the registration; returns the command
+    /// with the answer.
+    async fn submit_registration(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        roles: Vec<Role>,
+        quiet_if_taken: bool,
+        context: &RequestContext,
+    ) -> Result<(Command, Output), ApiError> {
         let (email, name) = routes::validate_registration(email, password, name)?;
         let password_hash = routes::hash_password(password.to_string()).await?;
         let command = Command::Register {
@@ -121,13 +184,10 @@ impl IdentityService {
             name,
             password_hash,
             roles,
+            quiet_if_taken,
         };
-        match answer(self.engine.submit(command, context.command()).await)? {
-            Output::User(user) => Ok(user),
-            _ => Err(ApiError::Store(StoreError::Task(
-                "registration answered without a user".into(),
-            ))),
-        }
+        let output = answer(self.engine.submit(command.clone(), context.command()).await)?;
+        Ok((command, output))
     }
 
     /// Creates an admin with this email unless an account with it exists. Returns whether it

@@ -56,20 +56,6 @@ impl Email {
     }
 }
 
-pub const MIN_PASSWORD: usize = 8;
-pub const MAX_PASSWORD: usize = 128;
-
-pub fn check_password(field: &str, password: &str) -> Result<(), Rejection> {
-    let length = password.chars().count();
-    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
-        return Err(Rejection::invalid(
-            field,
-            format!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
-        ));
-    }
-    Ok(())
-}
-
 pub fn check_name(name: &str) -> Result<String, Rejection> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {

@@ -1,9 +1,10 @@
 //! Identity's HTTP routes, mounted by the gateway under `/api/identity`.
 
 use super::IdentityService;
-use super::apply::{EMAILS, Output, USERS};
+use super::apply::{EMAILS, LOGIN_FAILURES, Output, USERS};
 use super::commands::Command;
-use super::model::{Email, User, check_name, check_password};
+use super::model::{Email, User, check_name};
+use super::password_policy::check_password;
 use super::tokens::{self, ACCESS_TTL_SECS, REFRESH_TTL_MS};
 use crate::platform::http::{Admin, ApiError, Body, Caller, RequestContext, Role, answer};
 use crate::platform::{Rejection, StoreError, time};
@@ -88,29 +89,26 @@ pub struct RolesRequest {
     pub roles: Vec<String>,
 }
 
-/// Register a customer account.
+/// Register a customer account. An email that has an account already is answered the same
+/// (nothing is created; the account's owner is told), so the answer does not reveal which
+/// emails have accounts.
 #[utoipa::path(post, path = "/api/identity/register", request_body = RegisterRequest,
-    responses((status = 201, body = UserView), (status = 400), (status = 409)), tag = "identity")]
+    responses((status = 201, body = UserView), (status = 400)), tag = "identity")]
 pub async fn register(
     State(service): State<Arc<IdentityService>>,
     context: RequestContext,
     Body(request): Body<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = service
-        .register(
-            &request.email,
-            &request.password,
-            &request.name,
-            vec![Role::Customer],
-            &context,
-        )
+        .register_customer(&request.email, &request.password, &request.name, &context)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(UserView::from(user))))
+    Ok((StatusCode::CREATED, axum::Json(user)))
 }
 
 /// Exchange email and password for an access token and a refresh token.
 #[utoipa::path(post, path = "/api/identity/login", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401)), tag = "identity")]
+    responses((status = 200, body = TokenResponse), (status = 401),
+        (status = 429, description = "too many failed sign-ins for the account")), tag = "identity")]
 pub async fn login(
     State(service): State<Arc<IdentityService>>,
     context: RequestContext,
@@ -129,7 +127,21 @@ pub async fn login(
         let _ = verify_password(&request.password, &service.dummy_hash).await;
         return Err(bad().into());
     };
+    // A locked account refuses even the right password: otherwise the lock would only
+    // slow guessing down, and the guess that unlocks would still be told it was right.
+    let failures = LOGIN_FAILURES.get(store.as_ref(), &user.id)?;
+    if let Some(seconds) = failures.and_then(|f| f.locked_for_secs(time::now_ms())) {
+        return Err(ApiError::Throttled {
+            code: "too_many_attempts",
+            message: format!("too many failed sign-ins for this account; try again in {seconds} s"),
+            retry_after_secs: seconds,
+        });
+    }
     if !verify_password(&request.password, &user.password_hash).await? {
+        let command = Command::RecordLoginFailure {
+            user_id: user.id.clone(),
+        };
+        answer(service.engine.submit(command, context.command()).await)?;
         return Err(bad().into());
     }
     // Before the session starts: without a key the login changes nothing.
@@ -171,9 +183,16 @@ pub async fn refresh(
         new_hash,
         expires_at_ms: now + REFRESH_TTL_MS,
     };
-    let Output::Session(session) = answer(service.engine.submit(command, context.command()).await)?
-    else {
-        return Err(internal("rotation answered without a session"));
+    let session = match answer(service.engine.submit(command, context.command()).await)? {
+        Output::Session(session) => session,
+        Output::SessionRevokedOnReuse => {
+            return Err(Rejection::unauthenticated(
+                "invalid_refresh_token",
+                "this refresh token was used already; its session is revoked, sign in again",
+            )
+            .into());
+        }
+        _ => return Err(internal("rotation answered without a session")),
     };
     let Some(user) = USERS.get(service.engine.store().as_ref(), &session.user_id)? else {
         return Err(

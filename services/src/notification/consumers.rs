@@ -1,7 +1,9 @@
 //! The events notification reacts to, read as its own view of the other services' published
-//! contracts: UserRegistered (welcome, and the contact read model), OrderConfirmed,
-//! PaymentProcessed and ShipmentDelivered. Everything else is ignored. Each event notifies
-//! once: the platform's inbox drops a redelivered event id.
+//! contracts: UserRegistered (welcome, and the contact read model), RegistrationAttempted
+//! and RefreshTokenReused (security notices), OrderConfirmed, OrderCancelled (declined or
+//! out of stock: the customer is told why), PaymentProcessed and ShipmentDelivered.
+//! Everything else is ignored. Each event notifies once: the platform's inbox drops a
+//! redelivered event id.
 
 use super::apply::Notifications;
 use super::commands::Command;
@@ -57,6 +59,26 @@ struct PaymentProcessed {
     customer_id: String,
     amount: Money,
     card_last4: String,
+}
+
+#[derive(Deserialize)]
+struct OrderCancelled {
+    order_id: String,
+    customer_id: String,
+    total: Money,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct RegistrationAttempted {
+    user_id: String,
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshTokenReused {
+    user_id: String,
+    session_id: String,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +138,28 @@ impl Subscriber for NotificationSubscriber {
                 ]);
                 let customer = check_id("customer_id", data.customer_id)?;
                 ("payment_received", customer, variables, None)
+            }
+            "OrderCancelled" => {
+                let data: OrderCancelled = event.data_as()?;
+                let variables = vars([
+                    ("order_id", data.order_id),
+                    ("total", data.total.display()),
+                    ("reason", data.reason),
+                ]);
+                let customer = check_id("customer_id", data.customer_id)?;
+                ("order_cancelled", customer, variables, None)
+            }
+            "RegistrationAttempted" => {
+                let data: RegistrationAttempted = event.data_as()?;
+                let user_id = check_id("user_id", data.user_id)?;
+                let variables = vars([("email", data.email)]);
+                ("registration_attempt", user_id, variables, None)
+            }
+            "RefreshTokenReused" => {
+                let data: RefreshTokenReused = event.data_as()?;
+                let user_id = check_id("user_id", data.user_id)?;
+                let variables = vars([("session_id", data.session_id)]);
+                ("refresh_token_reused", user_id, variables, None)
             }
             "ShipmentDelivered" => {
                 let data: ShipmentDelivered = event.data_as()?;

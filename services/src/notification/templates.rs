@@ -39,6 +39,32 @@ pub const KINDS: &[Kind] = &[
                (card ending {{card_last4}}).",
     },
     Kind {
+        name: "order_cancelled",
+        event_type: "OrderCancelled",
+        variables: &["name", "order_id", "total", "reason"],
+        subject: "Order {{order_id}} cancelled",
+        body: "Hello {{name}}, your order {{order_id}} for {{total}} was cancelled: \
+               {{reason}}. Any payment taken is refunded.",
+    },
+    Kind {
+        name: "registration_attempt",
+        event_type: "RegistrationAttempted",
+        variables: &["name", "email"],
+        subject: "Someone tried to register with your email",
+        body: "Hello {{name}}, someone tried to create an account with {{email}}, which \
+               already has yours. If it was you, sign in instead (or change your \
+               password); if not, nothing changed.",
+    },
+    Kind {
+        name: "refresh_token_reused",
+        event_type: "RefreshTokenReused",
+        variables: &["name", "session_id"],
+        subject: "We signed you out to protect your account",
+        body: "Hello {{name}}, a sign-in token of yours was used twice, which happens when \
+               it was copied. We ended that session ({{session_id}}); sign in again, and \
+               change your password if this was not you.",
+    },
+    Kind {
         name: "shipment_delivered",
         event_type: "ShipmentDelivered",
         variables: &["name", "order_id", "shipment_id", "tracking_number"],

@@ -148,6 +148,14 @@ pub enum ApiError {
     /// again later; nothing changed.
     #[error("{code}: {message}")]
     Unavailable { code: &'static str, message: String },
+    /// Refused for now, on purpose (an account locked after failed sign-ins): 429 with
+    /// `Retry-After`; nothing changed.
+    #[error("{code}: {message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after_secs: i64,
+    },
 }
 
 impl IntoResponse for ApiError {
@@ -188,6 +196,21 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable { code, message } => {
                 error_response(StatusCode::SERVICE_UNAVAILABLE, code, &message, None)
+            }
+            ApiError::Throttled {
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                let mut response =
+                    error_response(StatusCode::TOO_MANY_REQUESTS, code, &message, None);
+                if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string())
+                {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+                response
             }
         }
     }
