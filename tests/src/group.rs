@@ -3,6 +3,7 @@
 //! context that counts rebalances so that a test can assert one did or did not happen.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,11 +14,15 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::kafka::{self, Record};
 
-/// Counts the rebalances a member went through (librdkafka's rebalance callback).
+/// Counts the rebalances a member went through (librdkafka's rebalance callback), and keeps
+/// every partition taken from it, so that a test can tell an incremental (cooperative)
+/// revocation from an eager one that takes everything.
 #[derive(Default)]
 pub struct GroupContext {
     pub assigns: AtomicUsize,
     pub revokes: AtomicUsize,
+    /// Every partition revoked from this member so far, in revocation order.
+    pub revoked: Mutex<Vec<i32>>,
 }
 
 impl ClientContext for GroupContext {
@@ -34,7 +39,12 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(_) => self.assigns.fetch_add(1, Ordering::SeqCst),
-            Rebalance::Revoke(_) => self.revokes.fetch_add(1, Ordering::SeqCst),
+            Rebalance::Revoke(list) => {
+                if let Ok(mut revoked) = self.revoked.lock() {
+                    revoked.extend(list.elements().iter().map(|element| element.partition()));
+                }
+                self.revokes.fetch_add(1, Ordering::SeqCst)
+            }
             Rebalance::Error(_) => 0,
         };
     }
@@ -111,6 +121,16 @@ impl Member {
         self.consumer
             .commit(&list, CommitMode::Sync)
             .unwrap_or_else(|error| panic!("commit {partition}@{next_offset} failed: {error}"));
+    }
+
+    /// Every partition revoked from this member so far.
+    pub fn revoked(&self) -> Vec<i32> {
+        self.consumer
+            .context()
+            .revoked
+            .lock()
+            .map(|revoked| revoked.clone())
+            .unwrap_or_default()
     }
 
     pub fn rebalances(&self) -> usize {

@@ -12,6 +12,8 @@
 //! - [`node`]: one node process: start, SIGKILL, SIGTERM, restart on the same data, its log.
 //! - [`kafka`]: rdkafka clients wired for tests: a producer that records every
 //!   acknowledgement, a reader that drains partitions to their end, admin helpers.
+//! - [`kafka_behaviour`]: Kafka behaviour scenarios taking a bootstrap address, run alike
+//!   against one node and a three-node cluster so that the two cannot differ unnoticed.
 //! - [`group`]: consumer-group members driven by the test thread, committed offsets.
 //! - [`history`]: the checker of a produce history: acknowledged records against the log
 //!   read back (lost, duplicated, misplaced, out of order).
@@ -48,6 +50,7 @@ pub mod group;
 pub mod history;
 pub mod http;
 pub mod kafka;
+pub mod kafka_behaviour;
 pub mod limit;
 pub mod link;
 pub mod membership;

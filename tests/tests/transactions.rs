@@ -200,8 +200,9 @@ fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
     let new = transactional_producer(&bootstrap, "payments-relay", &[]);
 
     send_all(&old, topic, "old-late", 2, 1);
-    // The stale epoch is refused on produce (abortable, as KIP-588 has it: the producer may
-    // only have timed out) and then by the coordinator: fatal, the producer is fenced.
+    // The stale epoch is refused on produce with INVALID_PRODUCER_EPOCH, as Kafka's leaders
+    // refuse it: librdkafka takes that for fencing (fatal at once); a client that takes it
+    // for abortable (KIP-588) is refused by the coordinator when it aborts: fatal too.
     let error = match old.commit_transaction(TXN_TIMEOUT) {
         Err(KafkaError::Transaction(error)) if error.is_fatal() => error,
         Err(KafkaError::Transaction(error)) if error.txn_requires_abort() => {

@@ -320,8 +320,10 @@ impl TransactionCoordinator {
             .get(&producer_id)
             .and_then(|id| inner.txns.get(id))
             .ok_or(ProducerError::InvalidProducerIdMapping)?;
+        // Refused on the produce path as the partition refuses it (`sequence`): a stale
+        // epoch is INVALID_PRODUCER_EPOCH there, which clients take for fencing.
         if epoch < metadata.epoch {
-            return Err(ProducerError::ProducerFenced);
+            return Err(ProducerError::InvalidProducerEpoch);
         }
         let added = metadata
             .partitions

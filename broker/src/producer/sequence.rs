@@ -44,14 +44,16 @@ impl ProducerSequences {
     /// Decides whether `batch` (which has a producer id) may be appended.
     pub fn check(&self, batch: &ProducerBatch) -> Result<Admission, ProducerError> {
         let entry = self.producers.get(&batch.producer_id);
+        // A stale epoch is INVALID_PRODUCER_EPOCH for every producer, transactional or not,
+        // as Kafka's partition leaders answer since 2.7 (KIP-588): PRODUCER_FENCED is the
+        // coordinator's answer. Clients rely on the difference: librdkafka takes
+        // INVALID_PRODUCER_EPOCH on a produce for fencing (fatal), but PRODUCER_FENCED there
+        // only for a failed transaction to abort, so a fenced producer's commit would not
+        // fail fatally.
         if let Some(entry) = entry
             && batch.producer_epoch < entry.epoch
         {
-            return Err(if batch.transactional {
-                ProducerError::ProducerFenced
-            } else {
-                ProducerError::InvalidProducerEpoch
-            });
+            return Err(ProducerError::InvalidProducerEpoch);
         }
         // Markers carry no sequence; only the epoch matters for them.
         if batch.control {
@@ -219,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn an_older_epoch_is_fenced_and_a_new_epoch_starts_at_zero() {
+    fn an_older_epoch_is_refused_and_a_new_epoch_starts_at_zero() {
         let mut state = ProducerSequences::default();
         offer(&mut state, batch(7, 1, 0, 4), 0).unwrap();
         assert_eq!(
@@ -230,7 +232,8 @@ mod tests {
         transactional.transactional = true;
         assert_eq!(
             offer(&mut state, transactional, 4),
-            Err(ProducerError::ProducerFenced)
+            Err(ProducerError::InvalidProducerEpoch),
+            "a transactional producer's stale epoch is refused as Kafka's leaders refuse it"
         );
         assert!(matches!(
             offer(&mut state, batch(7, 2, 4, 1), 4),

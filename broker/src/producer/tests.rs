@@ -198,7 +198,7 @@ fn transactional_batches_need_their_partition_in_an_open_transaction() {
     ));
     assert_eq!(
         coordinator.check_produce(id, epoch, "events", 0),
-        Err(ProducerError::ProducerFenced)
+        Err(ProducerError::InvalidProducerEpoch)
     );
 }
 
