@@ -93,7 +93,7 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     let order = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap()
         .unwrap();
@@ -110,7 +110,7 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
     assert_eq!(open.deadline_ms, order.created_at_ms + TIMEOUT_MS);
     // The same id again is refused and writes nothing.
     let again = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap();
     assert_eq!(again.unwrap_err().code, "order_exists");
     assert_eq!(outbox(engine).len(), 2);
@@ -122,7 +122,7 @@ fn a_tick_past_the_deadline_cancels_and_leaves_the_clock_index() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     let order = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap()
         .unwrap();
@@ -164,7 +164,7 @@ fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap();
     let unknown = Command::Reply {
@@ -213,7 +213,7 @@ fn cancelling_twice_is_an_invalid_state() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap();
     let cancel = || Command::Cancel {
@@ -240,7 +240,7 @@ fn keyed(id: &str, key: &str, request_fingerprint: &str) -> Command {
         key: key.into(),
         request_fingerprint: request_fingerprint.into(),
     });
-    Command::Place(new)
+    Command::Place(Box::new(new))
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn a_key_places_one_order_and_answers_it_to_every_retry() {
         request_fingerprint: "request-b".into(),
     });
     let placed = engine
-        .submit_blocking(Command::Place(theirs), context())
+        .submit_blocking(Command::Place(Box::new(theirs)), context())
         .unwrap()
         .unwrap()
         .unwrap();
@@ -290,7 +290,7 @@ fn a_key_places_one_order_and_answers_it_to_every_retry() {
 #[test]
 fn a_journal_entry_from_before_tokenization_is_read_without_its_card_number() {
     // A Place logged by an older version: `card_number`, no token, no key.
-    let mut old = serde_json::to_value(Command::Place(new_order("o1"))).unwrap();
+    let mut old = serde_json::to_value(Command::Place(Box::new(new_order("o1")))).unwrap();
     let place = old["Place"].as_object_mut().unwrap();
     place.remove("payment");
     place.remove("placement");

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
-    /// A validated, priced order from `POST /api/orders`.
-    Place(NewOrder),
+    /// A validated, priced order from `POST /api/orders` (boxed: far larger than the rest;
+    /// serialized as the order itself).
+    Place(Box<NewOrder>),
     /// A participant's reply, from its event topic.
     Reply { order_id: String, reply: Reply },
     /// The clock: fail every step whose deadline is at or before `now_ms`.

@@ -171,7 +171,7 @@ pub async fn place_order(
         placement,
         step_timeout_ms: service.step_timeout_ms,
     };
-    let order = submit(&service, Command::Place(new), &context).await?;
+    let order = submit(&service, Command::Place(Box::new(new)), &context).await?;
     Ok(accepted(order))
 }
 
