@@ -124,7 +124,16 @@ fn saga_sends_the_contract_commands_and_applies_each_reply_once() {
         pay["data"]["amount"],
         json!({"amount": 2598, "currency": "USD"})
     );
-    assert_eq!(pay["data"]["card_number"], GOOD_CARD);
+    // The card travels as the provider's token and its last four digits, never the number.
+    assert!(pay["data"].get("card_number").is_none());
+    assert!(
+        pay["data"]["payment_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("tok_")
+    );
+    assert_eq!(pay["data"]["card_last4"], "4242");
+    assert!(!pay.to_string().contains(GOOD_CARD));
     assert_eq!(pay["data"]["customer_id"], customer_id.as_str());
     assert_eq!(pay["data"]["idempotency_key"], format!("order:{id}"));
     assert_eq!(pay["correlation_id"], created["correlation_id"]);

@@ -31,7 +31,9 @@ fn envelope(id: &str, command_type: &str, order_id: &str, data: Value) -> String
     .to_string()
 }
 
-fn process_payment(id: &str, order_id: &str, customer_id: &str, card: &str) -> String {
+/// ProcessPayment as the saga sends it: the card as the provider's token (`tokenize`) and its
+/// last four digits, never the number.
+fn process_payment(id: &str, order_id: &str, customer_id: &str, card: &Value) -> String {
     envelope(
         id,
         "ProcessPayment",
@@ -40,10 +42,27 @@ fn process_payment(id: &str, order_id: &str, customer_id: &str, card: &str) -> S
             "order_id": order_id,
             "customer_id": customer_id,
             "amount": {"amount": 4999, "currency": "USD"},
-            "card_number": card,
+            "payment_token": card["token"],
+            "card_last4": card["card_last4"],
             "idempotency_key": format!("order:{order_id}"),
         }),
     )
+}
+
+/// The test provider's token for a card (`POST /api/payments/tokens`).
+fn tokenize(api: &Api, token: &str, card: &str) -> Value {
+    let tokenized = api
+        .post(
+            "/api/payments/tokens",
+            Some(token),
+            &json!({"card_number": card}),
+        )
+        .expect(201)
+        .body;
+    assert!(tokenized["token"].as_str().unwrap().starts_with("tok_"));
+    assert_eq!(tokenized["card_last4"], &card[card.len() - 4..]);
+    assert!(!tokenized.to_string().contains(card));
+    tokenized
 }
 
 fn refund_payment(id: &str, order_id: &str) -> String {
@@ -135,11 +154,25 @@ fn each_test_card_gets_its_answer() {
         ("ord-typo", "4242424242424241", Some("invalid_card")),
         ("ord-other", "5555555555554444", None),
     ];
-    for (order_id, card, _) in cases {
+    for (order_id, card, failure) in cases {
+        let tokenized = if failure == Some("invalid_card") {
+            // A number that is no card gets no token; a token the provider never issued is
+            // what reaches payment then, and is declined the same way.
+            let refused = api.post(
+                "/api/payments/tokens",
+                Some(&admin),
+                &json!({"card_number": card}),
+            );
+            assert_eq!(refused.status, 400, "{}", refused.text);
+            assert_eq!(refused.error_code(), "invalid_card");
+            json!({"token": "tok_never_issued", "card_last4": &card[card.len() - 4..]})
+        } else {
+            tokenize(&api, &admin, card)
+        };
         send(
             &producer,
             order_id,
-            &process_payment(&format!("cmd-{order_id}"), order_id, "cust-1", card),
+            &process_payment(&format!("cmd-{order_id}"), order_id, "cust-1", &tokenized),
         );
     }
     for (order_id, card, failure) in cases {
@@ -193,23 +226,24 @@ fn a_replayed_process_payment_charges_once() {
     let api = Api::new(&node);
     let admin = api.token(ADMIN_EMAIL, ADMIN_PASSWORD);
     let producer = kafka::platform_producer(&node, &[]);
+    let card = tokenize(&api, &admin, GOOD_CARD);
 
     send(
         &producer,
         "ord-r",
-        &process_payment("cmd-r-1", "ord-r", "cust-1", GOOD_CARD),
+        &process_payment("cmd-r-1", "ord-r", "cust-1", &card),
     );
     wait_status(&api, &admin, "ord-r", "captured");
     // The same command in a new envelope (a saga retry after a timeout), twice.
     send(
         &producer,
         "ord-r",
-        &process_payment("cmd-r-2", "ord-r", "cust-1", GOOD_CARD),
+        &process_payment("cmd-r-2", "ord-r", "cust-1", &card),
     );
     let last = send(
         &producer,
         "ord-r",
-        &process_payment("cmd-r-3", "ord-r", "cust-1", GOOD_CARD),
+        &process_payment("cmd-r-3", "ord-r", "cust-1", &card),
     );
     wait_handled(&node, &last);
 
@@ -233,7 +267,12 @@ fn refund_payment_twice_refunds_once() {
     send(
         &producer,
         "ord-f",
-        &process_payment("cmd-f-1", "ord-f", "cust-1", GOOD_CARD),
+        &process_payment(
+            "cmd-f-1",
+            "ord-f",
+            "cust-1",
+            &tokenize(&api, &admin, GOOD_CARD),
+        ),
     );
     let captured = wait_status(&api, &admin, "ord-f", "captured");
     send(&producer, "ord-f", &refund_payment("cmd-f-2", "ord-f"));
@@ -277,7 +316,12 @@ fn an_admin_refund_over_http_refunds_once() {
     send(
         &producer,
         "ord-a",
-        &process_payment("cmd-a-1", "ord-a", "cust-1", GOOD_CARD),
+        &process_payment(
+            "cmd-a-1",
+            "ord-a",
+            "cust-1",
+            &tokenize(&api, &admin, GOOD_CARD),
+        ),
     );
     let payment_id = wait_status(&api, &admin, "ord-a", "captured")["payment_id"]
         .as_str()
@@ -302,7 +346,12 @@ fn an_admin_refund_over_http_refunds_once() {
     send(
         &producer,
         "ord-d",
-        &process_payment("cmd-d-1", "ord-d", "cust-1", "4000000000000002"),
+        &process_payment(
+            "cmd-d-1",
+            "ord-d",
+            "cust-1",
+            &tokenize(&api, &admin, "4000000000000002"),
+        ),
     );
     let declined = wait_status(&api, &admin, "ord-d", "failed");
     let refused = api.post(
@@ -332,7 +381,12 @@ fn payment_routes_answer_the_owner_and_admins_only() {
     send(
         &producer,
         "ord-o",
-        &process_payment("cmd-o-1", "ord-o", owner_id, GOOD_CARD),
+        &process_payment(
+            "cmd-o-1",
+            "ord-o",
+            owner_id,
+            &tokenize(&api, &admin, GOOD_CARD),
+        ),
     );
     let payment = wait_status(&api, &admin, "ord-o", "captured");
     let payment_id = payment["payment_id"].as_str().unwrap();
@@ -383,6 +437,10 @@ fn payment_routes_answer_the_owner_and_admins_only() {
 fn kill_right_after_process_payment_still_charges_once() {
     let _limit = TimeLimit::new("kill_after_process_payment", Duration::from_secs(180));
     let mut node = Node::start_with_env(&ADMIN_ENV);
+    let card = {
+        let api = Api::new(&node);
+        tokenize(&api, &api.token(ADMIN_EMAIL, ADMIN_PASSWORD), GOOD_CARD)
+    };
     let producer = kafka::platform_producer(&node, &[]);
     let orders: Vec<String> = (0..5).map(|n| format!("ord-k{n}")).collect();
     for order_id in &orders {
@@ -390,7 +448,7 @@ fn kill_right_after_process_payment_still_charges_once() {
             &producer,
             COMMANDS,
             Some(order_id),
-            &process_payment(&format!("cmd-{order_id}"), order_id, "cust-1", GOOD_CARD),
+            &process_payment(&format!("cmd-{order_id}"), order_id, "cust-1", &card),
             None,
             None,
         );

@@ -24,6 +24,7 @@ use crate::config::NodeSettings;
 use commerce_gateway::idempotency::IdempotencyRecords;
 use commerce_gateway::{ServiceMount, Services};
 use commerce_services::identity::IdentityService;
+use commerce_services::payment::PaymentService;
 use commerce_services::platform::Engine;
 use commerce_services::platform::consumer::{Consumer, Subscriber};
 use commerce_services::platform::record_signature::{RecordKey, RecordKeys};
@@ -111,6 +112,7 @@ pub struct Wired {
 pub struct NodeServices {
     pub identity: Arc<IdentityService>,
     shipping: Arc<ShippingService>,
+    payment: Arc<PaymentService>,
     idempotency: IdempotencyRecords,
     wired: Vec<Wired>,
     /// The platform's record signing key once installed: the relays sign with it, the
@@ -140,7 +142,13 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     let (shipping, shipping_wired) = shipping::wire(&dir, &keys)?;
     let (notification, notification_wired) = notification::wire(&dir, &keys)?;
     let (_analytics, analytics_wired) = analytics::wire(&dir, &keys)?;
-    let (_order, order_wired) = order::wire(&dir, catalog, settings.saga_step_timeout, &keys)?;
+    let (_order, order_wired) = order::wire(
+        &dir,
+        catalog,
+        payment.provider.clone(),
+        settings.saga_step_timeout,
+        &keys,
+    )?;
     let provider = state_only("payment-provider", payment.provider.engine().clone());
     let sink = state_only("notification-sink", notification.sink.engine().clone());
     let idempotency_dir = settings.data_dir.join("gateway").join("idempotency");
@@ -154,6 +162,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
     Ok(NodeServices {
         identity,
         shipping,
+        payment,
         idempotency: IdempotencyRecords(idempotency),
         wired: vec![
             identity_wired,
@@ -211,15 +220,20 @@ impl NodeServices {
         Ok(())
     }
 
-    /// What every node must share before it serves: the token signing key and the carrier
-    /// webhook token (installed once, the first node's wins), and the record signing key
-    /// derived from the token signing key. Commands, so they run once the groups are open,
-    /// off the async workers (they block on the group's answers).
+    /// What every node must share before it serves: the token signing key, the carrier
+    /// webhook token and the payment provider's card fingerprint key (installed once, the
+    /// first node's wins), and the record signing key derived from the token signing key.
+    /// Commands, so they run once the groups are open, off the async workers (they block on
+    /// the group's answers).
     pub async fn install_shared_secrets(&self) -> anyhow::Result<()> {
         let identity = self.identity.clone();
         let shipping = self.shipping.clone();
+        let payment = self.payment.clone();
         let record_key_file = self.record_key_file.clone();
         let record_key = tokio::task::spawn_blocking(move || -> anyhow::Result<RecordKey> {
+            payment.ensure_fingerprint_key().map_err(|error| {
+                anyhow::anyhow!("cannot install the card fingerprint key: {error}")
+            })?;
             let signing_key = identity.ensure_signing_key().map_err(|error| {
                 anyhow::anyhow!("cannot install the token signing key: {error}")
             })?;

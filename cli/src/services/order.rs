@@ -1,11 +1,17 @@
 //! order: orders and the order saga, pricing from the catalog through the order service's
-//! `ProductCatalog` port.
+//! `ProductCatalog` port and tokenizing cards through its `CardTokenizer` port (the payment
+//! provider's tokenization).
 
 use super::{ServiceEngine, Task, Wired, consumer, mount};
 use anyhow::Context;
 use commerce_services::catalog::CatalogService;
 use commerce_services::order::routes::OrderApi;
-use commerce_services::order::{self, CatalogError, OrderService, ProductCatalog, ProductInfo};
+use commerce_services::order::{
+    self, CardTokenizer, CatalogError, OrderService, ProductCatalog, ProductInfo, TokenizeError,
+    TokenizedCard, Tokenizing,
+};
+use commerce_services::payment::provider::TestProvider;
+use commerce_services::platform::card::{CardNumber, CardPayment};
 use commerce_services::platform::record_signature::RecordKeys;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,14 +39,50 @@ impl ProductCatalog for CatalogPort {
     }
 }
 
+/// The payment provider's tokenization as order sees it: the built-in test provider, whose
+/// vault is replicated, so a token made on this node is charged by whichever node runs the
+/// payment service.
+struct TokenizerPort(TestProvider);
+
+impl CardTokenizer for TokenizerPort {
+    fn fingerprint(&self, card: &CardNumber) -> Result<String, TokenizeError> {
+        self.0
+            .fingerprint(card)
+            .map_err(|error| TokenizeError(error.to_string()))
+    }
+
+    fn tokenize<'a>(&'a self, card: &'a CardNumber) -> Tokenizing<'a> {
+        Box::pin(async move {
+            let token = self
+                .0
+                .tokenize(card)
+                .await
+                .map_err(|error| TokenizeError(error.to_string()))?;
+            Ok(TokenizedCard {
+                payment: CardPayment {
+                    token: token.token,
+                    card_last4: token.card_last4,
+                },
+                fingerprint: token.fingerprint,
+            })
+        })
+    }
+}
+
 pub fn wire(
     dir: &Path,
     catalog: Arc<CatalogService>,
+    provider: TestProvider,
     step_timeout: Duration,
     keys: &RecordKeys,
 ) -> anyhow::Result<(Arc<OrderService>, Wired)> {
-    let service = OrderService::open(dir, Arc::new(CatalogPort(catalog)), step_timeout)
-        .with_context(|| format!("cannot open the order service in {}", dir.display()))?;
+    let service = OrderService::open(
+        dir,
+        Arc::new(CatalogPort(catalog)),
+        Arc::new(TokenizerPort(provider)),
+        step_timeout,
+    )
+    .with_context(|| format!("cannot open the order service in {}", dir.display()))?;
     let engine = service.engine.clone();
     let consumer = consumer(engine, order::consumers::OrderSubscriber, keys);
     let clock_service = service.clone();

@@ -5,6 +5,7 @@
 use super::commands::{Command, NewOrder};
 use super::events as ev;
 use super::model::Order;
+use super::placement::{PLACEMENTS, Placed, placement_key, same_request};
 use super::saga::{Action, Saga};
 use crate::platform::store::{Table, Transaction};
 use crate::platform::time::rfc3339;
@@ -101,6 +102,17 @@ fn place(
     new: &NewOrder,
     meta: &CommandMeta,
 ) -> Result<Result<Option<Order>, Rejection>, StoreError> {
+    // A key seen before answers the order it placed (a retry after a crash, or a retry
+    // racing its first attempt): never a second order, never a second charge.
+    if let Some(placement) = &new.placement {
+        let index = placement_key(&new.customer_id, &placement.key);
+        if let Some(placed) = PLACEMENTS.get(tx, &index)? {
+            return Ok(match same_request(&placed, placement) {
+                Ok(order_id) => Ok(ORDERS.get(tx, &order_id)?),
+                Err(rejection) => Err(rejection),
+            });
+        }
+    }
     if ORDERS.get(tx, &new.id)?.is_some() {
         return Ok(Err(Rejection::conflict(
             "order_exists",
@@ -108,7 +120,18 @@ fn place(
             "an order with this id exists",
         )));
     }
-    let (saga, actions) = Saga::start(meta.at_ms, new.step_timeout_ms, new.card_number.clone());
+    if let Some(placement) = &new.placement {
+        let placed = Placed {
+            order_id: new.id.clone(),
+            request_fingerprint: placement.request_fingerprint.clone(),
+        };
+        PLACEMENTS.put(
+            tx,
+            &placement_key(&new.customer_id, &placement.key),
+            &placed,
+        )?;
+    }
+    let (saga, actions) = Saga::start(meta.at_ms, new.step_timeout_ms, new.payment.clone());
     let order = Order {
         id: new.id.clone(),
         customer_id: new.customer_id.clone(),
@@ -197,12 +220,13 @@ fn perform(
             let topic = ev::INVENTORY_COMMANDS;
             emit(tx, meta, order, topic, ev::RESERVE_INVENTORY, data)
         }
-        Action::ProcessPayment { card_number } => {
+        Action::ProcessPayment { payment } => {
             let data = ev::ProcessPayment {
                 order_id: id,
                 customer_id: &order.customer_id,
                 amount: &order.total,
-                card_number,
+                payment_token: &payment.token,
+                card_last4: &payment.card_last4,
                 idempotency_key: format!("order:{id}"),
             };
             let topic = ev::PAYMENT_COMMANDS;

@@ -6,8 +6,11 @@
 use super::apply::{OPEN_STEPS, ORDERS, Orders};
 use super::commands::{Command, NewOrder};
 use super::model::{Address, Money, OrderLine, OrderStatus, ShippingMethod};
+use super::placement::Placement;
 use super::saga::Reply;
+use crate::platform::card::CardPayment;
 use crate::platform::engine::CommandContext;
+use crate::platform::error::RejectionKind;
 use crate::platform::testing::Standalone;
 use crate::platform::{Engine, ReadTx, Store};
 use std::sync::Arc;
@@ -51,7 +54,11 @@ fn new_order(id: &str) -> NewOrder {
             country: "DE".into(),
         },
         shipping_method: ShippingMethod::Standard,
-        card_number: "4242424242424242".into(),
+        payment: CardPayment {
+            token: "tok_test".into(),
+            card_last4: "4242".into(),
+        },
+        placement: None,
         step_timeout_ms: TIMEOUT_MS,
     }
 }
@@ -86,7 +93,7 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     let order = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap()
         .unwrap();
@@ -103,7 +110,7 @@ fn placing_stores_the_order_and_emits_created_and_reserve_together() {
     assert_eq!(open.deadline_ms, order.created_at_ms + TIMEOUT_MS);
     // The same id again is refused and writes nothing.
     let again = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap();
     assert_eq!(again.unwrap_err().code, "order_exists");
     assert_eq!(outbox(engine).len(), 2);
@@ -115,7 +122,7 @@ fn a_tick_past_the_deadline_cancels_and_leaves_the_clock_index() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     let order = engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap()
         .unwrap();
@@ -157,7 +164,7 @@ fn replies_for_unknown_orders_or_the_wrong_step_change_nothing() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap();
     let unknown = Command::Reply {
@@ -206,7 +213,7 @@ fn cancelling_twice_is_an_invalid_state() {
     let standalone = engine(&dir);
     let engine = &standalone.engine;
     engine
-        .submit_blocking(Command::Place(new_order("o1")), context())
+        .submit_blocking(Command::Place(Box::new(new_order("o1"))), context())
         .unwrap()
         .unwrap();
     let cancel = || Command::Cancel {
@@ -225,4 +232,77 @@ fn cancelling_twice_is_an_invalid_state() {
     };
     let missing = engine.submit_blocking(missing, context()).unwrap();
     assert_eq!(missing.unwrap_err().code, "not_found");
+}
+
+fn keyed(id: &str, key: &str, request_fingerprint: &str) -> Command {
+    let mut new = new_order(id);
+    new.placement = Some(Placement {
+        key: key.into(),
+        request_fingerprint: request_fingerprint.into(),
+    });
+    Command::Place(Box::new(new))
+}
+
+#[test]
+fn a_key_places_one_order_and_answers_it_to_every_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let standalone = engine(&dir);
+    let engine = &standalone.engine;
+    let first = engine
+        .submit_blocking(keyed("o1", "k1", "request-a"), context())
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // A retry (here even with another id: an older node's random one) answers the first
+    // order and sends nothing.
+    let retry = engine
+        .submit_blocking(keyed("o2", "k1", "request-a"), context())
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(retry.id, first.id);
+    assert_eq!(outbox(engine).len(), 2);
+    let store: &dyn ReadTx = engine.store().as_ref();
+    assert!(ORDERS.get(store, "o2").unwrap().is_none());
+    // The key with another request is refused (422) and changes nothing.
+    let other = engine
+        .submit_blocking(keyed("o3", "k1", "request-b"), context())
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(other.code, "idempotency_key_reused");
+    assert_eq!(other.kind, RejectionKind::Unprocessable);
+    assert_eq!(outbox(engine).len(), 2);
+    // Another customer's same key is another key.
+    let mut theirs = new_order("o4");
+    theirs.customer_id = "customer-2".into();
+    theirs.placement = Some(Placement {
+        key: "k1".into(),
+        request_fingerprint: "request-b".into(),
+    });
+    let placed = engine
+        .submit_blocking(Command::Place(Box::new(theirs)), context())
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(placed.id, "o4");
+}
+
+#[test]
+fn a_journal_entry_from_before_tokenization_is_read_without_its_card_number() {
+    // A Place logged by an older version: `card_number`, no token, no key.
+    let mut old = serde_json::to_value(Command::Place(Box::new(new_order("o1")))).unwrap();
+    let place = old["Place"].as_object_mut().unwrap();
+    place.remove("payment");
+    place.remove("placement");
+    place.insert("card_number".into(), "4242424242424242".into());
+    let command: Command = serde_json::from_value(old).unwrap();
+    let Command::Place(new) = &command else {
+        panic!("a Place");
+    };
+    assert_eq!(new.payment, CardPayment::default());
+    assert!(
+        !serde_json::to_string(&command)
+            .unwrap()
+            .contains("4242424242424242")
+    );
 }

@@ -89,7 +89,9 @@ pub struct ProcessPayment<'a> {
     pub order_id: &'a str,
     pub customer_id: &'a str,
     pub amount: &'a Money,
-    pub card_number: &'a str,
+    /// The provider's token for the card (never the number) and its last four digits.
+    pub payment_token: &'a str,
+    pub card_last4: &'a str,
     pub idempotency_key: String,
 }
 

@@ -5,13 +5,16 @@
 //! docs/order-flow.md.
 //!
 //! Order never reads catalog's store: it asks a [`ProductCatalog`] port, which the composition
-//! root implements over the catalog service.
+//! root implements over the catalog service. It never keeps a card number either: the number
+//! an order request carries is exchanged for the payment provider's token through the
+//! [`CardTokenizer`] port before the order's command is built.
 
 pub mod apply;
 pub mod commands;
 pub mod consumers;
 pub mod events;
 pub mod model;
+pub mod placement;
 pub mod routes;
 pub mod saga;
 pub mod validate;
@@ -21,6 +24,7 @@ mod apply_tests;
 #[cfg(test)]
 mod saga_tests;
 
+use crate::platform::card::{CardNumber, CardPayment};
 use crate::platform::{Engine, ReadTx, Store, StoreError};
 use apply::{OPEN_STEPS, Orders};
 use commands::Command;
@@ -67,9 +71,36 @@ pub trait ProductCatalog: Send + Sync + 'static {
 pub type CatchUp<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CatalogError>> + Send + 'a>>;
 
+/// A card as the provider tokenized it, with its keyed fingerprint (which tells a retried
+/// request from another one without the number).
+#[derive(Debug, Clone)]
+pub struct TokenizedCard {
+    pub payment: CardPayment,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the card cannot be tokenized now: {0}")]
+pub struct TokenizeError(pub String);
+
+/// The port to the payment provider's tokenization (implemented by the composition root).
+pub trait CardTokenizer: Send + Sync + 'static {
+    /// The card's keyed fingerprint, computed without recording anything.
+    fn fingerprint(&self, card: &CardNumber) -> Result<String, TokenizeError>;
+
+    /// Exchanges the number for a token the payment service can charge.
+    fn tokenize<'a>(&'a self, card: &'a CardNumber) -> Tokenizing<'a>;
+}
+
+/// What [`CardTokenizer::tokenize`] returns.
+pub type Tokenizing<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<TokenizedCard, TokenizeError>> + Send + 'a>,
+>;
+
 pub struct OrderService {
     pub engine: Arc<Engine<Orders>>,
     catalog: Arc<dyn ProductCatalog>,
+    cards: Arc<dyn CardTokenizer>,
     /// How long a saga step may wait for its reply (fixed into each order when placed).
     step_timeout_ms: i64,
 }
@@ -78,6 +109,7 @@ impl OrderService {
     pub fn open(
         services_dir: &Path,
         catalog: Arc<dyn ProductCatalog>,
+        cards: Arc<dyn CardTokenizer>,
         step_timeout: Duration,
     ) -> Result<Arc<OrderService>, StoreError> {
         let store = Arc::new(Store::open(&services_dir.join("order"))?);
@@ -85,6 +117,7 @@ impl OrderService {
         Ok(Arc::new(OrderService {
             engine,
             catalog,
+            cards,
             step_timeout_ms: i64::try_from(step_timeout.as_millis()).unwrap_or(i64::MAX),
         }))
     }

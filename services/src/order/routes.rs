@@ -1,18 +1,18 @@
 //! Order's HTTP routes, mounted by the gateway under `/api/orders`.
 
-use super::OrderService;
 use super::apply::{BY_CUSTOMER, ORDERS};
 use super::commands::{Command, NewOrder};
 use super::model::{Address, Money, Order, OrderLine, OrderStatus, ShippingMethod, Step};
+use super::placement::{self, PLACEMENTS, Placement};
 use super::validate::{self, AddressInput, MAX_QUANTITY};
+use super::{OrderService, TokenizeError};
 use crate::platform::error::RejectionKind;
 use crate::platform::http::{ApiError, Body, Caller, Paging, Principal, RequestContext, answer};
 use crate::platform::time::rfc3339;
 use crate::platform::{Rejection, StoreError};
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -112,37 +112,98 @@ pub struct OrderPage {
     pub total: usize,
 }
 
-/// Place an order: priced from the catalog now, then driven by the saga.
+/// Place an order: priced from the catalog now, then driven by the saga. The card number is
+/// exchanged for the payment provider's token before anything is recorded. With an
+/// `Idempotency-Key`, every retry of the request answers the one order it placed (also
+/// after a crash); the key with another request answers 422.
 #[utoipa::path(post, path = "/api/orders", request_body = PlaceOrder,
-    responses((status = 202, body = Placed), (status = 400), (status = 401), (status = 404)),
+    responses((status = 202, body = Placed), (status = 400), (status = 401), (status = 404),
+        (status = 422), (status = 503)),
     security(("bearer" = [])), tag = "orders")]
 pub async fn place_order(
     State(service): State<Arc<OrderService>>,
     context: RequestContext,
     Caller(caller): Caller,
+    headers: HeaderMap,
     Body(request): Body<PlaceOrder>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, axum::Json<Placed>), ApiError> {
     let quantities = merged_quantities(&request.items)?;
     let shipping_address = validate::address(&request.shipping_address)?;
-    let card_number = validate::card_number(&request.payment.card_number)?;
+    let card = validate::card_number(&request.payment.card_number)?;
+    let shipping_method = request.shipping_method.unwrap_or(ShippingMethod::Standard);
+    let placement = match placement::key_from(&headers)? {
+        Some(key) => {
+            let card_fingerprint = service.cards.fingerprint(&card).map_err(unavailable)?;
+            let request_fingerprint = placement::request_fingerprint(
+                &quantities,
+                &shipping_address,
+                shipping_method,
+                &card_fingerprint,
+            );
+            let placement = Placement {
+                key,
+                request_fingerprint,
+            };
+            // A retry of a request placed before: its order, without tokenizing again.
+            if let Some(order) = placed_before(&service, &caller.user_id, &placement)? {
+                return Ok(accepted(order));
+            }
+            Some(placement)
+        }
+        None => None,
+    };
     let lines = price(&service, &quantities).await?;
     let total = total(&lines)?;
+    let tokenized = service.cards.tokenize(&card).await.map_err(unavailable)?;
+    drop(card);
+    let id = match &placement {
+        Some(placement) => placement::order_id(&caller.user_id, &placement.key),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
     let new = NewOrder {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         customer_id: caller.user_id,
         lines,
         total,
         shipping_address,
-        shipping_method: request.shipping_method.unwrap_or(ShippingMethod::Standard),
-        card_number,
+        shipping_method,
+        payment: tokenized.payment,
+        placement,
         step_timeout_ms: service.step_timeout_ms,
     };
-    let order = submit(&service, Command::Place(new), &context).await?;
+    let order = submit(&service, Command::Place(Box::new(new)), &context).await?;
+    Ok(accepted(order))
+}
+
+fn accepted(order: Order) -> (StatusCode, axum::Json<Placed>) {
     let placed = Placed {
         id: order.id,
         status: order.saga.status(),
     };
-    Ok((StatusCode::ACCEPTED, axum::Json(placed)))
+    (StatusCode::ACCEPTED, axum::Json(placed))
+}
+
+/// The order this customer's key placed, if the key was used before with this very request;
+/// the 422 rejection if it was used with another.
+fn placed_before(
+    service: &OrderService,
+    customer_id: &str,
+    placement: &Placement,
+) -> Result<Option<Order>, ApiError> {
+    let store = service.engine.store().as_ref();
+    let index = placement::placement_key(customer_id, &placement.key);
+    let Some(placed) = PLACEMENTS.get(store, &index)? else {
+        return Ok(None);
+    };
+    let order_id = placement::same_request(&placed, placement)?;
+    Ok(ORDERS.get(store, &order_id)?)
+}
+
+fn unavailable(error: TokenizeError) -> ApiError {
+    ApiError::Unavailable {
+        code: "tokenization_unavailable",
+        message: error.to_string(),
+    }
 }
 
 /// One order with its saga timeline (its owner or an admin; 404 for anyone else).

@@ -13,6 +13,7 @@
 //! A success that arrives after the order was cancelled is undone the same way.
 
 use super::model::{OrderStatus, Step};
+use crate::platform::card::CardPayment;
 use crate::platform::time::rfc3339;
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +106,7 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     ReserveInventory,
-    ProcessPayment { card_number: String },
+    ProcessPayment { payment: CardPayment },
     CreateShipment,
     ConfirmReservation,
     CommitInventory,
@@ -132,8 +133,11 @@ pub struct Saga {
     /// Fixed when the order is placed, so replaying the log times steps out the same way
     /// whatever the node's setting is now.
     pub step_timeout_ms: i64,
-    /// Needed once, for ProcessPayment; forgotten as soon as the payment step is over.
-    pub card_number: Option<String>,
+    /// The card's token, needed once, for ProcessPayment; forgotten as soon as the payment
+    /// step is over. (A saga saved before cards were tokenized held `card_number` here: it
+    /// is read without it.)
+    #[serde(default)]
+    pub payment: Option<CardPayment>,
     pub reserved: bool,
     pub released: bool,
     pub payment_id: Option<String>,
@@ -146,12 +150,12 @@ pub struct Saga {
 
 impl Saga {
     /// A new order's saga: reserve the stock first.
-    pub fn start(at_ms: i64, step_timeout_ms: i64, card_number: String) -> (Saga, Vec<Action>) {
+    pub fn start(at_ms: i64, step_timeout_ms: i64, payment: CardPayment) -> (Saga, Vec<Action>) {
         let mut saga = Saga {
             stage: Stage::ReservingInventory,
             deadline_ms: Some(at_ms.saturating_add(step_timeout_ms)),
             step_timeout_ms,
-            card_number: Some(card_number),
+            payment: Some(payment),
             reserved: false,
             released: false,
             payment_id: None,
@@ -183,10 +187,10 @@ impl Saga {
             (Stage::ReservingInventory, Reply::InventoryReserved) => {
                 self.reserved = true;
                 self.record(RESERVE, "succeeded", at_ms, None);
-                let card_number = self.card_number.clone().unwrap_or_default();
+                let payment = self.payment.clone().unwrap_or_default();
                 self.enter(Stage::ProcessingPayment, at_ms);
                 self.record(PAYMENT, "requested", at_ms, None);
-                vec![Action::ProcessPayment { card_number }]
+                vec![Action::ProcessPayment { payment }]
             }
             (Stage::ReservingInventory, Reply::InventoryReservationFailed { reason }) => {
                 self.record(RESERVE, "failed", at_ms, Some(reason.clone()));
@@ -194,7 +198,7 @@ impl Saga {
             }
             (Stage::ProcessingPayment, Reply::PaymentProcessed { payment_id }) => {
                 self.payment_id = Some(payment_id.clone());
-                self.card_number = None;
+                self.payment = None;
                 self.record(PAYMENT, "succeeded", at_ms, None);
                 self.enter(Stage::CreatingShipment, at_ms);
                 self.record(SHIPMENT, "requested", at_ms, None);
@@ -336,7 +340,7 @@ impl Saga {
         if self.reserved {
             actions.extend(self.release(reason.clone(), at_ms));
         }
-        self.card_number = None;
+        self.payment = None;
         self.enter(
             Stage::Cancelled {
                 reason: reason.clone(),

@@ -5,12 +5,19 @@
 
 use super::model::OrderStatus;
 use super::saga::{Action, NotCancellable, Reply, Saga, Stage};
+use crate::platform::card::CardPayment;
 
 const TIMEOUT: i64 = 1_000;
-const CARD: &str = "4242424242424242";
+
+fn card() -> CardPayment {
+    CardPayment {
+        token: "tok_test".to_string(),
+        card_last4: "4242".to_string(),
+    }
+}
 
 fn started() -> Saga {
-    let (saga, actions) = Saga::start(0, TIMEOUT, CARD.to_string());
+    let (saga, actions) = Saga::start(0, TIMEOUT, card());
     assert_eq!(actions, vec![Action::ReserveInventory]);
     saga
 }
@@ -18,12 +25,7 @@ fn started() -> Saga {
 fn reserved() -> Saga {
     let mut saga = started();
     let actions = saga.on_reply(&Reply::InventoryReserved, 10).unwrap();
-    assert_eq!(
-        actions,
-        vec![Action::ProcessPayment {
-            card_number: CARD.to_string()
-        }]
-    );
+    assert_eq!(actions, vec![Action::ProcessPayment { payment: card() }]);
     saga
 }
 
@@ -92,7 +94,10 @@ fn happy_path_reserves_pays_ships_confirms_commits_and_completes() {
     let mut saga = confirmed();
     assert_eq!(saga.status(), OrderStatus::Confirmed);
     assert_eq!(saga.tracking_number.as_deref(), Some("TRK1"));
-    assert_eq!(saga.card_number, None, "the card is forgotten once paid");
+    assert_eq!(
+        saga.payment, None,
+        "the card's token is forgotten once paid"
+    );
     assert_eq!(
         saga.deadline_ms, None,
         "waiting on the carrier never times out"
@@ -153,7 +158,7 @@ fn a_failed_reservation_cancels_with_nothing_to_undo() {
     assert_eq!(saga.status(), OrderStatus::Cancelled);
     assert_eq!(saga.cancel_reason(), Some("insufficient_stock"));
     assert_eq!(saga.deadline_ms, None);
-    assert_eq!(saga.card_number, None);
+    assert_eq!(saga.payment, None);
 }
 
 #[test]

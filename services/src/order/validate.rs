@@ -3,6 +3,7 @@
 
 use super::model::Address;
 use crate::platform::Rejection;
+use crate::platform::card::CardNumber;
 use crate::platform::error::RejectionKind;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -64,40 +65,14 @@ pub fn address(input: &AddressInput) -> Result<Address, Rejection> {
 }
 
 /// A card number: 12 to 19 digits (spaces allowed between groups) passing the Luhn check.
-/// Returns the digits alone.
-pub fn card_number(text: &str) -> Result<String, Rejection> {
-    let digits: String = text.chars().filter(|c| *c != ' ').collect();
-    let ok = (12..=19).contains(&digits.len())
-        && digits.bytes().all(|byte| byte.is_ascii_digit())
-        && luhn(&digits);
-    if !ok {
-        return Err(Rejection {
-            kind: RejectionKind::Invalid,
-            code: "invalid_card".to_string(),
-            message: "a card number has 12 to 19 digits and passes the Luhn check".to_string(),
-            field: Some("payment.card_number".to_string()),
-        });
-    }
-    Ok(digits)
-}
-
-/// The Luhn checksum over ASCII digits.
-fn luhn(digits: &str) -> bool {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(position, byte)| {
-            let digit = u32::from(byte - b'0');
-            if !position.is_multiple_of(2) {
-                let doubled = digit * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+/// It lives in memory only until the provider has tokenized it.
+pub fn card_number(text: &str) -> Result<CardNumber, Rejection> {
+    CardNumber::parse(text).map_err(|error| Rejection {
+        kind: RejectionKind::Invalid,
+        code: "invalid_card".to_string(),
+        message: error.to_string(),
+        field: Some("payment.card_number".to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -118,10 +93,10 @@ mod tests {
     #[test]
     fn the_test_cards_pass_and_bad_numbers_fail() {
         for card in ["4242424242424242", "4000000000000002", "4000000000009995"] {
-            assert_eq!(card_number(card).unwrap(), card);
+            assert_eq!(card_number(card).unwrap().digits(), card);
         }
         assert_eq!(
-            card_number("4242 4242 4242 4242").unwrap(),
+            card_number("4242 4242 4242 4242").unwrap().digits(),
             "4242424242424242"
         );
         for bad in [

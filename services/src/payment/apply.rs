@@ -8,7 +8,7 @@ use super::commands::Command;
 use super::events::{self, TOPIC};
 use super::model::{
     ChargeOutcome, Origin, Payment, PaymentStatus, PendingWork, Refund, RefundOutcome,
-    RefundRequest, last4,
+    RefundRequest,
 };
 use crate::platform::store::{Table, Transaction, UniqueIndex};
 use crate::platform::{CommandMeta, Rejection, StateMachine, StoreError};
@@ -48,7 +48,8 @@ impl StateMachine for Payments {
                 order_id,
                 customer_id,
                 amount,
-                card_number,
+                payment_token,
+                card_last4,
                 idempotency_key,
             } => {
                 // A key (or an order) seen before: answer from what was done, do nothing new.
@@ -64,8 +65,8 @@ impl StateMachine for Payments {
                     order_id: order_id.clone(),
                     customer_id: customer_id.clone(),
                     amount: amount.clone(),
-                    card_number: Some(card_number.clone()),
-                    card_last4: last4(card_number),
+                    payment_token: Some(payment_token.clone()),
+                    card_last4: card_last4.clone(),
                     idempotency_key: idempotency_key.clone(),
                     status: PaymentStatus::Pending,
                     failure_reason: None,
@@ -110,8 +111,8 @@ impl StateMachine for Payments {
                     // Recorded before (a worker retry after a crash): nothing new.
                     return Ok(Ok(Some(payment)));
                 }
-                // The charge is answered: the card number is never needed again.
-                payment.card_number = None;
+                // The charge is answered: the card is never charged again.
+                payment.payment_token = None;
                 payment.updated_at_ms = meta.at_ms;
                 match outcome {
                     ChargeOutcome::Captured { charge_id } => {

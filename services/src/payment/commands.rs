@@ -15,7 +15,12 @@ pub enum Command {
         order_id: String,
         customer_id: String,
         amount: Money,
-        card_number: String,
+        /// The provider's token for the card; empty in a command logged before cards were
+        /// tokenized (its card number is not read: the charge is declined as invalid).
+        #[serde(default)]
+        payment_token: String,
+        #[serde(default)]
+        card_last4: String,
         idempotency_key: String,
     },
     /// The provider's answer to the payment's charge.

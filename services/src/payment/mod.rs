@@ -6,8 +6,13 @@
 //! key and submits the answer as a command. A retried or replayed command, or a crash between
 //! charge and record, therefore never charges twice: the state machine answers a known key
 //! from its state, and the provider answers a known key from its books.
+//!
+//! No card number reaches this service: the edge exchanges it for the provider's token
+//! ([`provider::TestProvider::tokenize`], [`card_vault`]) before any command is built, and
+//! ProcessPayment carries that token and the last four digits.
 
 pub mod apply;
+pub mod card_vault;
 pub mod commands;
 pub mod consumers;
 pub mod events;
@@ -23,7 +28,7 @@ mod tests;
 use crate::platform::{Engine, Store, StoreError};
 use apply::Payments;
 use provider::TestProvider;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -35,6 +40,8 @@ pub struct PaymentService {
     pub provider: TestProvider,
     /// Wakes the worker after a route queued work (the consumer's work is found by polling).
     pub wake: Arc<Notify>,
+    /// Where this node keeps its copy of the card fingerprint key.
+    provider_keys_dir: PathBuf,
 }
 
 impl PaymentService {
@@ -46,7 +53,16 @@ impl PaymentService {
             engine,
             provider,
             wake: Arc::new(Notify::new()),
+            provider_keys_dir: services_dir.join("payment-provider-keys"),
         }))
+    }
+
+    /// At start: makes sure the provider can tokenize cards (a fingerprint key installed in
+    /// its replicated books, the first node's winning) and copies the key to
+    /// `<services_dir>/payment-provider-keys/`. Blocks on the group's answers.
+    pub fn ensure_fingerprint_key(&self) -> Result<(), provider::ProviderError> {
+        self.provider
+            .ensure_fingerprint_key(&self.provider_keys_dir)
     }
 
     pub fn router(self: &Arc<Self>) -> axum::Router {

@@ -82,10 +82,12 @@ pub struct Payment {
     pub order_id: String,
     pub customer_id: String,
     pub amount: Money,
-    /// The full card number, kept ONLY while the charge is pending (the worker needs it to
-    /// call the provider, also after a crash); erased in the same batch that records the
-    /// outcome. Events and answers carry `card_last4` only.
-    pub card_number: Option<String>,
+    /// The provider's token for the card (never the number: that was exchanged for this
+    /// token at the edge), kept while the charge is pending (the worker charges it, also
+    /// after a crash) and dropped in the same batch that records the outcome. A payment
+    /// recorded before cards were tokenized held `card_number` here: it is read without it.
+    #[serde(default)]
+    pub payment_token: Option<String>,
     pub card_last4: String,
     pub idempotency_key: String,
     pub status: PaymentStatus,
@@ -117,78 +119,4 @@ pub enum PendingWork {
         payment_id: String,
         refund_id: String,
     },
-}
-
-/// The last four digits of a card number (fewer if it is shorter).
-pub fn last4(card_number: &str) -> String {
-    let digits: Vec<char> = card_number.chars().filter(char::is_ascii_digit).collect();
-    let start = digits.len().saturating_sub(4);
-    digits.get(start..).unwrap_or_default().iter().collect()
-}
-
-/// The Luhn check of a 12 to 19 digit card number (spaces allowed between groups).
-pub fn luhn_valid(card_number: &str) -> bool {
-    let digits: Vec<u32> = card_number
-        .chars()
-        .filter(|c| *c != ' ')
-        .map(|c| c.to_digit(10))
-        .collect::<Option<Vec<u32>>>()
-        .unwrap_or_default();
-    if !(12..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(position, &digit)| {
-            if position % 2 == 1 {
-                let doubled = digit * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                digit
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// A card number without the spaces people type between groups.
-pub fn normalize_card(card_number: &str) -> String {
-    card_number.chars().filter(|c| *c != ' ').collect()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn luhn_accepts_the_test_cards_and_refuses_typos() {
-        for card in [
-            "4242424242424242",
-            "4000000000000002",
-            "4000000000009995",
-            "4242 4242 4242 4242",
-            "5555555555554444",
-        ] {
-            assert!(luhn_valid(card), "{card}");
-        }
-        for card in [
-            "4242424242424241",
-            "1234",
-            "42424242424242424242",
-            "4242x24242424242",
-            "",
-        ] {
-            assert!(!luhn_valid(card), "{card}");
-        }
-    }
-
-    #[test]
-    fn last4_keeps_the_last_four_digits() {
-        assert_eq!(last4("4242424242424242"), "4242");
-        assert_eq!(last4("4000 0000 0000 9995"), "9995");
-        assert_eq!(last4("12"), "12");
-    }
 }

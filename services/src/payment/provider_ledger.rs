@@ -7,10 +7,16 @@
 //! which a cluster replicates like any service's.
 //!
 //! The charge and refund ids are made before the command is logged and the time is the
-//! command's; apply decides by the test-card convention ([`decide`]) and remembers each
-//! idempotency key's answer, so replicas applying the same commands keep the same books.
+//! command's; apply remembers each idempotency key's answer, so replicas applying the same
+//! commands keep the same books.
+//!
+//! The books hold no card number: a card is charged by the token its tokenization recorded
+//! in the vault ([`super::card_vault`]), where the test-card convention's decision ([`decide`])
+//! was made while the number was at hand.
 
-use super::model::{ChargeOutcome, DeclineReason, RefundOutcome, last4, luhn_valid};
+use super::card_vault::{FingerprintKey, VaultedCard};
+use super::model::{ChargeOutcome, DeclineReason, RefundOutcome};
+use crate::platform::card::CardNumber;
 use crate::platform::store::{Table, Transaction};
 use crate::platform::{CommandMeta, Money, Rejection, StateMachine, StoreError};
 use serde::{Deserialize, Serialize};
@@ -21,6 +27,11 @@ pub const CHARGES: Table<LedgerCharge> = Table::new("charge");
 /// What the provider answered to each idempotency key, so that the key answers the same
 /// forever.
 pub const ANSWERS: Table<Answer> = Table::new("answer");
+/// token -> the card it stands for.
+pub const VAULT: Table<VaultedCard> = Table::new("vault");
+/// The card fingerprint key: one record, under [`FINGERPRINT_KEY_ID`].
+pub const FINGERPRINT_KEY: Table<FingerprintKey> = Table::new("fingerprint_key");
+pub const FINGERPRINT_KEY_ID: &str = "current";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LedgerCommand {
@@ -30,7 +41,10 @@ pub enum LedgerCommand {
         /// The id the charge gets if it is captured.
         charge_id: String,
         amount: Money,
-        card_number: String,
+        /// The vaulted card's token; empty in a command logged before cards were tokenized
+        /// (its `card_number` is ignored and the charge declined as an invalid card).
+        #[serde(default)]
+        payment_token: String,
         /// Free-form metadata kept with the charge (the order id).
         reference: String,
     },
@@ -42,6 +56,10 @@ pub enum LedgerCommand {
         charge_id: String,
         amount: Money,
     },
+    /// Keep a tokenized card under `token` (made before the command was logged).
+    Vault { token: String, card: VaultedCard },
+    /// Install the card fingerprint key unless one is installed (the first offered wins).
+    InstallFingerprintKey { key: FingerprintKey },
 }
 
 /// One real charge in the test provider's books.
@@ -63,16 +81,17 @@ pub struct LedgerCharge {
 pub enum Answer {
     Charge(ChargeOutcome),
     Refund(RefundOutcome),
+    /// `Vault` and `InstallFingerprintKey`: recorded.
+    Recorded,
 }
 
-/// The decision the test-card convention makes for a card number.
-pub fn decide(card_number: &str) -> Result<(), DeclineReason> {
-    match card_number {
-        "4242424242424242" => Ok(()),
+/// The decision the test-card convention makes for a card number (any other valid number
+/// succeeds, as with Stripe's test mode).
+pub fn decide(card: &CardNumber) -> Result<(), DeclineReason> {
+    match card.digits() {
         "4000000000000002" => Err(DeclineReason::CardDeclined),
         "4000000000009995" => Err(DeclineReason::InsufficientFunds),
-        other if luhn_valid(other) => Ok(()),
-        _ => Err(DeclineReason::InvalidCard),
+        _ => Ok(()),
     }
 }
 
@@ -93,20 +112,26 @@ impl StateMachine for ProviderLedger {
                 idempotency_key,
                 charge_id,
                 amount,
-                card_number,
+                payment_token,
                 reference,
             } => {
                 if let Some(answer @ Answer::Charge(_)) = ANSWERS.get(tx, idempotency_key)? {
                     return Ok(Ok(answer));
                 }
-                let outcome = match decide(card_number) {
+                let card = VAULT.get(tx, payment_token)?;
+                let decision = match &card {
+                    // A token this provider never issued.
+                    None => Err(DeclineReason::InvalidCard),
+                    Some(card) => card.decline.map_or(Ok(()), Err),
+                };
+                let outcome = match decision {
                     Ok(()) => {
                         let charge = LedgerCharge {
                             charge_id: charge_id.clone(),
                             idempotency_key: idempotency_key.clone(),
                             order_id: reference.clone(),
                             amount: amount.clone(),
-                            card_last4: last4(card_number),
+                            card_last4: card.map(|card| card.last4).unwrap_or_default(),
                             refunded: 0,
                             at_ms: meta.at_ms,
                         };
@@ -151,6 +176,16 @@ impl StateMachine for ProviderLedger {
                 ANSWERS.put(tx, idempotency_key, &Answer::Refund(outcome.clone()))?;
                 Answer::Refund(outcome)
             }
+            LedgerCommand::Vault { token, card } => {
+                VAULT.put(tx, token, card)?;
+                Answer::Recorded
+            }
+            LedgerCommand::InstallFingerprintKey { key } => {
+                if FINGERPRINT_KEY.get(tx, FINGERPRINT_KEY_ID)?.is_none() {
+                    FINGERPRINT_KEY.put(tx, FINGERPRINT_KEY_ID, key)?;
+                }
+                Answer::Recorded
+            }
         };
         Ok(Ok(answer))
     }
@@ -177,14 +212,30 @@ mod tests {
         }
     }
 
-    /// A charge as one node's provider adapter would submit it: its own fresh charge id.
+    /// A charge as one node's provider adapter would submit it: its own fresh charge id, the
+    /// card by the token [`vault`] kept it under.
     fn charge(key: &str, charge_id: &str, card: &str) -> LedgerCommand {
         LedgerCommand::Charge {
             idempotency_key: key.to_string(),
             charge_id: charge_id.to_string(),
             amount: usd(1999),
-            card_number: card.to_string(),
+            payment_token: format!("tok_{}", &card[12..]),
             reference: "order-1".to_string(),
+        }
+    }
+
+    /// Tokenization of a test card, as the edge submits it (the token named after the last
+    /// four digits, to read well here).
+    fn vault(card: &str) -> LedgerCommand {
+        let number = CardNumber::parse(card).unwrap();
+        LedgerCommand::Vault {
+            token: format!("tok_{}", number.last4()),
+            card: VaultedCard {
+                brand: number.brand(),
+                last4: number.last4(),
+                fingerprint: "f".repeat(64),
+                decline: decide(&number).err(),
+            },
         }
     }
 
@@ -203,6 +254,9 @@ mod tests {
     fn a_repeated_charge_key_answers_the_first_outcome_and_books_one_charge() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = engine(dir.path());
+        for card in ["4242424242424242", "4000000000009995"] {
+            assert_eq!(submit(&ledger, vault(card)), Answer::Recorded);
+        }
         let first = submit(&ledger, charge("k1", "ch_a", "4242424242424242"));
         assert_eq!(
             first,
@@ -231,6 +285,30 @@ mod tests {
             declined
         );
         assert_eq!(books(&ledger).len(), 1);
+
+        // A token the provider never issued charges nothing.
+        assert_eq!(
+            submit(&ledger, charge("k3", "ch_e", "4111111111111111")),
+            Answer::Charge(ChargeOutcome::Declined {
+                reason: DeclineReason::InvalidCard
+            })
+        );
+        assert_eq!(books(&ledger).len(), 1);
+    }
+
+    #[test]
+    fn the_test_cards_decide_as_documented() {
+        let decision = |card: &str| decide(&CardNumber::parse(card).unwrap());
+        assert_eq!(decision("4242424242424242"), Ok(()));
+        assert_eq!(decision("5555555555554444"), Ok(()));
+        assert_eq!(
+            decision("4000000000000002"),
+            Err(DeclineReason::CardDeclined)
+        );
+        assert_eq!(
+            decision("4000000000009995"),
+            Err(DeclineReason::InsufficientFunds)
+        );
     }
 
     /// Applies one log entry (command + the meta fixed when it was logged) as every replica
@@ -266,6 +344,7 @@ mod tests {
             amount: usd(amount),
         };
         let commands = [
+            vault("4242424242424242"),
             charge("k1", "ch_a", "4242424242424242"),
             refund("r1", "re_1", 999),
             refund("r1", "re_2", 999),
@@ -300,9 +379,9 @@ mod tests {
         );
         let answers = replay(&a);
         assert_eq!(replay(&b), answers);
-        assert_eq!(answers[2], answers[1], "a refund key is answered once");
+        assert_eq!(answers[3], answers[2], "a refund key is answered once");
         assert_eq!(
-            answers[3],
+            answers[4],
             Answer::Refund(RefundOutcome::Refused {
                 reason: "amount_exceeds_charge".to_string()
             })
@@ -310,6 +389,6 @@ mod tests {
         let books = |store: &Store| serde_json::to_value(CHARGES.scan(store).unwrap()).unwrap();
         assert_eq!(books(&a), books(&b));
         assert_eq!(books(&a)[0]["refunded"], 1999);
-        assert_eq!(books(&a)[0]["at_ms"], 1_700_000_000_000_i64);
+        assert_eq!(books(&a)[0]["at_ms"], 1_700_000_000_001_i64);
     }
 }

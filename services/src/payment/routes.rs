@@ -2,14 +2,18 @@
 
 use super::PaymentService;
 use super::apply::{BY_ORDER, PAYMENTS};
+use super::card_vault::CardToken;
 use super::commands::Command;
 use super::model::{DeclineReason, Payment, PaymentStatus};
-use super::provider::LedgerCharge;
+use super::provider::{LedgerCharge, TestProvider};
 use crate::platform::Money;
-use crate::platform::http::{Admin, ApiError, Caller, Principal, RequestContext, answer};
+use crate::platform::card::{CardBrand, CardNumber};
+use crate::platform::error::RejectionKind;
+use crate::platform::http::{Admin, ApiError, Body, Caller, Principal, RequestContext, answer};
 use crate::platform::{ReadTx, Rejection};
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -19,6 +23,7 @@ pub fn router(service: Arc<PaymentService>) -> Router {
     Router::new()
         .route("/orders/{order_id}", get(payment_of_order))
         .route("/provider/charges", get(provider_charges))
+        .route("/tokens", post(tokenize_card))
         .route("/{payment_id}", get(get_payment))
         .route("/{payment_id}/refund", post(refund_payment))
         .with_state(service)
@@ -88,6 +93,66 @@ pub struct ChargesQuery {
 #[derive(Serialize, ToSchema)]
 pub struct ChargeList {
     pub items: Vec<LedgerCharge>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeCard {
+    /// 12 to 19 digits (spaces allowed between groups) passing the Luhn check.
+    pub card_number: String,
+}
+
+/// A tokenized card: what may be stored and sent instead of the number.
+#[derive(Serialize, ToSchema)]
+pub struct CardTokenView {
+    /// `tok_…`, to pass as `payment: {token}` when placing an order.
+    pub token: String,
+    pub brand: CardBrand,
+    pub card_last4: String,
+}
+
+/// Exchange a card number for the test provider's token (what a PSP's tokenization
+/// endpoint is, Stripe's `POST /v1/tokens`): the number is kept nowhere, the vault keeps the
+/// brand, the last four digits and a keyed fingerprint. Any signed-in user.
+#[utoipa::path(post, path = "/api/payments/tokens", request_body = TokenizeCard,
+    responses((status = 201, body = CardTokenView), (status = 400), (status = 401), (status = 503)),
+    security(("bearer" = [])), tag = "payments")]
+pub async fn tokenize_card(
+    State(service): State<Arc<PaymentService>>,
+    Caller(_caller): Caller,
+    Body(request): Body<TokenizeCard>,
+) -> Result<(StatusCode, axum::Json<CardTokenView>), ApiError> {
+    let card = parse_card(&request.card_number, "card_number")?;
+    let token = tokenize(&service.provider, &card).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CardTokenView {
+            token: token.token,
+            brand: token.brand,
+            card_last4: token.card_last4,
+        }),
+    ))
+}
+
+/// A card number from a request, or the API's `invalid_card` answer for `field`.
+pub fn parse_card(text: &str, field: &str) -> Result<CardNumber, Rejection> {
+    CardNumber::parse(text).map_err(|error| Rejection {
+        kind: RejectionKind::Invalid,
+        code: "invalid_card".to_string(),
+        message: error.to_string(),
+        field: Some(field.to_string()),
+    })
+}
+
+/// Tokenizes through `provider`, its failures as the API answers them (503: retry).
+pub async fn tokenize(provider: &TestProvider, card: &CardNumber) -> Result<CardToken, ApiError> {
+    provider
+        .tokenize(card)
+        .await
+        .map_err(|error| ApiError::Unavailable {
+            code: "tokenization_unavailable",
+            message: error.to_string(),
+        })
 }
 
 /// The payment of an order (its customer or an admin).
@@ -193,7 +258,7 @@ fn visible(
 /// Payment's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(payment_of_order, get_payment, refund_payment, provider_charges),
+    paths(payment_of_order, get_payment, refund_payment, provider_charges, tokenize_card),
     tags((name = "payments"))
 )]
 pub struct PaymentApi;

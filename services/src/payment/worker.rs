@@ -77,10 +77,11 @@ impl<P: PaymentProvider> PaymentWorker<P> {
         let Some(payment) = PAYMENTS.get(store, payment_id)? else {
             return Ok(());
         };
-        let Some(card_number) = payment.card_number.clone() else {
-            // No card to charge (the number is erased only with the answer, in one batch, so
-            // this is a payment already answered): recording it clears the work item, and
-            // apply ignores an answer to a payment that is no longer pending.
+        let Some(payment_token) = payment.payment_token.clone() else {
+            // No card to charge (the token is dropped only with the answer, in one batch, so
+            // this is a payment already answered, or one recorded before cards were
+            // tokenized): recording it clears the work item, and apply ignores an answer to
+            // a payment that is no longer pending.
             return self
                 .record(
                     Command::RecordCharge {
@@ -96,7 +97,7 @@ impl<P: PaymentProvider> PaymentWorker<P> {
         let request = ChargeRequest {
             idempotency_key: payment.idempotency_key.clone(),
             amount: payment.amount.clone(),
-            card_number,
+            payment_token,
             reference: payment.order_id.clone(),
         };
         let outcome = tokio::time::timeout(CALL_TIMEOUT, self.provider.charge(request))

@@ -41,6 +41,9 @@ pub enum RejectionKind {
     Forbidden,
     NotFound,
     Conflict,
+    /// Well-formed but refused as a whole (422), e.g. an `Idempotency-Key` reused with
+    /// another request.
+    Unprocessable,
 }
 
 impl Rejection {

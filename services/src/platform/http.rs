@@ -168,6 +168,7 @@ impl IntoResponse for ApiError {
                     RejectionKind::Forbidden => StatusCode::FORBIDDEN,
                     RejectionKind::NotFound => StatusCode::NOT_FOUND,
                     RejectionKind::Conflict => StatusCode::CONFLICT,
+                    RejectionKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 error_response(
                     status,

@@ -25,8 +25,10 @@
 //!   the consumer checks, so a record not written by the platform's services is refused.
 //! - [`resilience`]: circuit breaker, call timeout and retry backoff for calls out.
 //! - [`http`]: the pieces every service's routes share (error body, caller, request context).
+//! - [`card`]: card data as services may hold it: a number only in memory until tokenized.
 //! - [`secret_file`]: node-local copies of secrets whose real home is replicated state.
 
+pub mod card;
 pub mod consumer;
 pub mod engine;
 pub mod envelope;
