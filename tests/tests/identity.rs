@@ -169,11 +169,11 @@ fn register_login_me_refresh_logout() {
     api.get("/api/identity/me", Some(&fresh)).expect(200);
     assert_eq!(api.get("/api/identity/me", Some(&other_device)).status, 401);
 
-    let events = wait_for_events(&node, "identity-events", "Alice's six events", |all| {
+    let events = wait_for_events(&node, "identity-events", "Alice's nine events", |all| {
         all.iter()
             .filter(|event| event["aggregate_id"] == user_id.as_str())
             .count()
-            >= 6
+            >= 9
     });
     let of_alice: Vec<&Value> = events
         .iter()
@@ -187,6 +187,9 @@ fn register_login_me_refresh_logout() {
         types,
         [
             "UserRegistered",
+            "RegistrationAttempted",
+            "UserLoggedIn",
+            "RefreshTokenReused",
             "UserLoggedIn",
             "UserLoggedIn",
             "UserLoggedIn",

@@ -163,7 +163,7 @@ pub fn open(settings: &NodeSettings) -> anyhow::Result<NodeServices> {
         identity,
         shipping,
         payment,
-        idempotency: IdempotencyRecords(idempotency),
+        idempotency: IdempotencyRecords(idempotency, keys.clone()),
         wired: vec![
             identity_wired,
             catalog_wired,

@@ -33,6 +33,10 @@ const IN_FLIGHT_LEASE: Duration = Duration::from_secs(120);
 /// left in flight refuses retries until its lease runs out.
 const RECORD_ATTEMPTS: u32 = 3;
 const RECORD_RETRY: Duration = Duration::from_millis(500);
+/// What the body fingerprints are keyed for (see [`RecordKey::digest`]).
+///
+/// [`RecordKey::digest`]: commerce_services::platform::record_signature::RecordKey::digest
+const FINGERPRINT_PURPOSE: &str = "idempotency-body-fingerprint";
 
 pub async fn layer(
     State(records): State<IdempotencyRecords>,
@@ -81,10 +85,18 @@ pub async fn layer(
         }
     };
 
+    let Some(key) = records.1.current() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "this node has not installed the cluster's keys yet; retry shortly",
+            None,
+        );
+    };
     let attempt = uuid::Uuid::new_v4().to_string();
     let begin = Command::Begin {
         scope: scope.clone(),
-        fingerprint: hash(&body),
+        fingerprint: key.digest(FINGERPRINT_PURPOSE, &body),
         attempt: attempt.clone(),
         at_ms: now_ms(),
         lease_ms: i64::try_from(IN_FLIGHT_LEASE.as_millis()).unwrap_or(i64::MAX),
@@ -265,12 +277,4 @@ fn replay(answer: StoredAnswer) -> Response {
 
 fn internal(message: &str) -> Response {
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", message, None)
-}
-
-/// FNV-1a: a stable hash of the body, the same on every node (a collision would only matter
-/// between two bodies sent with the same key by the same client).
-fn hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

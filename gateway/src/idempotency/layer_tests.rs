@@ -11,6 +11,7 @@ use axum::http::{Request, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use commerce_services::platform::record_signature::{RecordKey, RecordKeys};
 use commerce_storage::raft::{GroupId, GroupStart, RaftNode, RaftNodeConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,7 +60,8 @@ async fn records(dir: &Path) -> (IdempotencyRecords, Arc<RaftNode>) {
         .unwrap();
     for _ in 0..200 {
         if raft.leader(GROUP).unwrap() == Some(1) {
-            return (IdempotencyRecords(engine), raft);
+            let key = RecordKey::from_bytes([7; 32]).unwrap();
+            return (IdempotencyRecords(engine, RecordKeys::with(key)), raft);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

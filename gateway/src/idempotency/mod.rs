@@ -20,13 +20,16 @@ mod machine_tests;
 pub use layer::{IDEMPOTENCY_HEADER, layer};
 pub use machine::{Command, IdempotencyMachine, Outcome, StoredAnswer, StoredBody};
 
+use commerce_services::platform::record_signature::RecordKeys;
 use commerce_services::platform::{Engine, Store, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The engine of the idempotency records, as the gateway is handed it.
+/// The engine of the idempotency records, as the gateway is handed it, and the platform's
+/// key, which the request bodies' fingerprints are keyed with (a body may hold a card
+/// number: its record must not let anyone recover it).
 #[derive(Clone)]
-pub struct IdempotencyRecords(pub Arc<Engine<IdempotencyMachine>>);
+pub struct IdempotencyRecords(pub Arc<Engine<IdempotencyMachine>>, pub RecordKeys);
 
 impl std::fmt::Debug for IdempotencyRecords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
