@@ -81,6 +81,7 @@ impl From<Payment> for PaymentView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChargesQuery {
     pub order_id: String,
 }
