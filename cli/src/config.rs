@@ -60,10 +60,11 @@ pub struct NodeArgs {
     /// An HTTP request body must arrive whole within this time, else 408 [default: 10000]
     #[arg(long, env = "COMMERCE_HTTP_BODY_TIMEOUT_MS")]
     pub http_body_timeout_ms: Option<u64>,
-    /// Open HTTP connections at most, from all clients; more are closed at once [default: 1024]
+    /// Open HTTP connections at most, from all clients; more are closed at once [default:
+    /// 1024, or half the open-file limit when lower]
     #[arg(long, env = "COMMERCE_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
-    /// Open HTTP connections at most from one client IP; more are closed at once [default: 128]
+    /// Open HTTP connections at most from one client IP; more are closed at once [default: 256]
     #[arg(long, env = "COMMERCE_HTTP_MAX_CONNECTIONS_PER_IP")]
     pub http_max_connections_per_ip: Option<usize>,
     /// Email of an admin account created at start unless it exists
@@ -183,11 +184,11 @@ impl HttpLimits {
             max_connections: args
                 .http_max_connections
                 .or(file.http_max_connections)
-                .unwrap_or(1024),
+                .unwrap_or_else(default_max_connections),
             max_connections_per_ip: args
                 .http_max_connections_per_ip
                 .or(file.http_max_connections_per_ip)
-                .unwrap_or(128),
+                .unwrap_or(256),
         };
         anyhow::ensure!(
             header_timeout_ms >= 1 && body_timeout_ms >= 1,
@@ -199,6 +200,26 @@ impl HttpLimits {
         );
         Ok(limits)
     }
+}
+
+/// The default cap on open HTTP connections: 1024, or half the process's open-file limit
+/// when that is lower, so that HTTP clients alone cannot use up the descriptors the logs,
+/// stores and Kafka clients need (the failure this cap exists for: `Too many open files`).
+fn default_max_connections() -> usize {
+    const DEFAULT: usize = 1024;
+    open_file_limit().map_or(DEFAULT, |limit| DEFAULT.min(limit / 2).max(1))
+}
+
+/// The soft `Max open files` limit from /proc/self/limits (Linux); `None` where there is none.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// When this node's Raft groups snapshot, and how much log they keep behind a snapshot.
@@ -354,6 +375,15 @@ mod tests {
         assert_eq!(settings.num_partitions, 3);
         assert_eq!(settings.kafka_addr, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(settings.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_descriptors_for_the_rest() {
+        let cap = default_max_connections();
+        assert!((1..=1024).contains(&cap), "{cap}");
+        if let Some(limit) = open_file_limit() {
+            assert!(cap <= limit / 2 || cap == 1, "{cap} of {limit}");
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Default for ListenerConfig {
         ListenerConfig {
             limits: ConnectionLimits {
                 total: 1024,
-                per_ip: 128,
+                per_ip: 256,
             },
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),

@@ -25,6 +25,12 @@ pub async fn serve(
     config: ListenerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    tracing::info!(
+        max_connections = config.limits.total,
+        max_connections_per_ip = config.limits.per_ip,
+        header_read_timeout = ?config.header_read_timeout,
+        "HTTP listener limits"
+    );
     let admission = Admission::new(config.limits);
     // Every connection task holds a receiver; once all are dropped, `closed()` returns.
     let (connections_done, connection_open) = watch::channel(());
