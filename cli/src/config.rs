@@ -53,6 +53,20 @@ pub struct NodeArgs {
     /// Origins allowed by CORS, comma-separated [default: none]
     #[arg(long, env = "COMMERCE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// An HTTP client must send a request's whole header within this time, else the
+    /// connection is closed; also how long an idle keep-alive connection stays open [default: 10000]
+    #[arg(long, env = "COMMERCE_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// An HTTP request body must arrive whole within this time, else 408 [default: 10000]
+    #[arg(long, env = "COMMERCE_HTTP_BODY_TIMEOUT_MS")]
+    pub http_body_timeout_ms: Option<u64>,
+    /// Open HTTP connections at most, from all clients; more are closed at once [default:
+    /// 1024, or half the open-file limit when lower]
+    #[arg(long, env = "COMMERCE_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Open HTTP connections at most from one client IP; more are closed at once [default: 256]
+    #[arg(long, env = "COMMERCE_HTTP_MAX_CONNECTIONS_PER_IP")]
+    pub http_max_connections_per_ip: Option<usize>,
     /// Email of an admin account created at start unless it exists
     #[arg(long, env = "COMMERCE_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -103,6 +117,10 @@ struct FileConfig {
     log_level: Option<String>,
     rate_limit_per_minute: Option<u32>,
     cors_origins: Option<Vec<String>>,
+    http_header_timeout_ms: Option<u64>,
+    http_body_timeout_ms: Option<u64>,
+    http_max_connections: Option<usize>,
+    http_max_connections_per_ip: Option<usize>,
     admin_email: Option<String>,
     admin_password: Option<String>,
     raft_addr: Option<SocketAddr>,
@@ -129,6 +147,8 @@ pub struct NodeSettings {
     pub log_level: String,
     pub rate_limit_per_minute: u32,
     pub cors_origins: Vec<String>,
+    /// How the HTTP listener treats slow and numerous clients.
+    pub http_limits: HttpLimits,
     /// (email, password) of the admin to create at start.
     pub admin: Option<(String, String)>,
     /// Set when the node is a member of a cluster.
@@ -137,6 +157,69 @@ pub struct NodeSettings {
     pub saga_step_timeout: Duration,
     /// When Raft groups snapshot and how much log they keep.
     pub raft: RaftTuning,
+}
+
+/// Slow clients and connection counts on the HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl HttpLimits {
+    fn resolve(args: &NodeArgs, file: &FileConfig) -> anyhow::Result<HttpLimits> {
+        let header_timeout_ms = args
+            .http_header_timeout_ms
+            .or(file.http_header_timeout_ms)
+            .unwrap_or(10_000);
+        let body_timeout_ms = args
+            .http_body_timeout_ms
+            .or(file.http_body_timeout_ms)
+            .unwrap_or(10_000);
+        let limits = HttpLimits {
+            header_timeout: Duration::from_millis(header_timeout_ms),
+            body_timeout: Duration::from_millis(body_timeout_ms),
+            max_connections: args
+                .http_max_connections
+                .or(file.http_max_connections)
+                .unwrap_or_else(default_max_connections),
+            max_connections_per_ip: args
+                .http_max_connections_per_ip
+                .or(file.http_max_connections_per_ip)
+                .unwrap_or(256),
+        };
+        anyhow::ensure!(
+            header_timeout_ms >= 1 && body_timeout_ms >= 1,
+            "http-header-timeout-ms and http-body-timeout-ms must be at least 1"
+        );
+        anyhow::ensure!(
+            limits.max_connections >= 1 && limits.max_connections_per_ip >= 1,
+            "http-max-connections and http-max-connections-per-ip must be at least 1"
+        );
+        Ok(limits)
+    }
+}
+
+/// The default cap on open HTTP connections: 1024, or half the process's open-file limit
+/// when that is lower, so that HTTP clients alone cannot use up the descriptors the logs,
+/// stores and Kafka clients need (the failure this cap exists for: `Too many open files`).
+fn default_max_connections() -> usize {
+    const DEFAULT: usize = 1024;
+    open_file_limit().map_or(DEFAULT, |limit| DEFAULT.min(limit / 2).max(1))
+}
+
+/// The soft `Max open files` limit from /proc/self/limits (Linux); `None` where there is none.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// When this node's Raft groups snapshot, and how much log they keep behind a snapshot.
@@ -159,6 +242,7 @@ impl NodeSettings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let http_limits = HttpLimits::resolve(&args, &file)?;
         let log_flush = args
             .log_flush
             .or(file.log_flush)
@@ -251,6 +335,7 @@ impl NodeSettings {
                 .map(|origin| origin.trim().to_string())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
+            http_limits,
             admin,
             cluster,
             saga_step_timeout: Duration::from_millis(saga_step_timeout_ms),
@@ -290,6 +375,15 @@ mod tests {
         assert_eq!(settings.num_partitions, 3);
         assert_eq!(settings.kafka_addr, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(settings.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn the_default_connection_cap_leaves_descriptors_for_the_rest() {
+        let cap = default_max_connections();
+        assert!((1..=1024).contains(&cap), "{cap}");
+        if let Some(limit) = open_file_limit() {
+            assert!(cap <= limit / 2 || cap == 1, "{cap} of {limit}");
+        }
     }
 
     #[test]

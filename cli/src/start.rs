@@ -102,6 +102,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let gateway = commerce_gateway::GatewayConfig {
         rate_limit_per_minute: settings.rate_limit_per_minute,
         cors_origins: settings.cors_origins.clone(),
+        body_read_timeout: settings.http_limits.body_timeout,
         idempotency: Some(services.idempotency()),
         ..commerce_gateway::GatewayConfig::default()
     };
@@ -179,9 +180,20 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     // first request finds them. A node without its majority serves after the wait anyway,
     // answering 503 where its readiness says so.
     wait_for(&admin_ready, PREPARE_WAIT).await;
-    background.push(tokio::spawn(serve_http(
+    let listener_config = commerce_gateway::server::ListenerConfig {
+        limits: commerce_gateway::server::ConnectionLimits {
+            total: settings.http_limits.max_connections,
+            per_ip: settings.http_limits.max_connections_per_ip,
+        },
+        header_read_timeout: settings.http_limits.header_timeout,
+        // Within the wait for background tasks below, so the listener's own warning names
+        // the connections still open.
+        drain_timeout: DRAIN_TIMEOUT.saturating_sub(Duration::from_millis(500)),
+    };
+    background.push(tokio::spawn(commerce_gateway::server::serve(
         http_listener,
         app,
+        listener_config,
         stopped.clone(),
     )));
 
@@ -294,20 +306,6 @@ fn readiness(
         }
         Ok(())
     })
-}
-
-async fn serve_http(listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>) {
-    let shutdown = async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    // Connect info lets the gateway rate-limit anonymous clients by IP.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(%error, "HTTP server failed");
-    }
 }
 
 async fn run_maintenance(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {

@@ -4,17 +4,23 @@
 //! needs: JWT validation ([`auth`]; the route itself states the role it needs), per-client
 //! rate limits ([`rate_limit`]), CORS, correlation ids and W3C trace context
 //! ([`correlation`]), `Idempotency-Key` replay on mutations ([`idempotency`]), a body size
-//! limit and a timeout, Prometheus metrics ([`metrics`]), health endpoints, JWKS and the
-//! OpenAPI document with a browsable UI ([`openapi`]). It knows nothing about the broker:
-//! readiness is a check the composition root hands in.
+//! limit and read deadline ([`body_deadline`]) and a timeout, security headers
+//! ([`security_headers`]), Prometheus metrics ([`metrics`]), health endpoints, JWKS and the
+//! OpenAPI document with a browsable UI ([`openapi`], [`docs`]). [`server`] is the listener
+//! that serves it: connection limits and a header read timeout. It knows nothing about the
+//! broker: readiness is a check the composition root hands in.
 
 pub mod auth;
+pub mod body_deadline;
 pub mod correlation;
+pub mod docs;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod security_headers;
+pub mod server;
 
 use axum::Router;
 use axum::extract::State;
@@ -26,7 +32,6 @@ use commerce_services::identity::IdentityService;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Something the node must have working before it is ready for traffic.
@@ -40,6 +45,9 @@ pub struct GatewayConfig {
     /// Origins allowed by CORS; empty allows none.
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// A request body must arrive whole within this time (else 408).
+    pub body_read_timeout: Duration,
+    /// A route must answer within this time (else 504).
     pub request_timeout: Duration,
     /// The replicated `Idempotency-Key` records. `None` (a gateway built without the
     /// services' Raft groups) does not honour the header: requests pass as if it were absent.
@@ -52,6 +60,7 @@ impl Default for GatewayConfig {
             rate_limit_per_minute: 100,
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idempotency: None,
         }
@@ -92,8 +101,9 @@ pub enum GatewayError {
     RateLimit,
 }
 
-/// The whole HTTP application. Serve it with connect info (`into_make_service_with_connect_info
-/// ::<SocketAddr>()`) so anonymous clients are rate limited by IP.
+/// The whole HTTP application. Serve it with [`server::serve`] (or with connect info,
+/// `into_make_service_with_connect_info::<SocketAddr>()`) so anonymous clients are rate
+/// limited by IP.
 pub fn router(
     config: &GatewayConfig,
     services: Services,
@@ -103,9 +113,10 @@ pub fn router(
     let limiter =
         rate_limit::RateLimit::new(config.rate_limit_per_minute).ok_or(GatewayError::RateLimit)?;
 
-    // Order matters: the layer added last runs first. A request meets CORS, correlation,
-    // the size limit and timeout, then authentication (which names the client), then the
-    // rate limit and idempotency (both per client), then the route.
+    // Order matters: the layer added last runs first. A request meets the security headers,
+    // CORS, correlation, the body's size limit and read deadline and the timeout, then
+    // authentication (which names the client or marks a bad token), the rate limit (per
+    // client), the refusal of a bad token, idempotency (per client), then the route.
     let mut api = Router::new().nest("/api/identity", services.identity.router());
     for mount in &services.mounts {
         api = api.nest(mount.path, mount.router.clone());
@@ -114,6 +125,7 @@ pub fn router(
         api = api.layer(from_fn_with_state(records.clone(), idempotency::layer));
     }
     let api = api
+        .layer(axum::middleware::from_fn(auth::refuse))
         .layer(from_fn_with_state(limiter, rate_limit::layer))
         .layer(from_fn_with_state(
             auth::Authenticator {
@@ -134,6 +146,7 @@ pub fn router(
         .merge(api)
         .merge(health)
         .merge(openapi::router(&services.mounts))
+        .merge(docs::router())
         .route(
             "/.well-known/jwks.json",
             get(auth::jwks).with_state(services.identity.clone()),
@@ -144,10 +157,17 @@ pub fn router(
             StatusCode::GATEWAY_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(from_fn_with_state(
+            body_deadline::BodyDeadline {
+                timeout: config.body_read_timeout,
+                max_bytes: config.max_body_bytes,
+            },
+            body_deadline::layer,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(correlation::layer))
         .layer(cors(&config.cors_origins)?)
+        .layer(axum::middleware::from_fn(security_headers::layer))
         .layer(from_fn_with_state(metrics, metrics::layer)))
 }
 

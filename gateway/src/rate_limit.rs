@@ -1,5 +1,7 @@
-//! Per-client rate limit (GCRA, governor): the token's subject when signed in, else the
-//! client's IP. Over the limit: 429 with `Retry-After`.
+//! Per-client rate limit (GCRA, governor): the token's subject when the token is valid,
+//! else the client's IP, so anonymous requests and requests with an invalid or expired token
+//! share their IP's budget (authentication runs before and only marks a bad token; it is
+//! answered after this count, see [`crate::auth`]). Over the limit: 429 with `Retry-After`.
 
 use crate::error::error_response;
 use axum::extract::{ConnectInfo, Request, State};

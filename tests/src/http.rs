@@ -59,6 +59,19 @@ impl Api {
         }
     }
 
+    /// A client whose connections come from `local` (another loopback address, e.g.
+    /// 127.0.0.2), so the node sees it as another client IP.
+    pub fn from_address(node: &Node, local: std::net::IpAddr) -> Api {
+        Api {
+            base: format!("http://{}", node.http_addr()),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .local_address(local)
+                .build()
+                .expect("cannot build the HTTP client"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

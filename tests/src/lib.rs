@@ -34,6 +34,7 @@
 //! - [`eos`]: a consume-transform-produce worker committing its offsets in its transactions.
 //! - [`workload`]: an idempotent producer of unique values and the check of its history.
 //! - [`wire`]: a bare Kafka wire client (kafka-protocol codec) for APIs rdkafka does not expose.
+//! - [`slow_client`]: raw HTTP connections that stall in a request's header or body.
 //! - [`proxy`]: a TCP proxy that can drop a response and cut the connection, to make
 //!   clients retry requests the node already executed.
 
@@ -62,6 +63,7 @@ pub mod record_signing;
 pub mod replicated;
 pub mod schedule;
 pub mod shop;
+pub mod slow_client;
 pub mod transactional;
 pub mod wire;
 pub mod workload;

@@ -68,12 +68,14 @@ pub struct Series {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
     /// How many minutes back, 1 to 1440 (default 60).
     pub minutes: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// 1 to 100 (default 10).
     pub limit: Option<usize>,

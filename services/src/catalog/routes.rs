@@ -55,6 +55,7 @@ pub struct UpdateProduct {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Case-insensitive text in the name, description or SKU.
     pub q: Option<String>,

@@ -96,6 +96,7 @@ impl From<Order> for OrderView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Admins only: every customer's orders.
     pub all: Option<bool>,

@@ -86,6 +86,7 @@ impl From<Payment> for PaymentView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChargesQuery {
     pub order_id: String,
 }

@@ -118,22 +118,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     }
 }
 
-/// `axum::Json`, but a body that is not the expected JSON answers 400 in the API's shape.
+/// `axum::Json`, but a body that is not the expected JSON answers 400 `invalid_body` in the
+/// API's shape and words ([`super::json_body`]).
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(ApiError::Rejected(Rejection {
-                kind: RejectionKind::Invalid,
-                code: "invalid_body".to_string(),
-                message: rejection.body_text(),
-                field: None,
-            })),
-        }
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Body(super::json_body::read(request).await?))
     }
 }
 

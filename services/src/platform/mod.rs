@@ -36,6 +36,7 @@ pub mod error;
 pub mod event_log;
 mod group;
 pub mod http;
+pub mod json_body;
 pub mod money;
 pub mod outbox;
 pub mod record_signature;
