@@ -34,11 +34,16 @@ fn git_commit(manifest_dir: &Path) -> Option<String> {
     // Watch first, so a later `git commit` of a not-yet-tracked checkout reruns this script.
     // HEAD names the branch; the branch's ref file (or packed-refs) names the commit. In a
     // linked worktree HEAD lives in the worktree's git dir and the refs in the common one,
-    // so ask git for the paths rather than assuming `../.git/HEAD`. A branch's loose ref may
-    // not exist (only packed), so watch the `refs/heads` folder (cargo scans a folder
-    // recursively): a watched path that does not exist would rerun this on every build.
+    // so ask git for the paths rather than assuming `../.git/HEAD`. A branch whose ref is
+    // only packed has no file yet: then watch the `refs/heads` folder (cargo scans folders),
+    // as a watched path that does not exist would rerun this script on every build. The
+    // branch's own file is better when there is one: other worktrees' commits don't touch it.
     let mut watched = vec![git_path(manifest_dir, "HEAD")?];
-    watched.extend(git_path(manifest_dir, "refs/heads"));
+    let branch_ref = git(manifest_dir, &["symbolic-ref", "-q", "HEAD"])
+        .filter(|branch| !branch.is_empty())
+        .and_then(|branch| git_path(manifest_dir, &branch))
+        .filter(|path| path.exists());
+    watched.extend(branch_ref.or_else(|| git_path(manifest_dir, "refs/heads")));
     watched.extend(git_path(manifest_dir, "packed-refs"));
     // The sources: any edit reruns this script, so `-dirty` follows the working tree.
     watched.extend(SOURCES.iter().map(|source| root.join(source)));
