@@ -24,10 +24,20 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `commerce --version`: the package version and the commit it was built from (`cli/build.rs`
+/// stamps it: a short commit id, `-dirty` when the sources had uncommitted changes, or
+/// `unknown` when built outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("COMMERCE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "commerce",
-    version,
+    version = VERSION,
     about = "DistributedCommerce: an e-commerce platform and Kafka-compatible log in one binary"
 )]
 struct Cli {

@@ -359,3 +359,35 @@ fn consume_of_a_missing_topic_fails_clearly() {
         "consume did not auto-create it"
     );
 }
+
+#[test]
+fn version_names_the_package_version_and_the_commit_built_from() {
+    let output = run_ok(&["--version"], b"", CLI_TIMEOUT);
+    let line = output.trim();
+    let rest = line
+        .strip_prefix(&format!("commerce {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| {
+            panic!(
+                "`commerce --version` printed {line:?}, not \"commerce {} (commit <id>)\"",
+                env!("CARGO_PKG_VERSION")
+            )
+        });
+    let commit = rest.strip_suffix("-dirty").unwrap_or(rest);
+    // The tests run from the workspace's own checkout; outside one the binary says so.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    match head {
+        Some(head) => assert_eq!(
+            commit, head,
+            "`commerce --version` names commit {commit} but the checkout is at {head}: \
+             rebuild the binary (`cargo build --release -p commerce`)"
+        ),
+        None => assert_eq!(commit, "unknown", "not a git checkout: {line:?}"),
+    }
+}
