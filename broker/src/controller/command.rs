@@ -57,6 +57,12 @@ pub enum ControllerCommand {
         partition: i32,
         replicas: Vec<u64>,
     },
+    /// A node is being drained for removal: no new replica is placed on it (a topic
+    /// created meanwhile, a service's topic made on first use, would otherwise land on it
+    /// after the drain was planned). Cleared by its removal.
+    MarkLeaving {
+        id: u64,
+    },
 }
 
 /// The answer to a command: applied, or refused with a Kafka error code and a message.

@@ -151,6 +151,28 @@ mod tests {
     }
 
     #[test]
+    fn a_leaving_node_gets_no_new_replicas_until_it_is_removed() {
+        let (mut machine, view) = ControllerMachine::new();
+        for id in 1..=4 {
+            apply(&mut machine, id, &node(id));
+        }
+        let leave = ControllerCommand::MarkLeaving { id: 1 };
+        assert_eq!(apply(&mut machine, 5, &leave), ControllerAnswer::Applied);
+        assert_eq!(
+            view.current().placeable_nodes(),
+            std::collections::BTreeSet::from([2, 3, 4])
+        );
+        let unknown = ControllerCommand::MarkLeaving { id: 9 };
+        assert!(matches!(
+            apply(&mut machine, 6, &unknown),
+            ControllerAnswer::Refused { .. }
+        ));
+        let remove = ControllerCommand::RemoveNode { id: 1 };
+        assert_eq!(apply(&mut machine, 7, &remove), ControllerAnswer::Applied);
+        assert!(view.current().leaving.is_empty());
+    }
+
+    #[test]
     fn topics_need_registered_nodes_and_unique_names() {
         let (mut machine, view) = ControllerMachine::new();
         for id in 1..=3 {

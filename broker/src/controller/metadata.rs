@@ -53,6 +53,10 @@ pub struct ClusterMetadata {
     /// metadata written before the id was kept here: the next claim decides it).
     #[serde(default)]
     pub cluster_id: Option<String>,
+    /// Nodes being drained for removal ([`ControllerCommand::MarkLeaving`]): still members,
+    /// no longer given new replicas.
+    #[serde(default)]
+    pub leaving: BTreeSet<u64>,
 }
 
 /// Longer than any id we generate (32 hex digits) or Kafka does (22 base64 characters).
@@ -66,6 +70,15 @@ fn refused(error: ResponseError, message: impl Into<String>) -> ControllerAnswer
 }
 
 impl ClusterMetadata {
+    /// The nodes new replicas may be placed on: the members not being drained.
+    pub fn placeable_nodes(&self) -> BTreeSet<u64> {
+        self.nodes
+            .keys()
+            .copied()
+            .filter(|id| !self.leaving.contains(id))
+            .collect()
+    }
+
     /// Applies `command`; a refusal changes nothing.
     pub fn apply(&mut self, index: u64, command: &ControllerCommand) -> ControllerAnswer {
         self.applied_index = index;
@@ -76,6 +89,13 @@ impl ClusterMetadata {
             }
             ControllerCommand::ClaimClusterId { id } => self.claim_cluster_id(id),
             ControllerCommand::RemoveNode { id } => self.remove_node(*id),
+            ControllerCommand::MarkLeaving { id } => {
+                if !self.nodes.contains_key(id) {
+                    return refused(ResponseError::BrokerNotAvailable, format!("no node {id}"));
+                }
+                self.leaving.insert(*id);
+                ControllerAnswer::Applied
+            }
             ControllerCommand::CreateTopic {
                 name,
                 id,
@@ -176,6 +196,7 @@ impl ClusterMetadata {
             );
         }
         self.nodes.remove(&id);
+        self.leaving.remove(&id);
         ControllerAnswer::Applied
     }
 

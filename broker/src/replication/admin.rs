@@ -60,7 +60,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let nodes: BTreeSet<u64> = metadata.nodes.keys().copied().collect();
+        let nodes: BTreeSet<u64> = metadata.placeable_nodes();
         let factor = topic
             .partitions
             .first()

@@ -39,7 +39,7 @@ impl Broker {
         if metadata.topics.contains_key(name.as_str()) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
         }
-        let nodes: BTreeSet<u64> = metadata.nodes.keys().copied().collect();
+        let nodes: BTreeSet<u64> = metadata.placeable_nodes();
         // The default is the cluster's size (up to 3), not the count registered so far: a
         // topic created while the cluster forms must not keep one or two replicas for good.
         let voters = replication.controller_voters().max(nodes.len()).max(1);

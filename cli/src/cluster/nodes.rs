@@ -25,6 +25,8 @@ const ADD_RETRY_FOR: Duration = Duration::from_secs(90);
 /// [`PROGRESS_EVERY`] while nothing changed.
 const POLL: Duration = Duration::from_millis(500);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often `remove-node` asks the controller to drain again while replicas move.
+const REDRAIN_EVERY: Duration = Duration::from_secs(3);
 
 #[derive(Debug, clap::Args)]
 pub struct Access {
@@ -133,7 +135,7 @@ pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     }
     println!("moving node {id}'s replicas to the other nodes");
     loop {
-        wait_moved(&nodes, &mut watch, id, deadline, &args.access).await?;
+        wait_moved(&nodes, &mut watch, id, deadline, &args.access, &session).await?;
         // The controller leader may have changed while the replicas moved.
         let (client, base, token, _) = session_until(&args.access, deadline).await?;
         let response = client
@@ -167,13 +169,31 @@ async fn wait_moved(
     id: u64,
     deadline: Instant,
     access: &Access,
+    session: &(reqwest::Client, String, String),
 ) -> anyhow::Result<()> {
     let mut shown = String::new();
     let mut shown_at = Instant::now();
+    let mut drained_at = Instant::now();
     loop {
         let moving = poll(nodes, watch).await?;
         if moving.is_empty() {
             return Ok(());
+        }
+        // A topic created while the node drains (a service's topic made on first use, say)
+        // may have been placed on it after the first drain was planned: drain again now and
+        // then, which reassigns only what still holds the node. Best effort: the final
+        // removal drains once more and refuses while anything still moves.
+        if drained_at.elapsed() >= REDRAIN_EVERY {
+            drained_at = Instant::now();
+            let (client, base, token) = session;
+            if let Err(error) = client
+                .post(format!("{base}/api/cluster/nodes/{id}/drain"))
+                .bearer_auth(token)
+                .send()
+                .await
+            {
+                tracing::debug!(%error, "draining again did not reach the controller");
+            }
         }
         let text = progress(&moving);
         if text != shown || shown_at.elapsed() >= PROGRESS_EVERY {

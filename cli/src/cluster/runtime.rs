@@ -191,6 +191,10 @@ impl ClusterRuntime {
                 "no node {id} in the cluster"
             )));
         }
+        if !metadata.leaving.contains(&id) {
+            // First, so no topic created from now on is placed on the node.
+            self.apply(ControllerCommand::MarkLeaving { id }).await?;
+        }
         let plan = drain_plan(&metadata, id)
             .map_err(|error| MembershipError::Refused(error.to_string()))?;
         for (name, partition, replicas) in plan {
