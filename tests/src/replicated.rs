@@ -304,15 +304,26 @@ pub fn create_replicated_topic_with(
     partitions: i32,
     configs: &[(&str, &str)],
 ) {
-    let admin = kafka::admin(bootstrap);
     let new_topic = configs.iter().fold(
         NewTopic::new(topic, partitions, TopicReplication::Fixed(3)),
         |new_topic, (key, value)| new_topic.set(key, value),
     );
-    let deadline = Instant::now() + SETTLE;
+    create_until(
+        bootstrap,
+        &new_topic,
+        Instant::now() + SETTLE,
+        &format!("{topic} with replication factor 3"),
+    );
+}
+
+/// CreateTopics of `new_topic`, retried until `deadline` while the broker answers an error
+/// (a cluster still electing its controller); a retry that finds the topic made by the
+/// previous attempt is a success. `what` names the topic in the failure.
+pub fn create_until(bootstrap: &str, new_topic: &NewTopic<'_>, deadline: Instant, what: &str) {
+    let admin = kafka::admin(bootstrap);
     loop {
         let refused =
-            match kafka::block_on(admin.create_topics([&new_topic], &kafka::admin_options())) {
+            match kafka::block_on(admin.create_topics([new_topic], &kafka::admin_options())) {
                 Ok(results) => results.into_iter().find_map(|result| match result {
                     Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
                     Err((_, code)) => Some(format!("{code:?} ({code})")),
@@ -324,9 +335,9 @@ pub fn create_replicated_topic_with(
         };
         assert!(
             Instant::now() < deadline,
-            "CreateTopics {topic} with replication factor 3 failed: {why}"
+            "CreateTopics {what} failed: {why}"
         );
-        eprintln!("CreateTopics {topic}: {why}; retrying");
+        eprintln!("CreateTopics {what}: {why}; retrying");
         std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
-use rdkafka::error::RDKafkaErrorCode;
 
 use crate::kafka;
 
@@ -178,27 +177,12 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&s
         NewTopic::new(name, partitions, TopicReplication::Fixed(replication)),
         |topic, (key, value)| topic.set(key, value),
     );
-    let admin = kafka::admin(bootstrap);
-    let deadline = Instant::now() + CREATE_LIMIT;
-    loop {
-        let refused = match kafka::block_on(admin.create_topics([&topic], &kafka::admin_options()))
-        {
-            Ok(results) => results.into_iter().find_map(|result| match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
-                Err((_, code)) => Some(format!("{code:?} ({code})")),
-            }),
-            Err(error) => Some(error.to_string()),
-        };
-        let Some(why) = refused else {
-            return;
-        };
-        assert!(
-            Instant::now() < deadline,
-            "CreateTopics {name} (replication factor {replication}) failed: {why}"
-        );
-        eprintln!("CreateTopics {name}: {why}; retrying");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    crate::replicated::create_until(
+        bootstrap,
+        &topic,
+        Instant::now() + CREATE_LIMIT,
+        &format!("{name} (replication factor {replication})"),
+    );
 }
 
 /// The values of `records`, in their order.
