@@ -144,9 +144,10 @@ fn create_shipment_answers_with_tracking_and_cost_for_its_owner() {
         shipment(&api, &admin, "order-1")["tracking_number"],
         tracking.as_str()
     );
+    // Another customer's shipment answers as a missing one (as orders do).
     let other = api.get("/api/shipping/orders/order-1", Some(&bob_token));
-    assert_eq!(other.status, 403);
-    assert_eq!(other.error_code(), "forbidden");
+    assert_eq!(other.status, 404);
+    assert_eq!(other.error_code(), "not_found");
     assert_eq!(api.get("/api/shipping/orders/order-1", None).status, 401);
     assert_eq!(
         api.get("/api/shipping/orders/no-such-order", Some(&admin))

@@ -158,7 +158,7 @@ pub async fn tokenize(provider: &TestProvider, card: &CardNumber) -> Result<Card
 
 /// The payment of an order (its customer or an admin).
 #[utoipa::path(get, path = "/api/payments/orders/{order_id}",
-    responses((status = 200, body = PaymentView), (status = 401), (status = 403), (status = 404)),
+    responses((status = 200, body = PaymentView), (status = 401), (status = 404)),
     security(("bearer" = [])), tag = "payments")]
 pub async fn payment_of_order(
     State(service): State<Arc<PaymentService>>,
@@ -174,7 +174,7 @@ pub async fn payment_of_order(
 
 /// One payment (its customer or an admin).
 #[utoipa::path(get, path = "/api/payments/{payment_id}",
-    responses((status = 200, body = PaymentView), (status = 401), (status = 403), (status = 404)),
+    responses((status = 200, body = PaymentView), (status = 401), (status = 404)),
     security(("bearer" = [])), tag = "payments")]
 pub async fn get_payment(
     State(service): State<Arc<PaymentService>>,
@@ -250,8 +250,10 @@ fn visible(
     let Some(payment) = payment else {
         return Err(Rejection::not_found("payment").into());
     };
+    // Another customer's payment is answered as one that does not exist, as orders are:
+    // a 403 would confirm the id is real.
     if payment.customer_id != caller.user_id && !caller.is_admin() {
-        return Err(Rejection::forbidden("this payment belongs to another customer").into());
+        return Err(Rejection::not_found("payment").into());
     }
     Ok(axum::Json(payment.into()))
 }

@@ -97,7 +97,7 @@ pub struct CarrierUpdate {
 
 /// An order's shipment (its customer, or an admin).
 #[utoipa::path(get, path = "/api/shipping/orders/{order_id}",
-    responses((status = 200, body = ShipmentView), (status = 401), (status = 403), (status = 404)),
+    responses((status = 200, body = ShipmentView), (status = 401), (status = 404)),
     security(("bearer" = [])), tag = "shipping")]
 pub async fn get_shipment(
     State(service): State<Arc<ShippingService>>,
@@ -108,8 +108,10 @@ pub async fn get_shipment(
     let Some(shipment) = SHIPMENTS.get(service.engine.store().as_ref(), &order_id)? else {
         return Err(Rejection::not_found("shipment").into());
     };
+    // Another customer's shipment is answered as one that does not exist, as orders are:
+    // a 403 would confirm the order id is real.
     if shipment.customer_id != caller.user_id && !caller.is_admin() {
-        return Err(Rejection::forbidden("this shipment belongs to another customer").into());
+        return Err(Rejection::not_found("shipment").into());
     }
     Ok(axum::Json(ShipmentView::from(shipment)))
 }
