@@ -70,26 +70,11 @@ pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
     // Adding is idempotent: tried again through an election (of the controller or of a
     // service group the node joins), within the same bound as a removal's first step.
     let deadline = Instant::now() + ADD_RETRY_FOR;
-    loop {
-        let (client, base, token, _) = session_until(&args.access, deadline).await?;
-        let response = client
-            .post(format!("{base}/api/cluster/nodes"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({
-                "node_id": args.node_id,
-                "raft_addr": args.raft_addr.to_string(),
-            }))
-            .send()
-            .await?;
-        match refusal(response).await? {
-            None => break,
-            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
-                println!("{message}; trying again");
-                tokio::time::sleep(POLL).await;
-            }
-            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
-        }
-    }
+    let body = serde_json::json!({
+        "node_id": args.node_id,
+        "raft_addr": args.raft_addr.to_string(),
+    });
+    post_to_leader(&args.access, deadline, "/api/cluster/nodes", Some(&body)).await?;
     println!("node {} added to the cluster", args.node_id);
     Ok(())
 }
@@ -97,7 +82,7 @@ pub async fn add(args: AddNodeArgs) -> anyhow::Result<()> {
 pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     let id = args.node_id;
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let (client, base, token, status) = session_until(&args.access, deadline).await?;
+    let (_, _, _, status) = session_until(&args.access, deadline).await?;
     // Every registered node, the leaving one included: until its replicas moved, it may
     // lead some of them.
     let nodes: Vec<String> = status
@@ -112,27 +97,10 @@ pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     let mut watch = DrainWatch::new(id);
     // Seen before the moves start, so no group is missed however fast they go.
     poll(&nodes, &mut watch).await?;
-    let mut session = (client, base, token);
-    loop {
-        let (client, base, token) = &session;
-        let response = client
-            .post(format!("{base}/api/cluster/nodes/{id}/drain"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        match refusal(response).await? {
-            None => break,
-            // An election in the controller or a service group: draining again is harmless
-            // (it proposes only what is not done yet).
-            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
-                println!("{message}; trying again");
-                tokio::time::sleep(POLL).await;
-                let (client, base, token, _) = session_until(&args.access, deadline).await?;
-                session = (client, base, token);
-            }
-            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
-        }
-    }
+    // An election in the controller or a service group is retried: draining again is
+    // harmless (it proposes only what is not done yet).
+    let drain = format!("/api/cluster/nodes/{id}/drain");
+    let session = post_to_leader(&args.access, deadline, &drain, None).await?;
     println!("moving node {id}'s replicas to the other nodes");
     loop {
         wait_moved(&nodes, &mut watch, id, deadline, &args.access, &session).await?;
@@ -159,6 +127,32 @@ pub async fn remove(args: RemoveNodeArgs) -> anyhow::Result<()> {
     }
     println!("node {id} removed from the cluster: it holds no replica and can be stopped");
     Ok(())
+}
+
+/// POSTs `body` (none: an empty request) to `path` on the controller leader, through a
+/// fresh session each attempt, retrying refusals an election explains until `deadline`.
+/// Returns the session that succeeded.
+async fn post_to_leader(
+    access: &Access,
+    deadline: Instant,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(reqwest::Client, String, String)> {
+    loop {
+        let (client, base, token, _) = session_until(access, deadline).await?;
+        let mut request = client.post(format!("{base}{path}")).bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        match refusal(request.send().await?).await? {
+            None => return Ok((client, base, token)),
+            Some((code, message)) if transient(&code) && Instant::now() < deadline => {
+                println!("{message}; trying again");
+                tokio::time::sleep(POLL).await;
+            }
+            Some((_, message)) => anyhow::bail!("the cluster refused: {message}"),
+        }
+    }
 }
 
 /// Polls every node's status until no group waits for node `id` any more, printing what
